@@ -1,0 +1,5 @@
+import sys
+
+from kdsleep.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""kdsleep.data."""
