@@ -1,0 +1,312 @@
+// Attention-transfer loss over all layers on the CPU: one parallel pass over (layer, sample, chunk) work
+// items for the forward, one for the backward. See kdsleep/ops/attention.py for the mathematics.
+#include "../kdsleep_math.h"
+#include "../kdsleep_ops.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#include <algorithm>
+#include <vector>
+
+namespace kdsleep {
+namespace {
+
+template <typename T>
+struct OpMath {
+  using type = float;
+};
+template <>
+struct OpMath<double> {
+  using type = double;
+};
+
+struct WorkItem {
+  int64_t layer;
+  int64_t sample;  // -1: every sample of the batch (joshi forward)
+  int64_t begin;
+  int64_t end;
+};
+
+constexpr int64_t kChunk = 2048;
+
+// acc[i] (+)= sum_c |f[c, i]|^p for i < n; `f` points at (sample, channel 0, position begin).
+template <typename scalar_t, typename acc_t, bool kP2>
+void accumulate_map(const scalar_t* __restrict__ f, int64_t stride_c, int64_t stride_l, int64_t channels,
+                    int64_t n, acc_t p, acc_t* __restrict__ acc) {
+  std::fill(acc, acc + n, acc_t(0));
+  for (int64_t c = 0; c < channels; ++c) {
+    const scalar_t* __restrict__ row = f + c * stride_c;
+    if (stride_l == 1) {
+      for (int64_t i = 0; i < n; ++i) acc[i] += at_power<acc_t, kP2>(static_cast<acc_t>(row[i]), p);
+    } else {
+      for (int64_t i = 0; i < n; ++i) acc[i] += at_power<acc_t, kP2>(static_cast<acc_t>(row[i * stride_l]), p);
+    }
+  }
+}
+
+// Offsets into the saved workspace: [coefficients: 2 per (layer, sample)] [per layer: map1 (B*L), map2 (B*L)].
+std::vector<int64_t> map_offsets(at::TensorList student) {
+  const int64_t batch = student[0].size(0);
+  std::vector<int64_t> offsets(student.size());
+  int64_t off = 2 * static_cast<int64_t>(student.size()) * batch;
+  for (size_t j = 0; j < student.size(); ++j) {
+    offsets[j] = off;
+    off += 2 * batch * student[j].size(2);
+  }
+  return offsets;
+}
+
+std::vector<WorkItem> per_sample_items(at::TensorList student) {
+  std::vector<WorkItem> items;
+  const int64_t batch = student[0].size(0);
+  for (size_t j = 0; j < student.size(); ++j) {
+    const int64_t length = student[j].size(2);
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t l0 = 0; l0 < length; l0 += kChunk)
+        items.push_back({static_cast<int64_t>(j), b, l0, std::min(length, l0 + kChunk)});
+  }
+  return items;
+}
+
+template <typename scalar_t, bool kP2>
+void forward_impl(at::TensorList student, at::TensorList teacher, double p_in, at::ArrayRef<double> weights,
+                  AtDistance distance, AtMode mode, double eps, at::Tensor& loss, at::Tensor& saved) {
+  using acc_t = typename OpMath<scalar_t>::type;
+  const acc_t p = static_cast<acc_t>(p_in);
+  const int64_t batch = student[0].size(0);
+  const int64_t n_layers = static_cast<int64_t>(student.size());
+  acc_t* ws = saved.data_ptr<acc_t>();
+  const auto offsets = map_offsets(student);
+
+  std::vector<WorkItem> items;
+  if (mode == AtMode::kCanonical) {
+    items = per_sample_items(student);
+  } else {
+    // Batch-wise normalisation couples the samples at each position: an item holds every sample.
+    const int64_t chunk = std::clamp<int64_t>(16384 / batch, 64, kChunk);
+    for (int64_t j = 0; j < n_layers; ++j)
+      for (int64_t l0 = 0; l0 < student[j].size(2); l0 += chunk)
+        items.push_back({j, -1, l0, std::min(student[j].size(2), l0 + chunk)});
+  }
+  std::vector<double> partial(items.size() * 3, 0.0);
+
+  at::parallel_for(0, static_cast<int64_t>(items.size()), 1, [&](int64_t first, int64_t last) {
+    std::vector<double> col_s, col_t, col_qg;
+    for (int64_t it = first; it < last; ++it) {
+      const WorkItem w = items[it];
+      const at::Tensor& s = student[w.layer];
+      const at::Tensor& t = teacher[w.layer];
+      const int64_t length = s.size(2);
+      const int64_t n = w.end - w.begin;
+      const scalar_t* sp = s.const_data_ptr<scalar_t>();
+      const scalar_t* tp = t.const_data_ptr<scalar_t>();
+      acc_t* map1 = ws + offsets[w.layer];
+      acc_t* map2 = map1 + batch * length;
+      if (mode == AtMode::kCanonical) {
+        const int64_t b = w.sample;
+        acc_t* a = map1 + b * length + w.begin;
+        acc_t* c = map2 + b * length + w.begin;
+        accumulate_map<scalar_t, acc_t, kP2>(sp + b * s.stride(0) + w.begin * s.stride(2), s.stride(1),
+                                              s.stride(2), s.size(1), n, p, a);
+        accumulate_map<scalar_t, acc_t, kP2>(tp + b * t.stride(0) + w.begin * t.stride(2), t.stride(1),
+                                              t.stride(2), t.size(1), n, p, c);
+        const acc_t inv_cs = acc_t(1) / static_cast<acc_t>(s.size(1));
+        const acc_t inv_ct = acc_t(1) / static_cast<acc_t>(t.size(1));
+        double ss = 0.0, tt = 0.0, st = 0.0;
+        for (int64_t i = 0; i < n; ++i) {
+          a[i] *= inv_cs;
+          c[i] *= inv_ct;
+          const double x = a[i], y = c[i];
+          ss += x * x;
+          tt += y * y;
+          st += x * y;
+        }
+        partial[3 * it] = ss;
+        partial[3 * it + 1] = tt;
+        partial[3 * it + 2] = st;
+      } else {
+        col_s.assign(n, 0.0);
+        col_t.assign(n, 0.0);
+        col_qg.assign(n, 0.0);
+        for (int64_t b = 0; b < batch; ++b) {
+          acc_t* a = map1 + b * length + w.begin;
+          acc_t* c = map2 + b * length + w.begin;
+          accumulate_map<scalar_t, acc_t, kP2>(sp + b * s.stride(0) + w.begin * s.stride(2), s.stride(1),
+                                                s.stride(2), s.size(1), n, p, a);
+          accumulate_map<scalar_t, acc_t, kP2>(tp + b * t.stride(0) + w.begin * t.stride(2), t.stride(1),
+                                                t.stride(2), t.size(1), n, p, c);
+          for (int64_t i = 0; i < n; ++i) {
+            col_s[i] += static_cast<double>(a[i]) * a[i];
+            col_t[i] += static_cast<double>(c[i]) * c[i];
+          }
+        }
+        for (int64_t i = 0; i < n; ++i) {
+          col_s[i] = std::sqrt(col_s[i]);
+          col_t[i] = std::sqrt(col_t[i]);
+        }
+        const double g_scale = weights[w.layer] / (static_cast<double>(batch) * static_cast<double>(length));
+        double l1 = 0.0;
+        for (int64_t b = 0; b < batch; ++b) {
+          const acc_t* a = map1 + b * length + w.begin;
+          const acc_t* c = map2 + b * length + w.begin;
+          for (int64_t i = 0; i < n; ++i) {
+            const double qs = a[i] / std::max(col_s[i], eps);
+            const double qt = c[i] / std::max(col_t[i], eps);
+            const double d = qs - qt;
+            l1 += std::fabs(d);
+            col_qg[i] += qs * g_scale * sign_of(d);
+          }
+        }
+        // dloss/da of the batch-normalised L1 distance, stored in map1 for the backward.
+        for (int64_t b = 0; b < batch; ++b) {
+          acc_t* a = map1 + b * length + w.begin;
+          const acc_t* c = map2 + b * length + w.begin;
+          for (int64_t i = 0; i < n; ++i) {
+            const double ns = std::max(col_s[i], eps);
+            const double qs = a[i] / ns;
+            const double g = g_scale * sign_of(qs - c[i] / std::max(col_t[i], eps));
+            a[i] = static_cast<acc_t>(col_s[i] > eps ? (g - qs * col_qg[i]) / ns : g / eps);
+          }
+        }
+        partial[3 * it] = l1;
+      }
+    }
+  });
+
+  // Combine the partial sums in a fixed order, so the result does not depend on the thread count.
+  double total = 0.0;
+  acc_t* coeffs = ws;
+  if (mode == AtMode::kCanonical) {
+    size_t it = 0;
+    for (int64_t j = 0; j < n_layers; ++j) {
+      const int64_t length = student[j].size(2);
+      for (int64_t b = 0; b < batch; ++b) {
+        double ss = 0.0, tt = 0.0, st = 0.0;
+        for (; it < items.size() && items[it].layer == j && items[it].sample == b; ++it) {
+          ss += partial[3 * it];
+          tt += partial[3 * it + 1];
+          st += partial[3 * it + 2];
+        }
+        const AtRowResult r = at_canonical_row(ss, tt, st, weights[j], eps, batch, length, distance);
+        total += r.loss;
+        coeffs[2 * (j * batch + b)] = static_cast<acc_t>(r.alpha);
+        coeffs[2 * (j * batch + b) + 1] = static_cast<acc_t>(r.beta);
+      }
+    }
+  } else {
+    std::vector<double> per_layer(n_layers, 0.0);
+    for (size_t it = 0; it < items.size(); ++it) per_layer[items[it].layer] += partial[3 * it];
+    for (int64_t j = 0; j < n_layers; ++j) {
+      total += weights[j] * per_layer[j] /
+               (static_cast<double>(batch) * static_cast<double>(student[j].size(2)));
+      for (int64_t b = 0; b < batch; ++b) {
+        coeffs[2 * (j * batch + b)] = acc_t(1);
+        coeffs[2 * (j * batch + b) + 1] = acc_t(0);
+      }
+    }
+  }
+  *loss.data_ptr<acc_t>() = static_cast<acc_t>(total);
+}
+
+template <typename scalar_t, bool kP2>
+void backward_impl(double grad_out, at::TensorList student, const at::Tensor& saved, double p_in, AtMode mode,
+                   std::vector<at::Tensor>& grads) {
+  using acc_t = typename OpMath<scalar_t>::type;
+  const acc_t p = static_cast<acc_t>(p_in);
+  const int64_t batch = student[0].size(0);
+  const acc_t* ws = saved.const_data_ptr<acc_t>();
+  const auto offsets = map_offsets(student);
+  const auto items = per_sample_items(student);
+  at::parallel_for(0, static_cast<int64_t>(items.size()), 1, [&](int64_t first, int64_t last) {
+    std::vector<acc_t> da(kChunk);
+    for (int64_t it = first; it < last; ++it) {
+      const WorkItem w = items[it];
+      const at::Tensor& s = student[w.layer];
+      const int64_t length = s.size(2);
+      const int64_t channels = s.size(1);
+      const int64_t n = w.end - w.begin;
+      const acc_t alpha = ws[2 * (w.layer * batch + w.sample)];
+      const acc_t beta = ws[2 * (w.layer * batch + w.sample) + 1];
+      const acc_t* m1 = ws + offsets[w.layer] + w.sample * length + w.begin;
+      const acc_t* m2 = m1 + batch * length;
+      // d|x|^p/dx = p sign(x)|x|^(p-1); canonical maps average over channels, joshi maps sum.
+      const acc_t scale = static_cast<acc_t>(grad_out) * p *
+                          (mode == AtMode::kCanonical ? acc_t(1) / static_cast<acc_t>(channels) : acc_t(1));
+      if (beta == acc_t(0)) {
+        for (int64_t i = 0; i < n; ++i) da[i] = alpha * m1[i] * scale;
+      } else {
+        for (int64_t i = 0; i < n; ++i) da[i] = (alpha * m1[i] + beta * m2[i]) * scale;
+      }
+      const scalar_t* sp = s.const_data_ptr<scalar_t>() + w.sample * s.stride(0) + w.begin * s.stride(2);
+      scalar_t* gp = grads[w.layer].data_ptr<scalar_t>() + (w.sample * channels) * length + w.begin;
+      const int64_t sc = s.stride(1), sl = s.stride(2);
+      for (int64_t c = 0; c < channels; ++c) {
+        const scalar_t* __restrict__ row = sp + c * sc;
+        scalar_t* __restrict__ out = gp + c * length;
+        if (sl == 1) {
+          for (int64_t i = 0; i < n; ++i)
+            out[i] = static_cast<scalar_t>(da[i] * at_power_grad<acc_t, kP2>(static_cast<acc_t>(row[i]), p));
+        } else {
+          for (int64_t i = 0; i < n; ++i)
+            out[i] = static_cast<scalar_t>(da[i] *
+                                           at_power_grad<acc_t, kP2>(static_cast<acc_t>(row[i * sl]), p));
+        }
+      }
+    }
+  });
+}
+
+at::ScalarType acc_dtype(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> attention_transfer_cpu(at::TensorList student, at::TensorList teacher,
+                                                          double p, at::ArrayRef<double> weights,
+                                                          const std::string& distance,
+                                                          const std::string& mode, double eps) {
+  check_attention_transfer_inputs(student, teacher, p, weights, eps);
+  const auto mode_e = static_cast<AtMode>(parse_at_mode(mode));
+  const auto dist_e = static_cast<AtDistance>(parse_at_distance(distance));
+  const auto opts = student[0].options().dtype(acc_dtype(student[0].scalar_type()));
+  at::Tensor loss = at::empty({}, opts);
+  at::Tensor saved = at::empty({at_saved_numel(student)}, opts);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, student[0].scalar_type(), "attention_transfer_cpu",
+                                  [&] {
+                                    if (p == 2.0)
+                                      forward_impl<scalar_t, true>(student, teacher, p, weights, dist_e, mode_e,
+                                                                   eps, loss, saved);
+                                    else
+                                      forward_impl<scalar_t, false>(student, teacher, p, weights, dist_e, mode_e,
+                                                                    eps, loss, saved);
+                                  });
+  return {loss, saved};
+}
+
+std::vector<at::Tensor> attention_transfer_backward_cpu(const at::Tensor& grad, at::TensorList student,
+                                                        const at::Tensor& saved, double p,
+                                                        const std::string& mode) {
+  TORCH_CHECK(!student.empty(), "attention_transfer_backward: no student feature maps");
+  TORCH_CHECK(saved.numel() == at_saved_numel(student) && saved.is_contiguous() &&
+                  saved.scalar_type() == acc_dtype(student[0].scalar_type()),
+              "attention_transfer_backward: the saved workspace does not match the student feature maps");
+  TORCH_CHECK(grad.numel() == 1, "attention_transfer_backward: the loss gradient must be a scalar");
+  const auto mode_e = static_cast<AtMode>(parse_at_mode(mode));
+  const double grad_out = grad.item<double>();
+  std::vector<at::Tensor> grads;
+  grads.reserve(student.size());
+  for (const auto& s : student) grads.push_back(at::empty(s.sizes(), s.options()));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, student[0].scalar_type(),
+                                  "attention_transfer_backward_cpu", [&] {
+                                    if (p == 2.0)
+                                      backward_impl<scalar_t, true>(grad_out, student, saved, p, mode_e, grads);
+                                    else
+                                      backward_impl<scalar_t, false>(grad_out, student, saved, p, mode_e, grads);
+                                  });
+  return grads;
+}
+
+}  // namespace kdsleep

@@ -1,0 +1,59 @@
+// Declarations of the kdsleep kernels, one set per device. Registration lives in kdsleep_ops.cpp.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/ArrayRef.h>
+
+#include <string>
+#include <tuple>
+#include <vector>
+
+namespace kdsleep {
+
+// ---- shared helpers (kdsleep_common.cpp) ----
+
+// Validates the inputs of the attention-transfer op and returns the (mode, distance) enums as ints.
+void check_attention_transfer_inputs(at::TensorList student, at::TensorList teacher, double p,
+                                     at::ArrayRef<double> weights, double eps);
+int parse_at_mode(const std::string& mode);
+int parse_at_distance(const std::string& distance);
+
+// Number of elements of the float workspace the forward returns for the backward:
+// 2 coefficients per (layer, sample), then two maps of B * L_j values per layer.
+int64_t at_saved_numel(at::TensorList student);
+
+// Checks of the softmax-distillation op. Returns the number of rows and classes.
+std::pair<int64_t, int64_t> check_softmax_distillation_inputs(
+    const at::Tensor& student, const at::Tensor& teacher, const std::optional<at::Tensor>& labels,
+    const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& class_weights,
+    double temperature);
+
+// ---- CPU ----
+std::tuple<at::Tensor, at::Tensor> attention_transfer_cpu(at::TensorList student, at::TensorList teacher,
+                                                          double p, at::ArrayRef<double> weights,
+                                                          const std::string& distance,
+                                                          const std::string& mode, double eps);
+std::vector<at::Tensor> attention_transfer_backward_cpu(const at::Tensor& grad, at::TensorList student,
+                                                        const at::Tensor& saved, double p,
+                                                        const std::string& mode);
+std::tuple<at::Tensor, at::Tensor> softmax_distillation_cpu(
+    const at::Tensor& student, const at::Tensor& teacher, const std::optional<at::Tensor>& labels,
+    const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& class_weights,
+    int64_t ignore_index, double weight_ce, double weight_kl, double temperature, bool compute_grad);
+
+#ifdef KDSLEEP_WITH_CUDA
+// ---- CUDA ----
+std::tuple<at::Tensor, at::Tensor> attention_transfer_cuda(at::TensorList student, at::TensorList teacher,
+                                                           double p, at::ArrayRef<double> weights,
+                                                           const std::string& distance,
+                                                           const std::string& mode, double eps);
+std::vector<at::Tensor> attention_transfer_backward_cuda(const at::Tensor& grad, at::TensorList student,
+                                                         const at::Tensor& saved, double p,
+                                                         const std::string& mode);
+std::tuple<at::Tensor, at::Tensor> softmax_distillation_cuda(
+    const at::Tensor& student, const at::Tensor& teacher, const std::optional<at::Tensor>& labels,
+    const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& class_weights,
+    int64_t ignore_index, double weight_ce, double weight_kl, double temperature, bool compute_grad);
+#endif
+
+}  // namespace kdsleep

@@ -1,0 +1,184 @@
+r"""Attention transfer across all U-Time layers (feature distillation).
+
+For layer :math:`j` with student features :math:`S_j \in \mathbb{R}^{B \times C^s_j \times L_j}` and teacher
+features :math:`T_j \in \mathbb{R}^{B \times C^t_j \times L_j}` (channel counts may differ, lengths must match):
+
+* attention map :math:`a(F)_{b,l} = \frac{1}{C}\sum_c |F_{b,c,l}|^p` (``p = 2``);
+* per-sample normalisation :math:`q(F)_b = a(F)_b / \max(\lVert a(F)_b \rVert_2, \epsilon)` over the
+  :math:`L_j` positions;
+* ``distance="squared"``: :math:`\ell_j = \operatorname{mean}_{b,l} (q(S_j) - q(T_j))^2` as in Zagoruyko &
+  Komodakis (ICLR 2017); ``distance="l2"``: :math:`\ell_j = \operatorname{mean}_b \lVert q(S_j)_b -
+  q(T_j)_b\rVert_2`, Eq. 3 of Joshi et al. (arXiv 2112.07252);
+* total :math:`\sum_j w_j \ell_j`; the gradient flows to the student only.
+
+``mode="joshi"`` reproduces the authors' public code: sum instead of mean over channels, normalisation across
+the batch dimension (for each position), L1 distance averaged over (B, L), and by default the mean over the
+given layers (pass ``weights`` to reproduce their five layer groups).
+
+Gradient used by the kernels (canonical mode). With :math:`u = q(S)_b`, :math:`v = q(T)_b`,
+:math:`n_s = \max(\lVert a_s\rVert, \epsilon)` and :math:`g = \partial\ell/\partial u = c\,(u - v)`
+(:math:`c = 2w/(BL)` for the squared distance, :math:`w/(B\lVert u-v\rVert)` for l2), the normalisation's
+Jacobian gives :math:`\partial\ell/\partial a_s = \alpha a_s + \beta a_t` with
+:math:`\alpha = c(1 - k)/n_s^2`, :math:`\beta = -c/(n_s n_t)`, :math:`k = u\cdot u - u\cdot v` (0 when the
+norm is clamped). Hence three sums per (layer, sample), :math:`\sum a_s^2, \sum a_t^2, \sum a_s a_t`, decide
+the loss and the gradient, which is :math:`p\,\mathrm{sign}(S)|S|^{p-1}(\alpha a_s + \beta a_t)/C^s`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from kdsleep.ops import _extension, reference
+
+__all__ = ["attention_transfer_loss"]
+
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _check_layers(student: Sequence[Tensor], teacher: Sequence[Tensor]) -> None:
+    if isinstance(student, Tensor) or isinstance(teacher, Tensor):
+        raise TypeError("attention_transfer_loss: student and teacher must be lists of (B, C, L) tensors, one per layer")
+    if len(student) == 0:
+        raise ValueError("attention_transfer_loss: the list of student feature maps is empty")
+    if len(student) != len(teacher):
+        raise ValueError(
+            f"attention_transfer_loss: {len(student)} student feature maps but {len(teacher)} teacher feature maps"
+        )
+    ref = student[0]
+    for side, layers in (("student", student), ("teacher", teacher)):
+        for j, f in enumerate(layers):
+            if not isinstance(f, Tensor):
+                raise TypeError(f"attention_transfer_loss: {side}[{j}] is a {type(f).__name__}, expected a Tensor")
+            if f.dim() != 3:
+                raise ValueError(
+                    f"attention_transfer_loss: {side}[{j}] must be (B, C, L), got shape {tuple(f.shape)}"
+                )
+            if f.dtype not in _FLOAT_DTYPES:
+                raise TypeError(
+                    f"attention_transfer_loss: {side}[{j}] has dtype {f.dtype}; expected float16, bfloat16, "
+                    "float32 or float64"
+                )
+            if f.device != ref.device:
+                raise ValueError(f"attention_transfer_loss: {side}[{j}] is on {f.device}, student[0] on {ref.device}")
+            if f.shape[0] != ref.shape[0]:
+                raise ValueError(
+                    f"attention_transfer_loss: {side}[{j}] has batch size {f.shape[0]}, student[0] has {ref.shape[0]}"
+                )
+            if f.shape[1] == 0 or f.shape[2] == 0 or f.shape[0] == 0:
+                raise ValueError(f"attention_transfer_loss: {side}[{j}] is empty: shape {tuple(f.shape)}")
+    for j, (s, t) in enumerate(zip(student, teacher)):
+        if s.dtype != ref.dtype:
+            raise TypeError(
+                f"attention_transfer_loss: student[{j}] has dtype {s.dtype} but student[0] has {ref.dtype}; "
+                "all student layers must share one dtype"
+            )
+        if s.shape[2] != t.shape[2]:
+            raise ValueError(
+                f"attention_transfer_loss: layer {j} lengths differ: student L={s.shape[2]}, teacher L={t.shape[2]} "
+                "(teacher and student must share the architecture's temporal resolution)"
+            )
+
+
+def attention_transfer_loss(
+    student: Sequence[Tensor],
+    teacher: Sequence[Tensor],
+    *,
+    p: float = 2.0,
+    weights: Sequence[float] | None = None,
+    distance: str = "squared",
+    mode: str = "canonical",
+    eps: float = 1e-12,
+) -> Tensor:
+    """Attention-transfer loss summed over layers, fused into one kernel launch for all layers.
+
+    Parameters
+    ----------
+    student, teacher : list of Tensor
+        Feature maps per layer, each (B, C_j, L_j). Channel counts may differ between student and teacher;
+        batch and lengths must match. The teacher is detached and cast to the student's dtype.
+    p : float
+        Exponent of the attention map (Zagoruyko & Komodakis use 2; must be >= 1).
+    weights : list of float, optional
+        Per-layer weights :math:`w_j`; default 1 for every layer (``mode="canonical"``) or ``1/J``
+        (``mode="joshi"``, the mean over layers).
+    distance : {"squared", "l2"}
+        Mean squared difference of the normalised maps, or the paper's per-sample L2 norm (Eq. 3) averaged
+        over the batch. Ignored by ``mode="joshi"``, which uses the L1 distance of the authors' code.
+    mode : {"canonical", "joshi"}
+        Canonical per-sample normalisation, or the authors' public code (see module docstring).
+    eps : float
+        Lower bound of the norms, as in :func:`torch.nn.functional.normalize`.
+
+    Returns
+    -------
+    Tensor
+        Scalar loss (float32; float64 for float64 inputs).
+    """
+    _check_layers(student, teacher)
+    if mode not in ("canonical", "joshi"):
+        raise ValueError(f"attention_transfer_loss: mode must be 'canonical' or 'joshi', got {mode!r}")
+    if distance not in ("squared", "l2"):
+        raise ValueError(f"attention_transfer_loss: distance must be 'squared' or 'l2', got {distance!r}")
+    if mode == "joshi" and distance != "squared":
+        raise ValueError("attention_transfer_loss: mode='joshi' uses the L1 distance of the authors' code; "
+                         "leave distance at its default")
+    p = float(p)
+    if not p >= 1.0 or p == float("inf"):
+        raise ValueError(f"attention_transfer_loss: p must be a finite number >= 1, got {p}")
+    n = len(student)
+    if weights is None:
+        weights = [1.0] * n if mode == "canonical" else [1.0 / n] * n
+    weights = [float(w) for w in weights]
+    if len(weights) != n:
+        raise ValueError(f"attention_transfer_loss: {len(weights)} weights for {n} layers")
+    dtype = student[0].dtype
+    teacher = [t.detach().to(dtype) for t in teacher]
+    student = list(student)
+    if not _extension.has_kernel(student[0].device):
+        _extension.warn_fallback("attention_transfer_loss", student[0].device.type)
+        return reference.attention_transfer_loss(
+            student, teacher, p=p, weights=weights, distance=distance, mode=mode, eps=eps
+        )
+    loss, _ = torch.ops.kdsleep.attention_transfer(student, teacher, p, weights, distance, mode, float(eps))
+    return loss
+
+
+def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _register() -> None:
+    @torch.library.register_fake("kdsleep::attention_transfer")
+    def _(student, teacher, p, weights, distance, mode, eps):
+        ref = student[0]
+        batch = ref.shape[0]
+        n = 2 * len(student) * batch
+        for s in student:
+            n = n + 2 * batch * s.shape[2]
+        acc = _acc_dtype(ref.dtype)
+        return ref.new_empty((), dtype=acc), ref.new_empty((n,), dtype=acc)
+
+    @torch.library.register_fake("kdsleep::attention_transfer_backward")
+    def _(grad, student, saved, p, mode):
+        return [torch.empty_like(s, memory_format=torch.contiguous_format) for s in student]
+
+    def setup_context(ctx, inputs, output):
+        student, teacher, p, weights, distance, mode, eps = inputs
+        _, saved = output
+        ctx.save_for_backward(saved, *student)
+        ctx.p = p
+        ctx.mode = mode
+
+    def backward(ctx, grad_loss, grad_saved):
+        saved, *student = ctx.saved_tensors
+        grads = torch.ops.kdsleep.attention_transfer_backward(grad_loss, student, saved, ctx.p, ctx.mode)
+        return list(grads), [None] * len(student), None, None, None, None, None
+
+    torch.library.register_autograd("kdsleep::attention_transfer", backward, setup_context=setup_context)
+
+
+if _extension.BACKENDS:
+    _register()
