@@ -1,0 +1,107 @@
+"""Epoching aligned to hypnogram onsets, masking, and windows of consecutive epochs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kdsleep.data.epoching import (
+    BadSignalWarning,
+    epoch_signals,
+    find_bad_spans,
+    n_windows,
+    window_starts,
+)
+from kdsleep.data.stages import SleepStage
+
+S = SleepStage
+
+
+def _ramp(n_channels: int, seconds: float, sfreq: float) -> np.ndarray:
+    # sample value = time in seconds (+ channel offset), so segment positions can be read off the data
+    t = np.arange(int(seconds * sfreq)) / sfreq
+    return np.stack([t + 1000 * c for c in range(n_channels)])
+
+
+def test_epochs_aligned_to_onset_and_trailing_partial_dropped() -> None:
+    sfreq = 10.0
+    data = _ramp(2, 100.0, sfreq)  # 100 s
+    stages = np.array([S.W, S.N1, S.N2, S.N3], dtype=np.int8)  # 4 x 30 s from 7 s: the last is partial
+    ep = epoch_signals(data, sfreq, stages, onset=7.0, channel_names=["EEG", "ECG"])
+    assert ep.data.shape == (3, 2, 300)
+    np.testing.assert_allclose(ep.onsets, [7.0, 37.0, 67.0])
+    np.testing.assert_allclose(ep.data[:, 0, 0], [7.0, 37.0, 67.0])
+    np.testing.assert_allclose(ep.data[1, 1, -1], 1000 + 37.0 + 29.9)
+    assert ep.stages.tolist() == [S.W, S.N1, S.N2]
+    assert not ep.bad.any()
+
+
+def test_widened_20s_epochs_are_centred() -> None:
+    """MASS: 20-s scorings widened to 30 s by 5 s on each side; a first epoch that cannot widen is dropped."""
+    sfreq = 10.0
+    data = _ramp(1, 120.0, sfreq)
+    stages = np.array([S.W, S.N2, S.N2, S.R, S.R], dtype=np.int8)
+    ep = epoch_signals(data, sfreq, stages, onset=2.0, epoch_length=20.0, epoch_duration=30.0)
+    # epoch 0 would start at -3 s: dropped; the others start 5 s before their scoring interval
+    np.testing.assert_allclose(ep.onsets, [17.0, 37.0, 57.0, 77.0])
+    np.testing.assert_allclose(ep.data[:, 0, 0], [17.0, 37.0, 57.0, 77.0])
+    assert ep.data.shape[-1] == 300
+    assert ep.stages.tolist() == [S.N2, S.N2, S.R, S.R]
+
+
+def test_unscored_epochs_get_minus_one() -> None:
+    data = _ramp(1, 150.0, 10.0)
+    stages = np.array([S.W, S.UNSCORED, S.N3, S.MOVEMENT, S.R], dtype=np.int8)
+    ep = epoch_signals(data, 10.0, stages)
+    assert ep.labels("w-l-d-r").tolist() == [0, -1, 2, -1, 3]
+    assert ep.labels("aasm-5").tolist() == [0, -1, 3, -1, 4]
+
+
+def test_nan_and_flat_stretches_masked_with_warning() -> None:
+    sfreq = 10.0
+    rng = np.random.default_rng(0)
+    raw = rng.standard_normal(int(180 * sfreq))
+    raw[int(35 * sfreq)] = np.nan  # epoch 1
+    raw[int(100 * sfreq) : int(110 * sfreq)] = 0.25  # 10 s flat in epoch 3
+    raw[int(150 * sfreq) : int(152 * sfreq)] = 0.5  # 2 s flat: too short to count
+    spans = find_bad_spans(raw, sfreq, min_flat_duration=5.0)
+    assert spans.shape == (2, 2)
+    np.testing.assert_allclose(spans[1], [100.0, 110.0])
+    filled = np.nan_to_num(raw)[None, :]
+    stages = np.full(6, S.N2, dtype=np.int8)
+    with pytest.warns(BadSignalWarning, match="2 of 6 epochs"):
+        ep = epoch_signals(filled, sfreq, stages, bad_spans=spans, source="rec01")
+    assert ep.bad.tolist() == [False, True, False, True, False, False]
+    assert ep.labels("w-n-r").tolist() == [1, -1, 1, -1, 1, 1]
+
+
+def test_nan_inside_data_masked_even_without_spans() -> None:
+    data = _ramp(1, 90.0, 10.0)
+    data[0, 650] = np.nan
+    with pytest.warns(BadSignalWarning):
+        ep = epoch_signals(data, 10.0, np.full(3, S.W, dtype=np.int8))
+    assert ep.bad.tolist() == [False, False, True]
+
+
+def test_no_epoch_fits_is_an_error_naming_the_recording() -> None:
+    with pytest.raises(ValueError, match="rec07.*no 30-s epoch fits"):
+        epoch_signals(_ramp(1, 20.0, 10.0), 10.0, np.zeros(2, np.int8), source="rec07")
+
+
+def test_fractional_epoch_samples_rejected() -> None:
+    with pytest.raises(ValueError, match="whole number of samples"):
+        epoch_signals(_ramp(1, 100.0, 10.0), 10.0, np.zeros(2, np.int8), epoch_duration=30.05, epoch_length=30.05)
+
+
+def test_windows() -> None:
+    assert window_starts(100).tolist() == [0, 35]
+    assert window_starts(100, 35, stride=10).tolist() == [0, 10, 20, 30, 40, 50, 60]
+    assert n_windows(35) == 1
+    assert window_starts(5, 1).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_recording_shorter_than_one_window() -> None:
+    with pytest.raises(ValueError, match="night3: recording has 20 epochs, shorter than one window of 35"):
+        window_starts(20, source="night3")
+    with pytest.raises(ValueError, match="stride"):
+        window_starts(100, 35, stride=0)
