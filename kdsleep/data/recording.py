@@ -159,6 +159,9 @@ class Hypnogram:
         The file the hypnogram was read from.
     labels : tuple of str, optional
         The original label of each epoch, kept for provenance (e.g. to tell R&K S3 from S4).
+    epoch_step : float, optional
+        Seconds between consecutive epoch onsets; default ``epoch_length``. Smaller than ``epoch_length``
+        when short scoring epochs were widened (MASS 20-s epochs read as 30-s windows every 20 s).
     """
 
     stages: np.ndarray
@@ -166,6 +169,7 @@ class Hypnogram:
     onset: float = 0.0
     source: Path | None = None
     labels: tuple[str, ...] | None = field(default=None, repr=False)
+    epoch_step: float | None = None
 
     def __post_init__(self) -> None:
         where = f"{self.source}: " if self.source is not None else ""
@@ -189,6 +193,9 @@ class Hypnogram:
         self.onset = float(self.onset)
         if not np.isfinite(self.onset) or self.onset < 0:
             raise ValueError(f"{where}hypnogram onset must be >= 0 s after the recording start, got {self.onset}")
+        self.epoch_step = self.epoch_length if self.epoch_step is None else float(self.epoch_step)
+        if not np.isfinite(self.epoch_step) or self.epoch_step <= 0:
+            raise ValueError(f"{where}hypnogram epoch_step must be a positive number of seconds, got {self.epoch_step}")
         if self.labels is not None:
             self.labels = tuple(str(x) for x in self.labels)
             if len(self.labels) != len(self.stages):
@@ -202,12 +209,14 @@ class Hypnogram:
     @property
     def end(self) -> float:
         """End of the last epoch in seconds after the recording start."""
-        return self.onset + self.n_epochs * self.epoch_length
+        if self.n_epochs == 0:
+            return self.onset
+        return self.onset + (self.n_epochs - 1) * self.epoch_step + self.epoch_length
 
     @property
     def epoch_onsets(self) -> np.ndarray:
         """Onset of every epoch in seconds after the recording start."""
-        return self.onset + self.epoch_length * np.arange(self.n_epochs)
+        return self.onset + self.epoch_step * np.arange(self.n_epochs)
 
     @property
     def scored(self) -> np.ndarray:
@@ -242,11 +251,10 @@ class Hypnogram:
 
     def crop(self, duration: float) -> Hypnogram:
         """A copy without the epochs that do not fit entirely before ``duration`` seconds."""
-        n_fit = max(0, int(np.floor((duration - self.onset) / self.epoch_length + 1e-9)))
-        n_fit = min(n_fit, self.n_epochs)
+        n_fit = int(np.sum(self.epoch_onsets + self.epoch_length <= duration + 1e-9))
         return Hypnogram(
             self.stages[:n_fit].copy(), self.epoch_length, self.onset, self.source,
-            None if self.labels is None else self.labels[:n_fit],
+            None if self.labels is None else self.labels[:n_fit], self.epoch_step,
         )
 
     @classmethod

@@ -1,0 +1,52 @@
+"""Readers: files in, :class:`~kdsleep.data.recording.Recording` and :class:`~kdsleep.data.recording.Hypnogram` out.
+
+- :func:`read_edf` — EDF / EDF+ / BDF signals through mne, channel aliases and re-referencing, units;
+- :func:`read_edf_hypnogram` — EDF+ stage annotations (MASS Base, HMC, Sleep-EDF);
+- :func:`read_wfdb_stages`, :func:`read_wfdb_beats`, :func:`read_wfdb_record` — WFDB (slpdb);
+- :func:`read_nsrr_xml` — NSRR Profusion and XML-events hypnograms;
+- :func:`read_text_hypnogram` — one label per line or CSV (UCDDB);
+- :func:`mask_bad_epochs` — NaN and flat stretches masked with a warning.
+"""
+
+from __future__ import annotations
+
+from kdsleep.data.readers.annotations import fit_to_signal, hypnogram_from_annotations, read_edf_hypnogram, widen_epochs
+from kdsleep.data.readers.channels import (
+    CHANNEL_ALIASES,
+    ChannelSource,
+    MissingChannelError,
+    correct_ecg_polarity,
+    resolve_channel,
+    unit_scale_to_volts,
+)
+from kdsleep.data.readers.edf import EdfFormatError, EdfHeader, read_edf, read_edf_header
+from kdsleep.data.readers.nsrr import read_nsrr_xml
+from kdsleep.data.readers.quality import BadSignalWarning, bad_sample_mask, mask_bad_epochs
+from kdsleep.data.readers.text import read_text_hypnogram
+from kdsleep.data.readers.wfdb_io import BeatAnnotations, read_wfdb_beats, read_wfdb_record, read_wfdb_stages
+
+__all__ = [
+    "CHANNEL_ALIASES",
+    "BadSignalWarning",
+    "BeatAnnotations",
+    "ChannelSource",
+    "EdfFormatError",
+    "EdfHeader",
+    "MissingChannelError",
+    "bad_sample_mask",
+    "correct_ecg_polarity",
+    "fit_to_signal",
+    "hypnogram_from_annotations",
+    "mask_bad_epochs",
+    "read_edf",
+    "read_edf_header",
+    "read_edf_hypnogram",
+    "read_nsrr_xml",
+    "read_text_hypnogram",
+    "read_wfdb_beats",
+    "read_wfdb_record",
+    "read_wfdb_stages",
+    "resolve_channel",
+    "unit_scale_to_volts",
+    "widen_epochs",
+]
