@@ -1,0 +1,539 @@
+"""Reader for the 12-lead ECG records of the PhysioNet/CinC Challenge 2020.
+
+Each record is a WFDB header (``.hea``) and a MATLAB file (``.mat``) holding the digital samples as a
+``val`` array (n_leads, n_samples) of int16. The header is parsed here rather than by wfdb because the
+Georgia headers of 2020 name the record ``E00001.mat`` on their first line, which wfdb rejects.
+
+Quirks handled:
+
+- ``#Dx`` lines spelled ``#Dx:``, ``# Dx:``, ``#Dx :`` or with extra spaces; empty diagnosis lists
+  (unlabelled records); repeated codes;
+- ADC gains that differ between sources (200, 1000, 4880 and 2 000 000 units per mV...) and units given in
+  uV or V: every signal is returned in millivolts, ``(digital - baseline) / gain``;
+- ages written ``NaN`` or ``Unknown``, sex written ``Male``, ``male``, ``M``...;
+- all-zero leads and duplicated records (identical samples under different names), found by
+  :func:`scan_records`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+#: The twelve standard leads, in the order of the challenge's records.
+STANDARD_LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+
+# Physical units a header may give, as multiples of a millivolt.
+_UNITS_IN_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "nv": 1e-6, "v": 1e3}
+_SNOMED_CODE = re.compile(r"^\d+$")
+# "#Dx: 1,2", "# Dx:1,2", "#Dx : 1, 2"; the key is one word, the value may be empty.
+_COMMENT_FIELD = re.compile(r"^#\s*([A-Za-z][A-Za-z ]*?)\s*:\s*(.*)$")
+# WFDB gain field: gain, optional (baseline), optional /units
+_GAIN_FIELD = re.compile(r"^([-+0-9.eE]+)(?:\(([-+0-9]+)\))?(?:/(\S+))?$")
+_MISSING = {"", "nan", "unknown", "none", "n/a", "na", "-"}
+
+
+class HeaderError(ValueError):
+    """A header or signal file that cannot be read; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class ECGHeader:
+    """What a challenge header says about a record.
+
+    Attributes
+    ----------
+    record_name : str
+        Name of the record (the header's first field, without a ``.mat`` suffix).
+    header_path : Path
+    signal_path : Path
+        The ``.mat`` file named by the signal lines, beside the header.
+    sfreq : float
+        Sampling frequency in Hz (500 for most sources, 1000 for PTB, 257 for St Petersburg).
+    n_samples : int
+        Samples per lead.
+    lead_names : tuple of str
+    gains : ndarray, shape (n_leads,)
+        ADC units per millivolt (the header's gain converted to millivolts).
+    baselines : ndarray, shape (n_leads,)
+        Digital value of 0 mV.
+    age : float or None
+        Age in years; None when the header gives none (``NaN``, ``Unknown``).
+    sex : {'M', 'F'} or None
+    dx_codes : tuple of str
+        SNOMED CT codes of the ``#Dx`` line, in order, without repeats; empty when unlabelled.
+    has_dx : bool
+        Whether the header has a ``#Dx`` line at all.
+    """
+
+    record_name: str
+    header_path: Path
+    signal_path: Path
+    sfreq: float
+    n_samples: int
+    lead_names: tuple[str, ...]
+    gains: np.ndarray = field(repr=False)
+    baselines: np.ndarray = field(repr=False)
+    age: float | None = None
+    sex: str | None = None
+    dx_codes: tuple[str, ...] = ()
+    has_dx: bool = False
+
+    @property
+    def n_leads(self) -> int:
+        return len(self.lead_names)
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return self.n_samples / self.sfreq
+
+
+@dataclass(frozen=True)
+class ECGRecord:
+    """A record read into memory.
+
+    Attributes
+    ----------
+    header : ECGHeader
+    signal : ndarray of float32, shape (n_leads, n_times)
+        Millivolts, leads in the order of ``lead_names``.
+    sfreq : float
+        Sampling frequency of ``signal`` (differs from ``header.sfreq`` after resampling).
+    lead_names : tuple of str
+    """
+
+    header: ECGHeader
+    signal: np.ndarray
+    sfreq: float
+    lead_names: tuple[str, ...]
+
+    @property
+    def record_name(self) -> str:
+        return self.header.record_name
+
+    @property
+    def zero_leads(self) -> tuple[str, ...]:
+        """Leads whose samples are all zero."""
+        return tuple(name for name, z in zip(self.lead_names, zero_leads(self.signal)) if z)
+
+
+def _header_error(path: Path, line_no: int | None, field_name: str, message: str) -> HeaderError:
+    where = f"{path}" if line_no is None else f"{path}, line {line_no}"
+    return HeaderError(f"{where}: field '{field_name}': {message}")
+
+
+def parse_comment_fields(lines: Iterable[str]) -> dict[str, tuple[int, str]]:
+    """Fields of the ``#Key: value`` comment lines, keyed by lower-case key, with their line numbers."""
+    fields: dict[str, tuple[int, str]] = {}
+    for line_no, line in enumerate(lines, start=1):
+        match = _COMMENT_FIELD.match(line.strip())
+        if match:
+            key = re.sub(r"\s+", " ", match.group(1)).lower()
+            fields.setdefault(key, (line_no, match.group(2).strip()))
+    return fields
+
+
+def _parse_dx(path: Path, line_no: int, value: str) -> tuple[str, ...]:
+    codes: list[str] = []
+    for token in value.split(","):
+        code = token.strip()
+        if not code:
+            continue  # empty list, or a trailing comma
+        if not _SNOMED_CODE.match(code):
+            raise _header_error(path, line_no, "Dx", f"{code!r} is not a SNOMED CT code (digits expected)")
+        if code not in codes:
+            codes.append(code)
+    return tuple(codes)
+
+
+def read_dx_codes(path: str | os.PathLike) -> tuple[str, ...] | None:
+    """SNOMED CT codes of a header's ``#Dx`` line, or None when it has no ``#Dx`` line.
+
+    Only the comment lines are read, so this works on label-only header files too.
+    """
+    path = Path(path)
+    lines = _read_lines(path)
+    fields = parse_comment_fields(lines)
+    if "dx" not in fields:
+        return None
+    line_no, value = fields["dx"]
+    return _parse_dx(path, line_no, value)
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        raise HeaderError(f"{path}: header file not found") from None
+
+
+def _parse_age(path: Path, line_no: int, value: str) -> float | None:
+    if value.strip().lower() in _MISSING:
+        return None
+    try:
+        age = float(value)
+    except ValueError:
+        raise _header_error(path, line_no, "Age", f"{value!r} is not a number of years") from None
+    if np.isnan(age):
+        return None
+    if not 0 <= age <= 130:
+        raise _header_error(path, line_no, "Age", f"{value!r} is not an age in years (0 to 130)")
+    return age
+
+
+def _parse_sex(path: Path, line_no: int, value: str) -> str | None:
+    v = value.strip().lower()
+    if v in _MISSING:
+        return None
+    if v in ("m", "male"):
+        return "M"
+    if v in ("f", "female"):
+        return "F"
+    raise _header_error(path, line_no, "Sex", f"{value!r} is not Male, Female or Unknown")
+
+
+def _parse_float(path: Path, line_no: int, field_name: str, value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise _header_error(path, line_no, field_name, f"{value!r} is not a number") from None
+
+
+def _parse_int(path: Path, line_no: int, field_name: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise _header_error(path, line_no, field_name, f"{value!r} is not an integer") from None
+
+
+def read_header(path: str | os.PathLike) -> ECGHeader:
+    """Parse a challenge header file.
+
+    Parameters
+    ----------
+    path : path
+        The ``.hea`` file.
+
+    Returns
+    -------
+    ECGHeader
+
+    Raises
+    ------
+    HeaderError
+        When a field is missing or malformed; the message names the file, the line and the field.
+    """
+    path = Path(path)
+    lines = _read_lines(path)
+    content = [(n, line.strip()) for n, line in enumerate(lines, start=1) if line.strip() and not line.strip().startswith("#")]
+    if not content:
+        raise _header_error(path, None, "record line", "the header is empty")
+    line_no, record_line = content[0]
+    parts = record_line.split()
+    if len(parts) < 4:
+        raise _header_error(
+            path, line_no, "record line", f"expected 'name n_leads sfreq n_samples ...', got {record_line!r}"
+        )
+    record_name = parts[0]
+    if "/" in record_name:
+        raise _header_error(path, line_no, "record name", f"multi-segment records are not supported: {record_name!r}")
+    # Georgia 2020 headers name the record "E00001.mat"; the record is "E00001".
+    if record_name.lower().endswith(".mat"):
+        record_name = record_name[:-4]
+    n_leads = _parse_int(path, line_no, "number of signals", parts[1])
+    # "500" or "500/..." (counter frequency) or "500(0)" (base counter value)
+    sfreq = _parse_float(path, line_no, "sampling frequency", re.split(r"[/(]", parts[2])[0])
+    if sfreq <= 0:
+        raise _header_error(path, line_no, "sampling frequency", f"{parts[2]!r} must be positive")
+    n_samples = _parse_int(path, line_no, "number of samples", parts[3])
+    if n_samples <= 0:
+        raise _header_error(path, line_no, "number of samples", f"{parts[3]!r} must be positive")
+    signal_lines = content[1:]
+    if n_leads <= 0 or len(signal_lines) < n_leads:
+        raise _header_error(
+            path, line_no, "number of signals", f"the record line announces {n_leads} signals, {len(signal_lines)} signal lines follow"
+        )
+
+    file_names, lead_names, gains, baselines = [], [], [], []
+    for line_no, line in signal_lines[:n_leads]:
+        fields = line.split()
+        if len(fields) < 3:
+            raise _header_error(path, line_no, "signal line", f"expected 'file format gain/units ...', got {line!r}")
+        file_names.append(fields[0])
+        fmt = fields[1].split("+")[0].split("x")[0].split(":")[0]
+        if fmt != "16":
+            raise _header_error(path, line_no, "format", f"{fields[1]!r}: only 16-bit samples (format 16) are supported")
+        match = _GAIN_FIELD.match(fields[2])
+        if not match:
+            raise _header_error(path, line_no, "gain", f"{fields[2]!r} is not 'gain(baseline)/units'")
+        gain = _parse_float(path, line_no, "gain", match.group(1))
+        if gain <= 0:
+            raise _header_error(path, line_no, "gain", f"{fields[2]!r}: the ADC gain must be positive")
+        units = (match.group(3) or "mV").lower()
+        if units not in _UNITS_IN_MV:
+            raise _header_error(path, line_no, "units", f"{match.group(3)!r}: expected mV, uV or V")
+        # gain is ADC units per physical unit; per millivolt it is gain / (physical unit in mV)
+        gains.append(gain / _UNITS_IN_MV[units])
+        adc_zero = _parse_int(path, line_no, "ADC zero", fields[4]) if len(fields) > 4 else 0
+        # WFDB: the baseline defaults to the ADC zero when the gain field gives none
+        baselines.append(int(match.group(2)) if match.group(2) is not None else adc_zero)
+        lead_names.append(" ".join(fields[8:]) if len(fields) > 8 else f"lead{len(lead_names) + 1}")
+    if len(set(file_names)) != 1:
+        raise _header_error(path, signal_lines[0][0], "file name", f"all leads must be in one file, got {sorted(set(file_names))}")
+    signal_file = file_names[0]
+    if not signal_file.lower().endswith(".mat"):
+        raise _header_error(path, signal_lines[0][0], "file name", f"{signal_file!r}: expected a .mat signal file")
+
+    comments = parse_comment_fields(lines)
+    age = _parse_age(path, *comments["age"]) if "age" in comments else None
+    sex = _parse_sex(path, *comments["sex"]) if "sex" in comments else None
+    has_dx = "dx" in comments
+    dx_codes = _parse_dx(path, *comments["dx"]) if has_dx else ()
+
+    return ECGHeader(
+        record_name=record_name,
+        header_path=path,
+        signal_path=path.parent / signal_file,
+        sfreq=sfreq,
+        n_samples=n_samples,
+        lead_names=tuple(lead_names),
+        gains=np.asarray(gains, dtype=np.float64),
+        baselines=np.asarray(baselines, dtype=np.float64),
+        age=age,
+        sex=sex,
+        dx_codes=dx_codes,
+        has_dx=has_dx,
+    )
+
+
+def read_digital(header: ECGHeader) -> np.ndarray:
+    """The raw digital samples of a record, shape (n_leads, n_samples), as stored (int16)."""
+    import scipy.io
+
+    path = header.signal_path
+    try:
+        content = scipy.io.loadmat(path)
+    except FileNotFoundError:
+        raise HeaderError(f"{path}: signal file not found (named by {header.header_path})") from None
+    except Exception as err:  # scipy raises several types for damaged files
+        raise HeaderError(f"{path}: not a readable MATLAB file ({err})") from None
+    if "val" not in content:
+        keys = sorted(k for k in content if not k.startswith("__"))
+        raise HeaderError(f"{path}: field 'val': no 'val' array in the MATLAB file (found {keys})")
+    val = np.asarray(content["val"])
+    if val.shape != (header.n_leads, header.n_samples):
+        raise HeaderError(
+            f"{path}: field 'val': shape {val.shape}, but {header.header_path} announces "
+            f"{header.n_leads} leads of {header.n_samples} samples"
+        )
+    return val
+
+
+def to_millivolts(header: ECGHeader, digital: np.ndarray, dtype: np.dtype | type = np.float32) -> np.ndarray:
+    """Convert digital samples to millivolts: ``(digital - baseline) / gain``, per lead."""
+    out = (digital.astype(np.float64) - header.baselines[:, None]) / header.gains[:, None]
+    return out.astype(dtype, copy=False)
+
+
+def _resample(signal: np.ndarray, sfreq_in: float, sfreq_out: float) -> np.ndarray:
+    """Resample along the last axis with polyphase filtering (scipy) until the package resampler lands."""
+    from fractions import Fraction
+
+    import scipy.signal
+
+    ratio = Fraction(sfreq_out / sfreq_in).limit_denominator(1000)
+    if abs(float(ratio) - sfreq_out / sfreq_in) > 1e-9:
+        raise ValueError(f"cannot resample {sfreq_in} Hz to {sfreq_out} Hz with a rational factor")
+    out = scipy.signal.resample_poly(signal, ratio.numerator, ratio.denominator, axis=-1)
+    return out.astype(signal.dtype, copy=False)
+
+
+def pick_leads(header: ECGHeader, leads: Sequence[str]) -> list[int]:
+    """Indices of ``leads`` in the header (names compared case-insensitively)."""
+    lower = [name.lower() for name in header.lead_names]
+    indices = []
+    for lead in leads:
+        if lead.lower() not in lower:
+            raise HeaderError(f"{header.header_path}: field 'description': lead {lead!r} not found in {header.lead_names}")
+        indices.append(lower.index(lead.lower()))
+    return indices
+
+
+def read_record(
+    path: str | os.PathLike,
+    sfreq: float | None = None,
+    leads: Sequence[str] | None = STANDARD_LEADS,
+    dtype: np.dtype | type = np.float32,
+) -> ECGRecord:
+    """Read a record's signal in millivolts.
+
+    Parameters
+    ----------
+    path : path
+        The ``.hea`` file.
+    sfreq : float or None
+        Resample to this frequency (100 Hz in Phan et al.); None keeps the record's own.
+    leads : sequence of str or None
+        Leads to return, in this order (the 12 standard leads by default); None returns the header's leads
+        as they are.
+    dtype : numpy dtype
+        Type of the returned samples.
+
+    Returns
+    -------
+    ECGRecord
+    """
+    header = read_header(path)
+    signal = to_millivolts(header, read_digital(header), dtype)
+    lead_names = header.lead_names
+    if leads is not None:
+        indices = pick_leads(header, leads)
+        signal = signal[indices]
+        lead_names = tuple(header.lead_names[i] for i in indices)
+    out_sfreq = header.sfreq
+    if sfreq is not None and sfreq != header.sfreq:
+        signal = _resample(signal, header.sfreq, sfreq)
+        out_sfreq = float(sfreq)
+    return ECGRecord(header=header, signal=np.ascontiguousarray(signal), sfreq=out_sfreq, lead_names=lead_names)
+
+
+def list_records(directory: str | os.PathLike) -> list[Path]:
+    """Header files (``*.hea``) of a folder, sorted by name; hidden files are skipped."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise HeaderError(f"{directory}: folder not found")
+    return sorted(p for p in directory.iterdir() if p.suffix.lower() == ".hea" and not p.name.startswith(".") and p.is_file())
+
+
+def zero_leads(signal: np.ndarray) -> np.ndarray:
+    """Per lead, whether every sample is zero; ``signal`` has shape (n_leads, n_times)."""
+    return np.all(np.asarray(signal) == 0, axis=-1)
+
+
+#: Range of typical ECG amplitudes in mV (see :func:`typical_amplitude`) outside which a header's gain is suspect.
+PLAUSIBLE_AMPLITUDE_MV: tuple[float, float] = (0.02, 20.0)
+
+
+def typical_amplitude(signal_mv: np.ndarray) -> float:
+    """Median over non-zero leads of the 99th percentile of |signal - lead median|, in the signal's units.
+
+    About 0.3 to 3 mV for a 12-lead ECG in millivolts (QRS complexes); NaN when every lead is zero.
+    """
+    signal_mv = np.asarray(signal_mv, dtype=np.float64)
+    keep = ~zero_leads(signal_mv)
+    if not np.any(keep):
+        return float("nan")
+    deviation = np.abs(signal_mv[keep] - np.median(signal_mv[keep], axis=-1, keepdims=True))
+    return float(np.median(np.percentile(deviation, 99, axis=-1)))
+
+
+def signal_digest(digital: np.ndarray) -> str:
+    """Digest of the digital samples (and their shape), equal for records with identical signals."""
+    digital = np.ascontiguousarray(digital.astype(np.int64, copy=False))
+    h = hashlib.sha1(repr(digital.shape).encode())
+    h.update(digital.tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class ScanReport:
+    """What :func:`scan_records` found.
+
+    Attributes
+    ----------
+    headers : list of ECGHeader
+        Every record read, in the order scanned.
+    zero_leads : dict of str to tuple of str
+        Header path → the names of its all-zero leads, for records that have some.
+    duplicates : list of tuple of Path
+        Groups of header paths whose signals are identical sample for sample.
+    amplitudes : dict of str to float
+        Header path → typical amplitude in mV (median over the non-zero leads of the 99th percentile of
+        the absolute deviation from the lead's median).
+    implausible_amplitude : dict of str to float
+        The records whose typical amplitude lies outside :data:`PLAUSIBLE_AMPLITUDE_MV`: the gain in their
+        header is probably wrong.
+    """
+
+    headers: list[ECGHeader]
+    zero_leads: dict[str, tuple[str, ...]]
+    duplicates: list[tuple[Path, ...]]
+    amplitudes: dict[str, float] = field(default_factory=dict)
+    implausible_amplitude: dict[str, float] = field(default_factory=dict)
+
+    def duplicate_paths(self) -> set[Path]:
+        """Header paths of every record but the first of each duplicate group (the ones to drop)."""
+        return {p for group in self.duplicates for p in group[1:]}
+
+    def summary(self) -> str:
+        lines = [f"{len(self.headers)} records"]
+        for path, leads in self.zero_leads.items():
+            lines.append(f"all-zero leads in {path}: {', '.join(leads)}")
+        for group in self.duplicates:
+            lines.append("identical signals: " + ", ".join(str(p) for p in group))
+        for path, amplitude in self.implausible_amplitude.items():
+            lines.append(f"implausible amplitude in {path}: {amplitude:.3g} mV (check the gain in its header)")
+        return "\n".join(lines)
+
+
+def scan_records(directories: str | os.PathLike | Iterable[str | os.PathLike], progress: bool = True) -> ScanReport:
+    """Read every record of one or more folders, reporting all-zero leads and duplicated records.
+
+    Parameters
+    ----------
+    directories : path or iterable of paths
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    ScanReport
+    """
+    from tqdm.auto import tqdm
+
+    if isinstance(directories, (str, os.PathLike)):
+        directories = [directories]
+    paths = [p for d in directories for p in list_records(d)]
+    headers: list[ECGHeader] = []
+    zero: dict[str, tuple[str, ...]] = {}
+    by_digest: dict[str, list[Path]] = {}
+    amplitudes: dict[str, float] = {}
+    implausible: dict[str, float] = {}
+    for path in tqdm(paths, desc="reading ECG records", unit="record", disable=not progress):
+        header = read_header(path)
+        digital = read_digital(header)
+        headers.append(header)
+        flat = zero_leads(digital - header.baselines[:, None])
+        if np.any(flat):
+            zero[str(path)] = tuple(n for n, z in zip(header.lead_names, flat) if z)
+            logger.warning("%s: all-zero leads %s", path, ", ".join(zero[str(path)]))
+        by_digest.setdefault(signal_digest(digital), []).append(path)
+        amplitude = typical_amplitude(to_millivolts(header, digital, np.float64))
+        amplitudes[str(path)] = amplitude
+        low, high = PLAUSIBLE_AMPLITUDE_MV
+        if not low <= amplitude <= high:
+            implausible[str(path)] = amplitude
+            logger.warning(
+                "%s: typical amplitude %.3g mV is outside %s-%s mV; is the gain in the header right?", path, amplitude, low, high
+            )
+    duplicates = [tuple(group) for group in by_digest.values() if len(group) > 1]
+    for group in duplicates:
+        logger.warning("identical signals in %s", ", ".join(str(p) for p in group))
+    return ScanReport(
+        headers=headers,
+        zero_leads=zero,
+        duplicates=duplicates,
+        amplitudes=amplitudes,
+        implausible_amplitude=implausible,
+    )
