@@ -5,13 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kdsleep.data.epoching import (
-    BadSignalWarning,
-    epoch_signals,
-    find_bad_spans,
-    n_windows,
-    window_starts,
-)
+from kdsleep.data.epoching import epoch_signals, n_windows, window_starts
+from kdsleep.data.readers.quality import BadSignalWarning
 from kdsleep.data.stages import SleepStage
 
 S = SleepStage
@@ -36,13 +31,13 @@ def test_epochs_aligned_to_onset_and_trailing_partial_dropped() -> None:
     assert not ep.bad.any()
 
 
-def test_widened_20s_epochs_are_centred() -> None:
+def test_widened_20s_epochs_overlap() -> None:
     """MASS: 20-s scorings widened to 30 s by 5 s on each side; a first epoch that cannot widen is dropped."""
     sfreq = 10.0
     data = _ramp(1, 120.0, sfreq)
     stages = np.array([S.W, S.N2, S.N2, S.R, S.R], dtype=np.int8)
-    ep = epoch_signals(data, sfreq, stages, onset=2.0, epoch_length=20.0, epoch_duration=30.0)
-    # epoch 0 would start at -3 s: dropped; the others start 5 s before their scoring interval
+    # scoring starts at 2 s: the widened segments start 5 s earlier, every 20 s
+    ep = epoch_signals(data, sfreq, stages, onset=-3.0, epoch_length=30.0, epoch_step=20.0)
     np.testing.assert_allclose(ep.onsets, [17.0, 37.0, 57.0, 77.0])
     np.testing.assert_allclose(ep.data[:, 0, 0], [17.0, 37.0, 57.0, 77.0])
     assert ep.data.shape[-1] == 300
@@ -57,30 +52,13 @@ def test_unscored_epochs_get_minus_one() -> None:
     assert ep.labels("aasm-5").tolist() == [0, -1, 3, -1, 4]
 
 
-def test_nan_and_flat_stretches_masked_with_warning() -> None:
-    sfreq = 10.0
-    rng = np.random.default_rng(0)
-    raw = rng.standard_normal(int(180 * sfreq))
-    raw[int(35 * sfreq)] = np.nan  # epoch 1
-    raw[int(100 * sfreq) : int(110 * sfreq)] = 0.25  # 10 s flat in epoch 3
-    raw[int(150 * sfreq) : int(152 * sfreq)] = 0.5  # 2 s flat: too short to count
-    spans = find_bad_spans(raw, sfreq, min_flat_duration=5.0)
-    assert spans.shape == (2, 2)
-    np.testing.assert_allclose(spans[1], [100.0, 110.0])
-    filled = np.nan_to_num(raw)[None, :]
-    stages = np.full(6, S.N2, dtype=np.int8)
-    with pytest.warns(BadSignalWarning, match="2 of 6 epochs"):
-        ep = epoch_signals(filled, sfreq, stages, bad_spans=spans, source="rec01")
-    assert ep.bad.tolist() == [False, True, False, True, False, False]
-    assert ep.labels("w-n-r").tolist() == [1, -1, 1, -1, 1, 1]
-
-
-def test_nan_inside_data_masked_even_without_spans() -> None:
+def test_nan_epochs_masked_with_warning() -> None:
     data = _ramp(1, 90.0, 10.0)
     data[0, 650] = np.nan
-    with pytest.warns(BadSignalWarning):
-        ep = epoch_signals(data, 10.0, np.full(3, S.W, dtype=np.int8))
+    with pytest.warns(BadSignalWarning, match="rec02: 1 of 3 epochs"):
+        ep = epoch_signals(data, 10.0, np.full(3, S.N2, dtype=np.int8), source="rec02")
     assert ep.bad.tolist() == [False, False, True]
+    assert ep.labels("w-n-r").tolist() == [1, 1, -1]
 
 
 def test_no_epoch_fits_is_an_error_naming_the_recording() -> None:
@@ -90,7 +68,7 @@ def test_no_epoch_fits_is_an_error_naming_the_recording() -> None:
 
 def test_fractional_epoch_samples_rejected() -> None:
     with pytest.raises(ValueError, match="whole number of samples"):
-        epoch_signals(_ramp(1, 100.0, 10.0), 10.0, np.zeros(2, np.int8), epoch_duration=30.05, epoch_length=30.05)
+        epoch_signals(_ramp(1, 100.0, 10.0), 10.0, np.zeros(2, np.int8), epoch_length=30.05)
 
 
 def test_windows() -> None:
