@@ -128,13 +128,15 @@ def _as_annotations(annotations: Iterable[object] | None) -> list[EdfAnnotation]
         return out
     if all(hasattr(annotations, a) for a in ("onset", "duration", "description")):
         # mne.Annotations: parallel arrays
-        annotations = zip(annotations.onset, annotations.duration, annotations.description)  # type: ignore[attr-defined]
+        annotations = zip(annotations.onset, annotations.duration, annotations.description, strict=True)  # type: ignore[attr-defined]
     for item in annotations:
         if isinstance(item, EdfAnnotation):
             out.append(item)
         else:
             onset, duration, description = item  # type: ignore[misc]
-            out.append(EdfAnnotation(float(onset), None if duration is None else float(duration), str(description)))
+            out.append(
+                EdfAnnotation(float(onset), None if duration is None else float(duration), str(description))
+            )
     return out
 
 
@@ -217,12 +219,12 @@ def write_edf(
     for name, values in (("sfreqs", sfreqs), ("channel_names", channel_names), ("units", units)):
         if len(values) != n_channels:
             raise ValueError(f"{path}: {name} has {len(values)} entries for {n_channels} signals")
-    for name, x in zip(channel_names, data):
+    for name, x in zip(channel_names, data, strict=True):
         if x.ndim != 1:
             raise ValueError(f"{path}: signal {name!r} must be 1-D, got shape {x.shape}")
         if not np.all(np.isfinite(x)):
             raise ValueError(f"{path}: signal {name!r} holds NaN or infinite samples, which EDF cannot store")
-    for name, f in zip(channel_names, sfreqs):
+    for name, f in zip(channel_names, sfreqs, strict=True):
         if not f > 0:
             raise ValueError(f"{path}: sampling rate of {name!r} must be positive, got {f}")
 
@@ -232,11 +234,15 @@ def write_edf(
         raise ValueError(f"{path}: annotations need EDF+ (plus=True)")
     start = start or datetime(2000, 1, 1)
     if start.microsecond:
-        logger.debug("%s: dropping %d us of the start time (EDF stores whole seconds)", path, start.microsecond)
+        logger.debug(
+            "%s: dropping %d us of the start time (EDF stores whole seconds)", path, start.microsecond
+        )
         start = start.replace(microsecond=0)
     start_date, start_time = _edf_date(start, path)
     if recording_id is None:
-        recording_id = f"Startdate {start.day:02d}-{_MONTHS[start.month - 1]}-{start.year} X X X" if plus else ""
+        recording_id = (
+            f"Startdate {start.day:02d}-{_MONTHS[start.month - 1]}-{start.year} X X X" if plus else ""
+        )
 
     # Data records.
     if n_channels == 0:
@@ -250,19 +256,23 @@ def write_edf(
         if record_duration <= 0:
             raise ValueError(f"{path}: record_duration must be > 0 s when the file holds signals")
         samples_per_record = []
-        for name, f in zip(channel_names, sfreqs):
+        for name, f in zip(channel_names, sfreqs, strict=True):
             spr = f * record_duration
             if abs(spr - round(spr)) > 1e-6:
                 raise ValueError(
                     f"{path}: {f:g} Hz x {record_duration:g} s records is not a whole number of samples for {name!r}"
                 )
             samples_per_record.append(int(round(spr)))
-        n_records_each = [math.ceil(len(x) / spr - 1e-9) for x, spr in zip(data, samples_per_record)]
+        n_records_each = [
+            math.ceil(len(x) / spr - 1e-9) for x, spr in zip(data, samples_per_record, strict=True)
+        ]
         n_records = max(n_records_each)
         if min(n_records_each) != n_records:
             raise ValueError(
                 f"{path}: signals span different durations: "
-                + ", ".join(f"{n} {len(x) / f:g} s" for n, x, f in zip(channel_names, data, sfreqs))
+                + ", ".join(
+                    f"{n} {len(x) / f:g} s" for n, x, f in zip(channel_names, data, sfreqs, strict=True)
+                )
             )
         n_records = max(n_records, 1)
 
@@ -292,7 +302,7 @@ def write_edf(
     ns = len(all_labels)
     dig_min, dig_max = (-(2**23), 2**23 - 1) if bdf else (-32768, 32767)
     pmins_text, pmaxs_text, pmins, pmaxs = [], [], [], []
-    for i, (name, x) in enumerate(zip(channel_names, data)):
+    for i, x in enumerate(data):
         lo = float(physical_min[i]) if physical_min is not None else float(x.min()) if x.size else -1.0
         hi = float(physical_max[i]) if physical_max is not None else float(x.max()) if x.size else 1.0
         if hi <= lo:
@@ -350,7 +360,7 @@ def write_edf(
 
     # Digital samples, one (n_records, spr) block per channel.
     blocks = []
-    for x, spr, lo, hi in zip(data, samples_per_record, pmins, pmaxs):
+    for x, spr, lo, hi in zip(data, samples_per_record, pmins, pmaxs, strict=True):
         total = n_records * spr
         if len(x) < total:
             fill = x[-1] if x.size else 0.0
@@ -364,7 +374,9 @@ def write_edf(
     columns = []
     for block in blocks:
         if bdf:
-            columns.append(block.astype("<i4").view(np.uint8).reshape(n_records, -1, 4)[:, :, :3].reshape(n_records, -1))
+            columns.append(
+                block.astype("<i4").view(np.uint8).reshape(n_records, -1, 4)[:, :, :3].reshape(n_records, -1)
+            )
         else:
             columns.append(block.astype("<i2").view(np.uint8).reshape(n_records, -1))
     if plus:

@@ -97,7 +97,9 @@ class Recording:
         signals = {}
         for name, signal in self.signals.items():
             if not isinstance(signal, Signal):
-                raise TypeError(f"{self._where()}channel {name!r} must be a Signal, got {type(signal).__name__}")
+                raise TypeError(
+                    f"{self._where()}channel {name!r} must be a Signal, got {type(signal).__name__}"
+                )
             signals[str(name)] = signal
         self.signals = signals
 
@@ -179,7 +181,9 @@ class Hypnogram:
         if stages.ndim != 1:
             raise ValueError(f"{where}hypnogram stages must be 1-D, got shape {stages.shape}")
         if stages.size and not np.issubdtype(stages.dtype, np.integer):
-            raise TypeError(f"{where}hypnogram stages must be integer SleepStage values, got dtype {stages.dtype}")
+            raise TypeError(
+                f"{where}hypnogram stages must be integer SleepStage values, got dtype {stages.dtype}"
+            )
         bad = (stages < 0) | (stages >= _N_STAGE_VALUES)
         if bad.any():
             raise ValueError(
@@ -189,17 +193,25 @@ class Hypnogram:
         self.stages = stages.astype(np.int8)
         self.epoch_length = float(self.epoch_length)
         if not np.isfinite(self.epoch_length) or self.epoch_length <= 0:
-            raise ValueError(f"{where}hypnogram epoch_length must be a positive number of seconds, got {self.epoch_length}")
+            raise ValueError(
+                f"{where}hypnogram epoch_length must be a positive number of seconds, got {self.epoch_length}"
+            )
         self.onset = float(self.onset)
         if not np.isfinite(self.onset) or self.onset < 0:
-            raise ValueError(f"{where}hypnogram onset must be >= 0 s after the recording start, got {self.onset}")
+            raise ValueError(
+                f"{where}hypnogram onset must be >= 0 s after the recording start, got {self.onset}"
+            )
         self.epoch_step = self.epoch_length if self.epoch_step is None else float(self.epoch_step)
         if not np.isfinite(self.epoch_step) or self.epoch_step <= 0:
-            raise ValueError(f"{where}hypnogram epoch_step must be a positive number of seconds, got {self.epoch_step}")
+            raise ValueError(
+                f"{where}hypnogram epoch_step must be a positive number of seconds, got {self.epoch_step}"
+            )
         if self.labels is not None:
             self.labels = tuple(str(x) for x in self.labels)
             if len(self.labels) != len(self.stages):
-                raise ValueError(f"{where}hypnogram has {len(self.stages)} stages but {len(self.labels)} labels")
+                raise ValueError(
+                    f"{where}hypnogram has {len(self.stages)} stages but {len(self.labels)} labels"
+                )
 
     @property
     def n_epochs(self) -> int:
@@ -253,8 +265,12 @@ class Hypnogram:
         """A copy without the epochs that do not fit entirely before ``duration`` seconds."""
         n_fit = int(np.sum(self.epoch_onsets + self.epoch_length <= duration + 1e-9))
         return Hypnogram(
-            self.stages[:n_fit].copy(), self.epoch_length, self.onset, self.source,
-            None if self.labels is None else self.labels[:n_fit], self.epoch_step,
+            self.stages[:n_fit].copy(),
+            self.epoch_length,
+            self.onset,
+            self.source,
+            None if self.labels is None else self.labels[:n_fit],
+            self.epoch_step,
         )
 
     @classmethod
@@ -286,8 +302,13 @@ class Hypnogram:
         if not (len(onsets_a) == len(durations_a) == len(stages_a)):
             raise ValueError(f"{where}onsets, durations and stages differ in length")
         if len(onsets_a) == 0:
-            return cls(np.zeros(0, np.int8), epoch_length, 0.0 if onset is None else onset, source,
-                       None if labels_l is None else ())
+            return cls(
+                np.zeros(0, np.int8),
+                epoch_length,
+                0.0 if onset is None else onset,
+                source,
+                None if labels_l is None else (),
+            )
         order = np.argsort(onsets_a, kind="stable")
         onsets_a, durations_a, stages_a = onsets_a[order], durations_a[order], stages_a[order]
         if labels_l is not None:
@@ -307,9 +328,11 @@ class Hypnogram:
         out = np.full(n_epochs, int(SleepStage.UNSCORED), dtype=np.int8)
         out_labels = [""] * n_epochs
         filled = np.zeros(n_epochs, dtype=bool)
-        for i, (s, k, st) in enumerate(zip(start_idx, n_span, stages_a)):
+        for i, (s, k, st) in enumerate(zip(start_idx, n_span, stages_a, strict=True)):
             if s < 0:
-                raise ValueError(f"{where}stage event at {onsets_a[i]:g} s starts before the hypnogram onset {first:g} s")
+                raise ValueError(
+                    f"{where}stage event at {onsets_a[i]:g} s starts before the hypnogram onset {first:g} s"
+                )
             if filled[s : s + k].any():
                 raise ValueError(f"{where}stage events overlap at {onsets_a[i]:g} s")
             filled[s : s + k] = True

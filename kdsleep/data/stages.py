@@ -63,7 +63,13 @@ class SleepStage(IntEnum):
 
 
 #: The members that carry a sleep stage, in AASM order.
-SCORED_STAGES: tuple[SleepStage, ...] = (SleepStage.W, SleepStage.N1, SleepStage.N2, SleepStage.N3, SleepStage.R)
+SCORED_STAGES: tuple[SleepStage, ...] = (
+    SleepStage.W,
+    SleepStage.N1,
+    SleepStage.N2,
+    SleepStage.N3,
+    SleepStage.R,
+)
 _N_STAGE_VALUES = len(SleepStage)
 
 
@@ -93,9 +99,13 @@ class StageGrouping:
         for stage, index in self.classes.items():
             stage = SleepStage(stage)
             if not stage.is_scored:
-                raise ValueError(f"grouping {self.name!r}: {stage.name} has no sleep stage and cannot be a class")
+                raise ValueError(
+                    f"grouping {self.name!r}: {stage.name} has no sleep stage and cannot be a class"
+                )
             if not 0 <= index < n_classes:
-                raise ValueError(f"grouping {self.name!r}: class index {index} of {stage.name} is outside 0..{n_classes - 1}")
+                raise ValueError(
+                    f"grouping {self.name!r}: class index {index} of {stage.name} is outside 0..{n_classes - 1}"
+                )
             lookup[stage] = index
         missing = set(range(n_classes)) - set(int(i) for i in self.classes.values())
         if missing:
@@ -135,9 +145,17 @@ W_N_R = StageGrouping(
 #: Groupings by name.
 STAGE_GROUPINGS: dict[str, StageGrouping] = {g.name: g for g in (AASM_5, W_L_D_R, W_N_R)}
 _GROUPING_ALIASES = {
-    "aasm": "aasm-5", "aasm5": "aasm-5", "5": "aasm-5", "5-class": "aasm-5", "wn1n2n3r": "aasm-5",
-    "wldr": "w-l-d-r", "4": "w-l-d-r", "4-class": "w-l-d-r",
-    "wnr": "w-n-r", "3": "w-n-r", "3-class": "w-n-r",
+    "aasm": "aasm-5",
+    "aasm5": "aasm-5",
+    "5": "aasm-5",
+    "5-class": "aasm-5",
+    "wn1n2n3r": "aasm-5",
+    "wldr": "w-l-d-r",
+    "4": "w-l-d-r",
+    "4-class": "w-l-d-r",
+    "wnr": "w-n-r",
+    "3": "w-n-r",
+    "3-class": "w-n-r",
 }
 
 
@@ -220,41 +238,94 @@ def _normalise(label: object) -> str:
 _S = SleepStage
 # EDF+ annotation texts of MASS, HMC and Sleep-EDF (AASM and R&K variants). R&K 3 and 4 -> N3.
 _EDF_ANNOTATIONS: dict[str, SleepStage] = {
-    "sleep stage w": _S.W, "sleep stage wake": _S.W,
-    "sleep stage 1": _S.N1, "sleep stage n1": _S.N1, "sleep stage s1": _S.N1,
-    "sleep stage 2": _S.N2, "sleep stage n2": _S.N2, "sleep stage s2": _S.N2,
-    "sleep stage 3": _S.N3, "sleep stage n3": _S.N3, "sleep stage s3": _S.N3,
-    "sleep stage 4": _S.N3, "sleep stage n4": _S.N3, "sleep stage s4": _S.N3,
-    "sleep stage r": _S.R, "sleep stage rem": _S.R,
-    "sleep stage ?": _S.UNSCORED, "sleep stage unscored": _S.UNSCORED,
-    "movement time": _S.MOVEMENT, "sleep stage movement": _S.MOVEMENT, "sleep stage mt": _S.MOVEMENT,
+    "sleep stage w": _S.W,
+    "sleep stage wake": _S.W,
+    "sleep stage 1": _S.N1,
+    "sleep stage n1": _S.N1,
+    "sleep stage s1": _S.N1,
+    "sleep stage 2": _S.N2,
+    "sleep stage n2": _S.N2,
+    "sleep stage s2": _S.N2,
+    "sleep stage 3": _S.N3,
+    "sleep stage n3": _S.N3,
+    "sleep stage s3": _S.N3,
+    "sleep stage 4": _S.N3,
+    "sleep stage n4": _S.N3,
+    "sleep stage s4": _S.N3,
+    "sleep stage r": _S.R,
+    "sleep stage rem": _S.R,
+    "sleep stage ?": _S.UNSCORED,
+    "sleep stage unscored": _S.UNSCORED,
+    "movement time": _S.MOVEMENT,
+    "sleep stage movement": _S.MOVEMENT,
+    "sleep stage mt": _S.MOVEMENT,
 }
 # Short R&K / AASM codes as in the slpdb aux notes ("W 1 2 3 4 R MT", some records "M").
 _SHORT_CODES: dict[str, SleepStage] = {
-    "w": _S.W, "wake": _S.W,
-    "1": _S.N1, "2": _S.N2, "3": _S.N3, "4": _S.N3,
-    "s1": _S.N1, "s2": _S.N2, "s3": _S.N3, "s4": _S.N3,
-    "n1": _S.N1, "n2": _S.N2, "n3": _S.N3, "n4": _S.N3,
-    "r": _S.R, "rem": _S.R,
-    "mt": _S.MOVEMENT, "m": _S.MOVEMENT,
-    "?": _S.UNSCORED, "u": _S.UNSCORED, "unscored": _S.UNSCORED,
+    "w": _S.W,
+    "wake": _S.W,
+    "1": _S.N1,
+    "2": _S.N2,
+    "3": _S.N3,
+    "4": _S.N3,
+    "s1": _S.N1,
+    "s2": _S.N2,
+    "s3": _S.N3,
+    "s4": _S.N3,
+    "n1": _S.N1,
+    "n2": _S.N2,
+    "n3": _S.N3,
+    "n4": _S.N3,
+    "r": _S.R,
+    "rem": _S.R,
+    "mt": _S.MOVEMENT,
+    "m": _S.MOVEMENT,
+    "?": _S.UNSCORED,
+    "u": _S.UNSCORED,
+    "unscored": _S.UNSCORED,
 }
 # UCDDB: 0 W, 1 REM, 2 S1, 3 S2, 4 S3, 5 S4, 6 artefact, 7 indeterminate; 8 occurs undocumented (unscored).
 _UCDDB: dict[str, SleepStage] = {
-    "0": _S.W, "1": _S.R, "2": _S.N1, "3": _S.N2, "4": _S.N3, "5": _S.N3,
-    "6": _S.ARTEFACT, "7": _S.UNSCORED, "8": _S.UNSCORED,
+    "0": _S.W,
+    "1": _S.R,
+    "2": _S.N1,
+    "3": _S.N2,
+    "4": _S.N3,
+    "5": _S.N3,
+    "6": _S.ARTEFACT,
+    "7": _S.UNSCORED,
+    "8": _S.UNSCORED,
 }
 # NSRR Profusion XML <SleepStage> codes: 0 W, 1-4 R&K (4 -> N3), 5 REM, 6 movement, 9 unscored.
 _PROFUSION: dict[str, SleepStage] = {
-    "0": _S.W, "1": _S.N1, "2": _S.N2, "3": _S.N3, "4": _S.N3, "5": _S.R,
-    "6": _S.MOVEMENT, "7": _S.UNSCORED, "9": _S.UNSCORED,
+    "0": _S.W,
+    "1": _S.N1,
+    "2": _S.N2,
+    "3": _S.N3,
+    "4": _S.N3,
+    "5": _S.R,
+    "6": _S.MOVEMENT,
+    "7": _S.UNSCORED,
+    "9": _S.UNSCORED,
 }
 # NSRR XML-events <EventConcept> texts ("Stage 2 sleep|2").
 _NSRR_EVENTS: dict[str, SleepStage] = {
-    "wake|0": _S.W, "stage 1 sleep|1": _S.N1, "stage 2 sleep|2": _S.N2, "stage 3 sleep|3": _S.N3,
-    "stage 4 sleep|4": _S.N3, "rem sleep|5": _S.R, "movement|6": _S.MOVEMENT, "unscored|9": _S.UNSCORED,
-    "wake": _S.W, "stage 1 sleep": _S.N1, "stage 2 sleep": _S.N2, "stage 3 sleep": _S.N3,
-    "stage 4 sleep": _S.N3, "rem sleep": _S.R, "movement": _S.MOVEMENT, "unscored": _S.UNSCORED,
+    "wake|0": _S.W,
+    "stage 1 sleep|1": _S.N1,
+    "stage 2 sleep|2": _S.N2,
+    "stage 3 sleep|3": _S.N3,
+    "stage 4 sleep|4": _S.N3,
+    "rem sleep|5": _S.R,
+    "movement|6": _S.MOVEMENT,
+    "unscored|9": _S.UNSCORED,
+    "wake": _S.W,
+    "stage 1 sleep": _S.N1,
+    "stage 2 sleep": _S.N2,
+    "stage 3 sleep": _S.N3,
+    "stage 4 sleep": _S.N3,
+    "rem sleep": _S.R,
+    "movement": _S.MOVEMENT,
+    "unscored": _S.UNSCORED,
 }
 _NAMES: dict[str, SleepStage] = {s.name.lower(): s for s in SleepStage}
 
@@ -282,7 +353,9 @@ def get_label_mapping(mapping: str | Mapping[str, SleepStage | int]) -> tuple[st
         try:
             return mapping, LABEL_MAPPINGS[mapping]
         except KeyError:
-            raise ValueError(f"unknown label mapping {mapping!r}; expected one of {sorted(LABEL_MAPPINGS)}") from None
+            raise ValueError(
+                f"unknown label mapping {mapping!r}; expected one of {sorted(LABEL_MAPPINGS)}"
+            ) from None
     return "custom", {_normalise(k): SleepStage(v) for k, v in mapping.items()}
 
 
@@ -316,7 +389,9 @@ def parse_stage_label(
 
 
 def parse_stage_labels(
-    labels: Iterable[object], mapping: str | Mapping[str, SleepStage | int] = "auto", source: object | None = None
+    labels: Iterable[object],
+    mapping: str | Mapping[str, SleepStage | int] = "auto",
+    source: object | None = None,
 ) -> np.ndarray:
     """Vector form of :func:`parse_stage_label`; returns an ``int8`` array of :class:`SleepStage` values."""
     name, table = get_label_mapping(mapping)

@@ -22,7 +22,9 @@ def test_edf_plus_round_trip_through_mne(tmp_path):
     eeg, ecg = _sines(65)
     start = datetime(2011, 5, 6, 23, 1, 2)
     ann = [(0.0, 30.0, "Sleep stage W"), (30.0, 30.0, "Sleep stage N2"), (33.43, 0.0, "Lights off")]
-    path = write_edf(tmp_path / "n.edf", [eeg, ecg], [256, 128], ["EEG C3-A2", "ECG I"], ["uV", "mV"], start, ann)
+    path = write_edf(
+        tmp_path / "n.edf", [eeg, ecg], [256, 128], ["EEG C3-A2", "ECG I"], ["uV", "mV"], start, ann
+    )
     raw = mne.io.read_raw_edf(path, preload=True, verbose="error")
     assert raw.ch_names == ["EEG C3-A2", "ECG I"]
     assert raw.info["meas_date"].replace(tzinfo=None) == start
@@ -60,7 +62,9 @@ def test_many_annotations_spread_over_records(tmp_path):
 
 def test_bdf_round_trip(tmp_path):
     eeg, _ = _sines(8)
-    path = write_edf(tmp_path / "b.bdf", [eeg], 256, ["EEG Fpz-Cz"], "uV", bdf=True, annotations=[(1, 2, "x")])
+    path = write_edf(
+        tmp_path / "b.bdf", [eeg], 256, ["EEG Fpz-Cz"], "uV", bdf=True, annotations=[(1, 2, "x")]
+    )
     raw = mne.io.read_raw_bdf(path, preload=True, verbose="error")
     assert np.abs(raw.get_data()[0] * 1e6 - eeg).max() < 80 / 2**24 * 2
     assert list(raw.annotations.description) == ["x"]

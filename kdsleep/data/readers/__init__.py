@@ -10,7 +10,12 @@
 
 from __future__ import annotations
 
-from kdsleep.data.readers.annotations import fit_to_signal, hypnogram_from_annotations, read_edf_hypnogram, widen_epochs
+from kdsleep.data.readers.annotations import (
+    fit_to_signal,
+    hypnogram_from_annotations,
+    read_edf_hypnogram,
+    widen_epochs,
+)
 from kdsleep.data.readers.channels import (
     CHANNEL_ALIASES,
     ChannelSource,

@@ -57,11 +57,12 @@ def hypnogram_from_annotations(
         Start of the epoch grid; default the first stage annotation's onset.
     """
     name, table = get_label_mapping(mapping)
+    lookup = mapping if isinstance(mapping, str) else table  # keeps the mapping's name for error messages
     keep_onsets, keep_durations, stages, labels = [], [], [], []
     skipped: dict[str, int] = {}
-    for onset, duration, text in zip(onsets, durations, descriptions):
+    for onset, duration, text in zip(onsets, durations, descriptions, strict=True):
         try:
-            stage = parse_stage_label(text, table, source=source)
+            stage = parse_stage_label(text, lookup, source=source)
         except UnknownStageLabelError:
             if _looks_like_stage(text):
                 raise UnknownStageLabelError(text, name, table.keys(), source) from None
@@ -74,8 +75,10 @@ def hypnogram_from_annotations(
     if skipped:
         logger.debug("%s: skipped non-stage annotations %s", source, skipped)
     if not stages:
-        raise ValueError(f"{source}: no sleep-stage annotations found (label mapping {name!r}); annotations seen: "
-                         f"{sorted(skipped)[:20]}")
+        raise ValueError(
+            f"{source}: no sleep-stage annotations found (label mapping {name!r}); annotations seen: "
+            f"{sorted(skipped)[:20]}"
+        )
     durations_a = np.asarray(keep_durations)
     if epoch_length is None:
         positive = durations_a[durations_a > 0]
@@ -93,10 +96,14 @@ def hypnogram_from_annotations(
             f"{source}: stage annotation {labels[i]!r} at {keep_onsets[i]:g} s lasts {durations_a[i]:g} s, "
             f"not a whole number of {epoch_length:g}-s epochs"
         )
-    return Hypnogram.from_events(keep_onsets, durations_a, stages, epoch_length, source, labels, onset=grid_onset)
+    return Hypnogram.from_events(
+        keep_onsets, durations_a, stages, epoch_length, source, labels, onset=grid_onset
+    )
 
 
-def widen_epochs(hypnogram: Hypnogram, epoch_length: float = 30.0, signal_duration: float | None = None) -> Hypnogram:
+def widen_epochs(
+    hypnogram: Hypnogram, epoch_length: float = 30.0, signal_duration: float | None = None
+) -> Hypnogram:
     """Widen short scoring epochs to ``epoch_length`` by taking equal margins on both sides.
 
     MASS SS2/SS4/SS5 are scored in 20-s epochs; Joshi et al. (arXiv 2112.07252) widen them to 30 s with 5 s
@@ -115,7 +122,9 @@ def widen_epochs(hypnogram: Hypnogram, epoch_length: float = 30.0, signal_durati
     """
     step = hypnogram.epoch_step
     if epoch_length < hypnogram.epoch_length:
-        raise ValueError(f"cannot widen {hypnogram.epoch_length:g}-s epochs to shorter {epoch_length:g}-s ones")
+        raise ValueError(
+            f"cannot widen {hypnogram.epoch_length:g}-s epochs to shorter {epoch_length:g}-s ones"
+        )
     margin = (epoch_length - hypnogram.epoch_length) / 2
     onsets = hypnogram.epoch_onsets - margin
     keep = onsets >= -1e-9
@@ -126,7 +135,12 @@ def widen_epochs(hypnogram: Hypnogram, epoch_length: float = 30.0, signal_durati
         raise AssertionError("widening kept a non-contiguous set of epochs")
     dropped = hypnogram.n_epochs - n_keep
     if dropped:
-        logger.info("%s: %d epoch(s) at the edges dropped when widening to %g s", hypnogram.source, dropped, epoch_length)
+        logger.info(
+            "%s: %d epoch(s) at the edges dropped when widening to %g s",
+            hypnogram.source,
+            dropped,
+            epoch_length,
+        )
     labels = None if hypnogram.labels is None else hypnogram.labels[first : first + n_keep]
     return Hypnogram(
         hypnogram.stages[first : first + n_keep].copy(),
@@ -171,8 +185,12 @@ def read_edf_hypnogram(
     read_edf_header(path)  # clear errors for corrupt / truncated files before mne reads it
     annotations = mne.read_annotations(path)
     hypnogram = hypnogram_from_annotations(
-        np.asarray(annotations.onset), np.asarray(annotations.duration), list(annotations.description),
-        epoch_length=epoch_length, mapping=mapping, source=path,
+        np.asarray(annotations.onset),
+        np.asarray(annotations.duration),
+        list(annotations.description),
+        epoch_length=epoch_length,
+        mapping=mapping,
+        source=path,
     )
     if widen_to is not None and abs(widen_to - hypnogram.epoch_length) > 1e-9:
         hypnogram = widen_epochs(hypnogram, widen_to, signal_duration)

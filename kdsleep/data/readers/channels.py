@@ -32,18 +32,50 @@ logger = logging.getLogger(__name__)
 #: lookups are case-insensitive.
 CHANNEL_ALIASES: dict[str, tuple[str, ...]] = {
     "C3-A2": (
-        "EEG C3-A2", "C3-A2", "C3A2", "EEG C3-M2", "C3-M2", "C3M2", "EEG C3:A2", "EEG(sec)", "EEG(SEC)",
-        "EEG 2", "EEG2", "EEG C3-CLE - EEG A2-CLE", "C3-CLE - A2-CLE", "EEG C3-LER - EEG A2-LER",
+        "EEG C3-A2",
+        "C3-A2",
+        "C3A2",
+        "EEG C3-M2",
+        "C3-M2",
+        "C3M2",
+        "EEG C3:A2",
+        "EEG(sec)",
+        "EEG(SEC)",
+        "EEG 2",
+        "EEG2",
+        "EEG C3-CLE - EEG A2-CLE",
+        "C3-CLE - A2-CLE",
+        "EEG C3-LER - EEG A2-LER",
     ),
     "C4-A1": (
-        "EEG C4-A1", "C4-A1", "C4A1", "EEG C4-M1", "C4-M1", "C4M1", "EEG C4:A1", "EEG",
-        "EEG C4-CLE - EEG A1-CLE", "C4-CLE - A1-CLE", "EEG C4-LER - EEG A1-LER",
+        "EEG C4-A1",
+        "C4-A1",
+        "C4A1",
+        "EEG C4-M1",
+        "C4-M1",
+        "C4M1",
+        "EEG C4:A1",
+        "EEG",
+        "EEG C4-CLE - EEG A1-CLE",
+        "C4-CLE - A1-CLE",
+        "EEG C4-LER - EEG A1-LER",
     ),
     "Fpz-Cz": ("EEG Fpz-Cz", "Fpz-Cz"),
     "Pz-Oz": ("EEG Pz-Oz", "Pz-Oz"),
     # Lead I first (the paper's lead), then the single-lead spellings of PSG montages.
     "ECG": (
-        "ECG I", "ECG ECGI", "ECG ECG I", "ECGI", "ECG", "EKG", "ECG1", "ECG 1", "ECG L", "ECG II", "ECG2", "EKG1",
+        "ECG I",
+        "ECG ECGI",
+        "ECG ECG I",
+        "ECGI",
+        "ECG",
+        "EKG",
+        "ECG1",
+        "ECG 1",
+        "ECG L",
+        "ECG II",
+        "ECG2",
+        "EKG1",
     ),
 }
 CHANNEL_ALIASES["ECG I"] = CHANNEL_ALIASES["ECG"]
@@ -56,8 +88,11 @@ CHANNEL_ALIASES["EEG C4-A1"] = CHANNEL_ALIASES["C4-A1"]
 class MissingChannelError(KeyError):
     """None of the candidates for a requested channel is in the file."""
 
-    def __init__(self, wanted: str, candidates: Sequence[str], available: Sequence[str], source: object = None):
+    def __init__(
+        self, wanted: str, candidates: Sequence[str], available: Sequence[str], source: object = None
+    ):
         where = f"{source}: " if source is not None else ""
+        self.wanted, self.candidates, self.available = wanted, list(candidates), list(available)
         self.message = (
             f"{where}channel {wanted!r} not found (tried {list(candidates)}); "
             f"available channels: {list(available)}"

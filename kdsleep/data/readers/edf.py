@@ -61,7 +61,9 @@ class EdfHeader:
         """Sampling rate of channel ``label`` in Hz."""
         i = self.labels.index(label)
         if self.record_duration <= 0:
-            raise EdfFormatError(f"{self.path}: record duration {self.record_duration} s gives no sampling rate")
+            raise EdfFormatError(
+                f"{self.path}: record duration {self.record_duration} s gives no sampling rate"
+            )
         return self.samples_per_record[i] / self.record_duration
 
     @property
@@ -75,7 +77,9 @@ def _number(raw: bytes, name: str, path: Path, kind: type = float) -> float:
     try:
         return kind(float(text)) if kind is int else kind(text)
     except ValueError:
-        raise EdfFormatError(f"{path}: corrupt EDF header: field {name} is {text!r}, expected a number") from None
+        raise EdfFormatError(
+            f"{path}: corrupt EDF header: field {name} is {text!r}, expected a number"
+        ) from None
 
 
 def _parse_start(date: str, time: str, path: Path) -> datetime | None:
@@ -110,7 +114,9 @@ def read_edf_header(path: str | os.PathLike[str]) -> EdfHeader:
         version = fixed[0:8]
         bdf = version == b"\xffBIOSEMI"
         if not bdf and version.strip() != b"0":
-            raise EdfFormatError(f"{path}: not an EDF/BDF file: version field is {version!r}, expected '0' or '\\xffBIOSEMI'")
+            raise EdfFormatError(
+                f"{path}: not an EDF/BDF file: version field is {version!r}, expected '0' or '\\xffBIOSEMI'"
+            )
         header_bytes = _number(fixed[184:192], "header bytes", path, int)
         reserved = fixed[192:236].decode("ascii", errors="replace").strip()
         n_records = _number(fixed[236:244], "number of data records", path, int)
@@ -125,7 +131,9 @@ def read_edf_header(path: str | os.PathLike[str]) -> EdfHeader:
             )
         rest = fh.read(256 * ns)
     if len(rest) < 256 * ns:
-        raise EdfFormatError(f"{path}: truncated EDF header: {256 + len(rest)} of {header_bytes} header bytes present")
+        raise EdfFormatError(
+            f"{path}: truncated EDF header: {256 + len(rest)} of {header_bytes} header bytes present"
+        )
 
     def fields(offset: int, width: int) -> list[bytes]:
         base = offset * ns
@@ -135,10 +143,11 @@ def read_edf_header(path: str | os.PathLike[str]) -> EdfHeader:
     units = tuple(f.decode("latin-1").strip() for f in fields(16 + 80, 8))
     spr_offset = 16 + 80 + 8 * 5 + 80
     samples_per_record = tuple(
-        _number(f, f"samples per record of {labels[i]!r}", path, int) for i, f in enumerate(fields(spr_offset, 8))
+        _number(f, f"samples per record of {labels[i]!r}", path, int)
+        for i, f in enumerate(fields(spr_offset, 8))
     )
     for i, name in enumerate(("physical minimum", "physical maximum", "digital minimum", "digital maximum")):
-        for label, raw in zip(labels, fields(16 + 80 + 8 + 8 * i, 8)):
+        for label, raw in zip(labels, fields(16 + 80 + 8 + 8 * i, 8), strict=True):
             _number(raw, f"{name} of {label!r}", path, float)
     bytes_per_sample = 3 if bdf else 2
     record_bytes = bytes_per_sample * sum(samples_per_record)
@@ -255,9 +264,11 @@ def read_edf(
     for sfreq, names in by_rate.items():
         raw = reader(path, include=names, preload=False, stim_channel=None, verbose="error")
         if abs(raw.info["sfreq"] - sfreq) > 1e-6 * sfreq:
-            raise EdfFormatError(f"{path}: mne read {names} at {raw.info['sfreq']} Hz, header says {sfreq} Hz")
+            raise EdfFormatError(
+                f"{path}: mne read {names} at {raw.info['sfreq']} Hz, header says {sfreq} Hz"
+            )
         data = raw.get_data(picks=list(range(len(raw.ch_names))))
-        for row, name in zip(data, raw.ch_names):
+        for row, name in zip(data, raw.ch_names, strict=True):
             unit = header.units[header.labels.index(name)]
             scale = unit_scale_to_volts(unit)
             if scale is None:
@@ -276,7 +287,9 @@ def read_edf(
         unit = units_out[src.positive]
         if src.negative is not None:
             if units_out[src.negative] != unit:
-                raise ValueError(f"{path}: cannot subtract {src.negative!r} ({units_out[src.negative]}) from {src.positive!r} ({unit})")
+                raise ValueError(
+                    f"{path}: cannot subtract {src.negative!r} ({units_out[src.negative]}) from {src.positive!r} ({unit})"
+                )
             x = x - raw_data[src.negative]
         if ecg_polarity is not None and (is_ecg_name(out) or is_ecg_name(src.positive)):
             x, flipped = correct_ecg_polarity(x, header.sfreq(src.positive), ecg_polarity)

@@ -73,11 +73,19 @@ def read_nsrr_xml(path: str | os.PathLike[str], *, epoch_length: float | None = 
             onsets.append(float(_text(event.find("Start"))))
             durations.append(float(_text(event.find("Duration"))))
         except ValueError:
-            raise ValueError(f"{path}: stage event {concept!r} has a non-numeric <Start> or <Duration>") from None
+            raise ValueError(
+                f"{path}: stage event {concept!r} has a non-numeric <Start> or <Duration>"
+            ) from None
         concepts.append(concept)
     if not concepts:
         raise ValueError(f"{path}: no <SleepStages> (Profusion) and no stage <ScoredEvent> (NSRR XML) found")
     stages = parse_stage_labels(concepts, "nsrr-events", source=path)
     return Hypnogram.from_events(
-        onsets, np.asarray(durations), stages, epoch_length, path, [c.split("|")[0] for c in concepts], onset=0.0
+        onsets,
+        np.asarray(durations),
+        stages,
+        epoch_length,
+        path,
+        [c.split("|")[0] for c in concepts],
+        onset=0.0,
     )

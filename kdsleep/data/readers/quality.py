@@ -25,7 +25,9 @@ class BadSignalWarning(UserWarning):
     """Stretches of a signal were NaN or flat and the epochs they touch were masked."""
 
 
-def bad_sample_mask(x: np.ndarray, sfreq: float, flat_seconds: float = 5.0, flat_tolerance: float = 0.0) -> np.ndarray:
+def bad_sample_mask(
+    x: np.ndarray, sfreq: float, flat_seconds: float = 5.0, flat_tolerance: float = 0.0
+) -> np.ndarray:
     """Boolean mask of samples that are NaN/infinite or inside a flat run of at least ``flat_seconds``.
 
     Parameters
@@ -51,7 +53,7 @@ def bad_sample_mask(x: np.ndarray, sfreq: float, flat_seconds: float = 5.0, flat
     edges = np.diff(np.concatenate(([0], steady.astype(np.int8), [0])))
     starts = np.flatnonzero(edges == 1)
     ends = np.flatnonzero(edges == -1)
-    for s, e in zip(starts, ends):
+    for s, e in zip(starts, ends, strict=True):
         if e - s + 1 >= min_run:
             bad[s : e + 1] = True
     return bad
@@ -95,7 +97,9 @@ def mask_bad_epochs(
         # Per epoch: any bad sample inside its window (cumulative sum gives O(1) window counts).
         csum = np.concatenate(([0], np.cumsum(bad)))
         start = np.clip(np.round(onsets * signal.sfreq).astype(np.int64), 0, bad.size)
-        stop = np.clip(np.round((onsets + hypnogram.epoch_length) * signal.sfreq).astype(np.int64), 0, bad.size)
+        stop = np.clip(
+            np.round((onsets + hypnogram.epoch_length) * signal.sfreq).astype(np.int64), 0, bad.size
+        )
         hit = (csum[stop] - csum[start]) > 0
         newly = hit & (stages != int(SleepStage.ARTEFACT))
         stages[hit] = int(SleepStage.ARTEFACT)
@@ -107,5 +111,11 @@ def mask_bad_epochs(
         if warn:
             warnings.warn(message, BadSignalWarning, stacklevel=2)
         logger.info(message)
-    return Hypnogram(stages, hypnogram.epoch_length, hypnogram.onset, hypnogram.source, hypnogram.labels,
-                     hypnogram.epoch_step)
+    return Hypnogram(
+        stages,
+        hypnogram.epoch_length,
+        hypnogram.onset,
+        hypnogram.source,
+        hypnogram.labels,
+        hypnogram.epoch_step,
+    )

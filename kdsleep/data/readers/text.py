@@ -25,7 +25,16 @@ __all__ = ["read_text_hypnogram"]
 
 logger = logging.getLogger(__name__)
 
-_STAGE_COLUMNS = ("stage", "stages", "sleep stage", "sleep_stage", "label", "annotation", "description", "hypnogram")
+_STAGE_COLUMNS = (
+    "stage",
+    "stages",
+    "sleep stage",
+    "sleep_stage",
+    "label",
+    "annotation",
+    "description",
+    "hypnogram",
+)
 _ONSET_COLUMNS = ("onset", "start", "time", "onset_s", "start_s")
 _DURATION_COLUMNS = ("duration", "duration_s", "length")
 

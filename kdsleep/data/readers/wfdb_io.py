@@ -21,7 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from kdsleep.data.readers.channels import correct_ecg_polarity, is_ecg_name, resolve_channel, unit_scale_to_volts
+from kdsleep.data.readers.channels import (
+    MissingChannelError,
+    correct_ecg_polarity,
+    is_ecg_name,
+    resolve_channel,
+    unit_scale_to_volts,
+)
 from kdsleep.data.recording import Hypnogram, Recording, Signal
 from kdsleep.data.stages import SleepStage, get_label_mapping, parse_stage_label
 
@@ -66,7 +72,9 @@ class BeatAnnotations:
     def beats_only(self) -> BeatAnnotations:
         """Keep only annotations whose code denotes a heartbeat (drops rhythm and noise marks)."""
         keep = np.array([s in BEAT_SYMBOLS for s in self.symbols], dtype=bool)
-        return BeatAnnotations(self.samples[keep], tuple(np.asarray(self.symbols, dtype=object)[keep]), self.sfreq, self.source)
+        return BeatAnnotations(
+            self.samples[keep], tuple(np.asarray(self.symbols, dtype=object)[keep]), self.sfreq, self.source
+        )
 
 
 def _record_path(record: str | os.PathLike[str]) -> Path:
@@ -130,21 +138,24 @@ def read_wfdb_stages(
     length = _signal_length(record)
     if fs is None:
         if length is None:
-            raise ValueError(f"{ann_path}: no sampling rate in the annotation file and no header {record}.hea")
+            raise ValueError(
+                f"{ann_path}: no sampling rate in the annotation file and no header {record}.hea"
+            )
         fs = length[1]
     samples_per_epoch = int(round(epoch_length * fs))
     _, table = get_label_mapping(mapping)
+    lookup = mapping if isinstance(mapping, str) else table  # keeps the mapping's name for error messages
     samples = np.asarray(ann.sample, dtype=np.int64)
     notes = [str(n or "") for n in ann.aux_note]
     epochs: list[int] = []
     stages: list[int] = []
     words: list[str] = []
-    for sample, note in zip(samples, notes):
+    for sample, note in zip(samples, notes, strict=True):
         word = note.replace("\x00", " ").strip().split(" ", 1)[0] if note.replace("\x00", "").strip() else ""
         if not word:
             logger.debug("%s: annotation at sample %d has no aux note; skipped", ann_path, sample)
             continue
-        stages.append(int(parse_stage_label(word, table, source=ann_path)))
+        stages.append(int(parse_stage_label(word, lookup, source=ann_path)))
         epochs.append(int(sample // samples_per_epoch))
         words.append(word)
     if not epochs:
@@ -152,7 +163,9 @@ def read_wfdb_stages(
     epochs_a = np.asarray(epochs)
     if len(set(epochs)) != len(epochs):
         dup = int(epochs_a[np.flatnonzero(np.diff(np.sort(epochs_a)) == 0)[0]])
-        raise ValueError(f"{ann_path}: two stage annotations fall into epoch {dup} (sample // {samples_per_epoch})")
+        raise ValueError(
+            f"{ann_path}: two stage annotations fall into epoch {dup} (sample // {samples_per_epoch})"
+        )
     n_epochs = int(epochs_a.max()) + 1
     if length is not None and length[0] > 0:
         n_record_epochs = length[0] // samples_per_epoch
@@ -165,7 +178,7 @@ def read_wfdb_stages(
     out = np.full(n_epochs, int(SleepStage.UNSCORED), dtype=np.int8)
     out[epochs_a] = stages
     labels = [""] * n_epochs
-    for e, w in zip(epochs, words):
+    for e, w in zip(epochs, words, strict=True):
         labels[e] = w
     if epochs_a.min() > 0:
         logger.debug("%s: scoring starts late, at epoch %d", ann_path, int(epochs_a.min()))
@@ -185,7 +198,9 @@ def read_wfdb_beats(record: str | os.PathLike[str], extension: str = "ecg") -> B
     if not fs:
         length = _signal_length(record)
         if length is None:
-            raise ValueError(f"{ann_path}: no sampling rate in the annotation file and no header {record}.hea")
+            raise ValueError(
+                f"{ann_path}: no sampling rate in the annotation file and no header {record}.hea"
+            )
         fs = length[1]
     return BeatAnnotations(np.asarray(ann.sample, dtype=np.int64), tuple(ann.symbol), float(fs), ann_path)
 
@@ -212,7 +227,11 @@ def read_wfdb_record(
     header = wfdb.rdheader(str(record))
     available = list(header.sig_name)
     # slpdb writes "EEG (C4-A1)": offer the bare derivation too, so "C4-A1" resolves.
-    bare = {name: name[name.index("(") + 1 : name.rindex(")")] for name in available if "(" in name and ")" in name}
+    bare = {
+        name: name[name.index("(") + 1 : name.rindex(")")]
+        for name in available
+        if "(" in name and ")" in name
+    }
     if channels is None:
         request: dict[str, str | Sequence[str]] = {n: [n] for n in available}
     elif isinstance(channels, str):
@@ -225,12 +244,18 @@ def read_wfdb_record(
     to_file = {b: n for n, b in bare.items()}
     sources = {}
     for out, spec in request.items():
-        src = resolve_channel(spec, lookup_names, aliases, source=f"{record}.hea")
-        sources[out] = (to_file.get(src.positive, src.positive), None if src.negative is None else to_file.get(src.negative, src.negative))
+        try:
+            src = resolve_channel(spec, lookup_names, aliases, source=f"{record}.hea")
+        except MissingChannelError as err:
+            raise MissingChannelError(err.wanted, err.candidates, available, f"{record}.hea") from None
+        sources[out] = (
+            to_file.get(src.positive, src.positive),
+            None if src.negative is None else to_file.get(src.negative, src.negative),
+        )
     needed = sorted({n for pair in sources.values() for n in pair if n is not None}, key=available.index)
     rec = wfdb.rdrecord(str(record), channel_names=needed, physical=True)
     data = {name: rec.p_signal[:, i].astype(np.float64) for i, name in enumerate(rec.sig_name)}
-    units = dict(zip(rec.sig_name, rec.units))
+    units = dict(zip(rec.sig_name, rec.units, strict=True))
     signals = {}
     for out, (pos, neg) in sources.items():
         x = data[pos]
@@ -248,4 +273,6 @@ def read_wfdb_record(
     start = None
     if header.base_date is not None and header.base_time is not None:
         start = datetime.combine(header.base_date, header.base_time)
-    return Recording(subject if subject is not None else record.name, signals, session, start, Path(f"{record}.hea"))
+    return Recording(
+        subject if subject is not None else record.name, signals, session, start, Path(f"{record}.hea")
+    )
