@@ -124,7 +124,7 @@ class ECGRecord:
     @property
     def zero_leads(self) -> tuple[str, ...]:
         """Leads whose samples are all zero."""
-        return tuple(name for name, z in zip(self.lead_names, zero_leads(self.signal)) if z)
+        return tuple(name for name, z in zip(self.lead_names, zero_leads(self.signal), strict=True) if z)
 
 
 def _header_error(path: Path, line_no: int | None, field_name: str, message: str) -> HeaderError:
@@ -236,7 +236,11 @@ def read_header(path: str | os.PathLike) -> ECGHeader:
     """
     path = Path(path)
     lines = _read_lines(path)
-    content = [(n, line.strip()) for n, line in enumerate(lines, start=1) if line.strip() and not line.strip().startswith("#")]
+    content = [
+        (n, line.strip())
+        for n, line in enumerate(lines, start=1)
+        if line.strip() and not line.strip().startswith("#")
+    ]
     if not content:
         raise _header_error(path, None, "record line", "the header is empty")
     line_no, record_line = content[0]
@@ -247,7 +251,9 @@ def read_header(path: str | os.PathLike) -> ECGHeader:
         )
     record_name = parts[0]
     if "/" in record_name:
-        raise _header_error(path, line_no, "record name", f"multi-segment records are not supported: {record_name!r}")
+        raise _header_error(
+            path, line_no, "record name", f"multi-segment records are not supported: {record_name!r}"
+        )
     # Georgia 2020 headers name the record "E00001.mat"; the record is "E00001".
     if record_name.lower().endswith(".mat"):
         record_name = record_name[:-4]
@@ -262,18 +268,28 @@ def read_header(path: str | os.PathLike) -> ECGHeader:
     signal_lines = content[1:]
     if n_leads <= 0 or len(signal_lines) < n_leads:
         raise _header_error(
-            path, line_no, "number of signals", f"the record line announces {n_leads} signals, {len(signal_lines)} signal lines follow"
+            path,
+            line_no,
+            "number of signals",
+            f"the record line announces {n_leads} signals, {len(signal_lines)} signal lines follow",
         )
 
-    file_names, lead_names, gains, baselines = [], [], [], []
+    file_names: list[str] = []
+    lead_names: list[str] = []
+    gains: list[float] = []
+    baselines: list[float] = []
     for line_no, line in signal_lines[:n_leads]:
         fields = line.split()
         if len(fields) < 3:
-            raise _header_error(path, line_no, "signal line", f"expected 'file format gain/units ...', got {line!r}")
+            raise _header_error(
+                path, line_no, "signal line", f"expected 'file format gain/units ...', got {line!r}"
+            )
         file_names.append(fields[0])
         fmt = fields[1].split("+")[0].split("x")[0].split(":")[0]
         if fmt != "16":
-            raise _header_error(path, line_no, "format", f"{fields[1]!r}: only 16-bit samples (format 16) are supported")
+            raise _header_error(
+                path, line_no, "format", f"{fields[1]!r}: only 16-bit samples (format 16) are supported"
+            )
         match = _GAIN_FIELD.match(fields[2])
         if not match:
             raise _header_error(path, line_no, "gain", f"{fields[2]!r} is not 'gain(baseline)/units'")
@@ -290,10 +306,17 @@ def read_header(path: str | os.PathLike) -> ECGHeader:
         baselines.append(int(match.group(2)) if match.group(2) is not None else adc_zero)
         lead_names.append(" ".join(fields[8:]) if len(fields) > 8 else f"lead{len(lead_names) + 1}")
     if len(set(file_names)) != 1:
-        raise _header_error(path, signal_lines[0][0], "file name", f"all leads must be in one file, got {sorted(set(file_names))}")
+        raise _header_error(
+            path,
+            signal_lines[0][0],
+            "file name",
+            f"all leads must be in one file, got {sorted(set(file_names))}",
+        )
     signal_file = file_names[0]
     if not signal_file.lower().endswith(".mat"):
-        raise _header_error(path, signal_lines[0][0], "file name", f"{signal_file!r}: expected a .mat signal file")
+        raise _header_error(
+            path, signal_lines[0][0], "file name", f"{signal_file!r}: expected a .mat signal file"
+        )
 
     comments = parse_comment_fields(lines)
     age = _parse_age(path, *comments["age"]) if "age" in comments else None
@@ -322,10 +345,10 @@ def read_digital(header: ECGHeader) -> np.ndarray:
     import scipy.io
 
     path = header.signal_path
+    if not path.is_file():
+        raise HeaderError(f"{path}: signal file not found (named by {header.header_path})")
     try:
         content = scipy.io.loadmat(path)
-    except FileNotFoundError:
-        raise HeaderError(f"{path}: signal file not found (named by {header.header_path})") from None
     except Exception as err:  # scipy raises several types for damaged files
         raise HeaderError(f"{path}: not a readable MATLAB file ({err})") from None
     if "val" not in content:
@@ -365,7 +388,9 @@ def pick_leads(header: ECGHeader, leads: Sequence[str]) -> list[int]:
     indices = []
     for lead in leads:
         if lead.lower() not in lower:
-            raise HeaderError(f"{header.header_path}: field 'description': lead {lead!r} not found in {header.lead_names}")
+            raise HeaderError(
+                f"{header.header_path}: field 'description': lead {lead!r} not found in {header.lead_names}"
+            )
         indices.append(lower.index(lead.lower()))
     return indices
 
@@ -405,7 +430,9 @@ def read_record(
     if sfreq is not None and sfreq != header.sfreq:
         signal = _resample(signal, header.sfreq, sfreq)
         out_sfreq = float(sfreq)
-    return ECGRecord(header=header, signal=np.ascontiguousarray(signal), sfreq=out_sfreq, lead_names=lead_names)
+    return ECGRecord(
+        header=header, signal=np.ascontiguousarray(signal), sfreq=out_sfreq, lead_names=lead_names
+    )
 
 
 def list_records(directory: str | os.PathLike) -> list[Path]:
@@ -413,7 +440,11 @@ def list_records(directory: str | os.PathLike) -> list[Path]:
     directory = Path(directory)
     if not directory.is_dir():
         raise HeaderError(f"{directory}: folder not found")
-    return sorted(p for p in directory.iterdir() if p.suffix.lower() == ".hea" and not p.name.startswith(".") and p.is_file())
+    return sorted(
+        p
+        for p in directory.iterdir()
+        if p.suffix.lower() == ".hea" and not p.name.startswith(".") and p.is_file()
+    )
 
 
 def zero_leads(signal: np.ndarray) -> np.ndarray:
@@ -483,11 +514,15 @@ class ScanReport:
         for group in self.duplicates:
             lines.append("identical signals: " + ", ".join(str(p) for p in group))
         for path, amplitude in self.implausible_amplitude.items():
-            lines.append(f"implausible amplitude in {path}: {amplitude:.3g} mV (check the gain in its header)")
+            lines.append(
+                f"implausible amplitude in {path}: {amplitude:.3g} mV (check the gain in its header)"
+            )
         return "\n".join(lines)
 
 
-def scan_records(directories: str | os.PathLike | Iterable[str | os.PathLike], progress: bool = True) -> ScanReport:
+def scan_records(
+    directories: str | os.PathLike | Iterable[str | os.PathLike], progress: bool = True
+) -> ScanReport:
     """Read every record of one or more folders, reporting all-zero leads and duplicated records.
 
     Parameters
@@ -516,7 +551,7 @@ def scan_records(directories: str | os.PathLike | Iterable[str | os.PathLike], p
         headers.append(header)
         flat = zero_leads(digital - header.baselines[:, None])
         if np.any(flat):
-            zero[str(path)] = tuple(n for n, z in zip(header.lead_names, flat) if z)
+            zero[str(path)] = tuple(n for n, z in zip(header.lead_names, flat, strict=True) if z)
             logger.warning("%s: all-zero leads %s", path, ", ".join(zero[str(path)]))
         by_digest.setdefault(signal_digest(digital), []).append(path)
         amplitude = typical_amplitude(to_millivolts(header, digital, np.float64))
@@ -525,7 +560,11 @@ def scan_records(directories: str | os.PathLike | Iterable[str | os.PathLike], p
         if not low <= amplitude <= high:
             implausible[str(path)] = amplitude
             logger.warning(
-                "%s: typical amplitude %.3g mV is outside %s-%s mV; is the gain in the header right?", path, amplitude, low, high
+                "%s: typical amplitude %.3g mV is outside %s-%s mV; is the gain in the header right?",
+                path,
+                amplitude,
+                low,
+                high,
             )
     duplicates = [tuple(group) for group in by_digest.values() if len(group) > 1]
     for group in duplicates:
