@@ -154,7 +154,9 @@ def test_dx_spacing_variants(tmp_path: Path, line: str, codes: tuple[str, ...]):
 
 def test_units_baseline_and_demographics(tmp_path: Path):
     digital = np.full((12, 500), 1100)
-    path = write_record(tmp_path, "U1", digital, gain="1000(100)/uV", extra_lines=("#Age: NaN", "#Sex: female"))
+    path = write_record(
+        tmp_path, "U1", digital, gain="1000(100)/uV", extra_lines=("#Age: NaN", "#Sex: female")
+    )
     record = read_record(path)
     # (1100 - 100) / 1000 uV = 1 uV = 0.001 mV
     assert np.allclose(record.signal, 0.001)

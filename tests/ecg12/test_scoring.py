@@ -43,11 +43,7 @@ def write_tiny_tables(folder: Path, notes: str = "") -> Path:
         "444,0.0,0.25,1.0,1.0\n"
     )
     (folder / "dx_mapping_scored.csv").write_text(
-        "Dx,SNOMED CT Code,Abbreviation,Notes\n"
-        "normal,111,N,\n"
-        "bee,222,B,\n"
-        f"cee,333,C,{notes}\n"
-        "dee,444,D,\n"
+        f"Dx,SNOMED CT Code,Abbreviation,Notes\nnormal,111,N,\nbee,222,B,\ncee,333,C,{notes}\ndee,444,D,\n"
     )
     return folder
 
@@ -126,7 +122,9 @@ def test_perfect_outputs_score_one_and_always_normal_zero(tables):
     assert challenge_metric(labels, labels, tables.weights, tables.normal_index) == pytest.approx(1.0)
     normal = np.zeros_like(labels)
     normal[:, tables.normal_index] = True
-    assert challenge_metric(labels, normal, tables.weights, tables.normal_index) == pytest.approx(0.0, abs=1e-12)
+    assert challenge_metric(labels, normal, tables.weights, tables.normal_index) == pytest.approx(
+        0.0, abs=1e-12
+    )
     outputs = rng.random(labels.shape) < 0.1
     got = challenge_metric(labels, outputs, tables.weights, tables.normal_index)
     assert got == pytest.approx(naive_challenge_metric(labels, outputs, tables.weights, tables.normal_index))
