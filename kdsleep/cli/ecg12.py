@@ -36,8 +36,12 @@ def _add_score_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
             "class codes, line 3 the binary outputs (0/1), line 4 the probabilities."
         ),
     )
-    parser.add_argument("label_dir", metavar="LABEL_DIR", type=Path, help="folder of header files with #Dx lines")
-    parser.add_argument("output_dir", metavar="OUTPUT_DIR", type=Path, help="folder of the classifier's CSV outputs")
+    parser.add_argument(
+        "label_dir", metavar="LABEL_DIR", type=Path, help="folder of header files with #Dx lines"
+    )
+    parser.add_argument(
+        "output_dir", metavar="OUTPUT_DIR", type=Path, help="folder of the classifier's CSV outputs"
+    )
     parser.add_argument(
         "--scoring-dir",
         type=Path,
@@ -53,7 +57,10 @@ def _add_score_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     )
     parser.add_argument("--scores", type=Path, metavar="CSV", help="also write the figures to this file")
     parser.add_argument(
-        "--class-scores", type=Path, metavar="CSV", help="write per-class AUROC, AUPRC and F-measure to this file"
+        "--class-scores",
+        type=Path,
+        metavar="CSV",
+        help="write per-class AUROC, AUPRC and F-measure to this file",
     )
     parser.add_argument(
         "--lenient",
@@ -72,10 +79,10 @@ def _run_score(args: argparse.Namespace) -> int:
         NORMAL_SINUS_RHYTHM,
         ChallengeOutputError,
         ScoringTableError,
-        write_text_atomic,
         evaluate,
         load_scoring_tables,
         read_challenge_output,
+        write_text_atomic,
     )
 
     try:
@@ -86,7 +93,9 @@ def _run_score(args: argparse.Namespace) -> int:
         if not folder.is_dir():
             raise CLIError(f"{name} {folder} is not a folder")
     label_files = sorted(
-        p for p in args.label_dir.iterdir() if p.is_file() and p.suffix.lower() == ".hea" and not p.name.startswith(".")
+        p
+        for p in args.label_dir.iterdir()
+        if p.is_file() and p.suffix.lower() == ".hea" and not p.name.startswith(".")
     )
     if not label_files:
         raise CLIError(f"no header files (.hea) in LABEL_DIR {args.label_dir}")
@@ -143,7 +152,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description="12-lead ECG arrhythmia classification on PhysioNet/CinC 2020 data.",
     )
     actions = parser.add_subparsers(dest="ecg12_command", metavar="ACTION")
-    for name, (add, run_action) in ACTIONS.items():
+    for add, run_action in ACTIONS.values():
         sub = add(actions)
         sub.set_defaults(_ecg12_run=run_action)
     parser.set_defaults(_ecg12_parser=parser)
@@ -159,4 +168,3 @@ def run(args: argparse.Namespace) -> int:
 
 
 __all__ = ["ACTIONS", "add_parser", "run"]
-

@@ -98,7 +98,9 @@ def iterative_stratification(
     return folds
 
 
-def cv_splits(folds: np.ndarray, n_folds: int | None = None) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+def cv_splits(
+    folds: np.ndarray, n_folds: int | None = None
+) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
     """Train, validation and test indices of each cross-validation round.
 
     Round k tests on fold k and validates on fold (k + 1) mod n_folds (where decision thresholds and

@@ -174,7 +174,9 @@ def _read_weights(path: Path) -> tuple[list[list[str]], np.ndarray]:
     values = np.empty((n, n), dtype=np.float64)
     for i, row in enumerate(rows[1:]):
         if len(row) != n + 1:
-            raise ScoringTableError(f"{path}: row {i + 2} ({row[0]}) has {len(row) - 1} weights, expected {n}")
+            raise ScoringTableError(
+                f"{path}: row {i + 2} ({row[0]}) has {len(row) - 1} weights, expected {n}"
+            )
         for j, cell in enumerate(row[1:]):
             try:
                 values[i, j] = float(cell)
@@ -194,7 +196,9 @@ def _read_weights(path: Path) -> tuple[list[list[str]], np.ndarray]:
     return groups, values
 
 
-def load_scoring_tables(scoring_dir: str | os.PathLike, normal_class: str = NORMAL_SINUS_RHYTHM) -> ScoringTables:
+def load_scoring_tables(
+    scoring_dir: str | os.PathLike, normal_class: str = NORMAL_SINUS_RHYTHM
+) -> ScoringTables:
     """Read the challenge's scoring tables from a folder.
 
     Parameters
@@ -260,14 +264,18 @@ def load_scoring_tables(scoring_dir: str | os.PathLike, normal_class: str = NORM
     try:
         code_col = header.index("SNOMED CT Code")
     except ValueError:
-        raise ScoringTableError(f"{mapping_path}: no 'SNOMED CT Code' column in the header row {header}") from None
+        raise ScoringTableError(
+            f"{mapping_path}: no 'SNOMED CT Code' column in the header row {header}"
+        ) from None
     abbrev_col = header.index("Abbreviation") if "Abbreviation" in header else None
     notes_col = header.index("Notes") if "Notes" in header else None
     abbreviations: dict[str, str] = {}
     noted_pairs: set[frozenset[str]] = set()
     for line_no, row in enumerate(mapping[1:], start=2):
         if code_col >= len(row) or not _SNOMED_CODE.match(row[code_col]):
-            raise ScoringTableError(f"{mapping_path}: line {line_no}: field 'SNOMED CT Code' is not a code: {row}")
+            raise ScoringTableError(
+                f"{mapping_path}: line {line_no}: field 'SNOMED CT Code' is not a code: {row}"
+            )
         code = row[code_col]
         if abbrev_col is not None and abbrev_col < len(row):
             abbreviations[code] = row[abbrev_col]
@@ -354,7 +362,9 @@ def modified_confusion_matrix(labels: np.ndarray, outputs: np.ndarray) -> np.nda
     return (labels / union[:, None]).T @ outputs.astype(np.float64)
 
 
-def challenge_metric(labels: np.ndarray, outputs: np.ndarray, weights: np.ndarray, normal_index: int) -> float:
+def challenge_metric(
+    labels: np.ndarray, outputs: np.ndarray, weights: np.ndarray, normal_index: int
+) -> float:
     """The official 2020 challenge metric.
 
     ``(observed - inactive) / (correct - inactive)``, where each score is the sum of ``weights`` times the
@@ -710,19 +720,23 @@ def read_challenge_output(
         elif token in NEGATIVE_TOKENS or not strict:
             binary_values.append(False)
         else:
-            return fail(f"line {content[1][0]}, field {k + 1} ({codes[k]}): binary output {token!r} is not 0 or 1")
+            return fail(
+                f"line {content[1][0]}, field {k + 1} ({codes[k]}): binary output {token!r} is not 0 or 1"
+            )
     scalar_values = []
     for k, token in enumerate(scalar_tokens):
         try:
             scalar_values.append(float(token))
         except ValueError:
             if strict:
-                return fail(f"line {content[2][0]}, field {k + 1} ({codes[k]}): probability {token!r} is not a number")
+                return fail(
+                    f"line {content[2][0]}, field {k + 1} ({codes[k]}): probability {token!r} is not a number"
+                )
             scalar_values.append(0.0)
 
     index = {cls: i for i, cls in enumerate(tables.classes)}
     collected: dict[int, list[float]] = {}
-    for code, b, s in zip(codes, binary_values, scalar_values):
+    for code, b, s in zip(codes, binary_values, scalar_values, strict=True):
         rep = tables.representative.get(code)
         if rep is None:
             continue

@@ -149,7 +149,9 @@ def random_windows(
     return signal[:, index.to(signal.device)].permute(1, 0, 2).contiguous()
 
 
-def consecutive_windows(signal: torch.Tensor, n_times: int = WINDOW_SAMPLES, stride: int | None = None) -> torch.Tensor:
+def consecutive_windows(
+    signal: torch.Tensor, n_times: int = WINDOW_SAMPLES, stride: int | None = None
+) -> torch.Tensor:
     """Windows of ``n_times`` samples every ``stride`` samples (default: no overlap) from one record.
 
     Used at inference to cover a whole record; trailing samples that do not fill a window are dropped.
