@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kdsleep.data import resample
+
 logger = logging.getLogger(__name__)
 
 #: The twelve standard leads, in the order of the challenge's records.
@@ -369,19 +371,6 @@ def to_millivolts(header: ECGHeader, digital: np.ndarray, dtype: np.dtype | type
     return out.astype(dtype, copy=False)
 
 
-def _resample(signal: np.ndarray, sfreq_in: float, sfreq_out: float) -> np.ndarray:
-    """Resample along the last axis with polyphase filtering (scipy) until the package resampler lands."""
-    from fractions import Fraction
-
-    import scipy.signal
-
-    ratio = Fraction(sfreq_out / sfreq_in).limit_denominator(1000)
-    if abs(float(ratio) - sfreq_out / sfreq_in) > 1e-9:
-        raise ValueError(f"cannot resample {sfreq_in} Hz to {sfreq_out} Hz with a rational factor")
-    out = scipy.signal.resample_poly(signal, ratio.numerator, ratio.denominator, axis=-1)
-    return out.astype(signal.dtype, copy=False)
-
-
 def pick_leads(header: ECGHeader, leads: Sequence[str]) -> list[int]:
     """Indices of ``leads`` in the header (names compared case-insensitively)."""
     lower = [name.lower() for name in header.lead_names]
@@ -408,7 +397,8 @@ def read_record(
     path : path
         The ``.hea`` file.
     sfreq : float or None
-        Resample to this frequency (100 Hz in Phan et al.); None keeps the record's own.
+        Resample to this frequency (100 Hz in Phan et al.) with the package's anti-aliased polyphase
+        resampler (:func:`kdsleep.data.resample`); None keeps the record's own.
     leads : sequence of str or None
         Leads to return, in this order (the 12 standard leads by default); None returns the header's leads
         as they are.
@@ -428,7 +418,7 @@ def read_record(
         lead_names = tuple(header.lead_names[i] for i in indices)
     out_sfreq = header.sfreq
     if sfreq is not None and sfreq != header.sfreq:
-        signal = _resample(signal, header.sfreq, sfreq)
+        signal = resample(signal, header.sfreq, float(sfreq))
         out_sfreq = float(sfreq)
     return ECGRecord(
         header=header, signal=np.ascontiguousarray(signal), sfreq=out_sfreq, lead_names=lead_names
