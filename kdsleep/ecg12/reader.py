@@ -48,7 +48,7 @@ class HeaderError(ValueError):
     """A header or signal file that cannot be read; the message names the file and the field."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ECGHeader:
     """What a challenge header says about a record.
 
@@ -100,7 +100,7 @@ class ECGHeader:
         return self.n_samples / self.sfreq
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ECGRecord:
     """A record read into memory.
 
@@ -190,7 +190,11 @@ def _parse_age(path: Path, line_no: int, value: str) -> float | None:
     if np.isnan(age):
         return None
     if not 0 <= age <= 130:
-        raise _header_error(path, line_no, "Age", f"{value!r} is not an age in years (0 to 130)")
+        # Some sources code unknown or censored ages with sentinels (-1, 300): keep the record, drop the age.
+        logger.warning(
+            "%s, line %d: field 'Age': %r is not an age in years; read as unknown", path, line_no, value
+        )
+        return None
     return age
 
 

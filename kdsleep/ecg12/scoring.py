@@ -67,7 +67,7 @@ class ChallengeOutputError(ValueError):
 # ---------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ScoringTables:
     """The challenge's scored classes, their equivalences and the weight matrix.
 
@@ -508,7 +508,7 @@ def auroc_auprc(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float, n
     return _nanmean(auroc), _nanmean(auprc), auroc, auprc
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ChallengeScores:
     """All figures of the official 2020 evaluation, plus per-class ones.
 

@@ -164,6 +164,8 @@ def test_units_baseline_and_demographics(tmp_path: Path):
     path = write_record(tmp_path, "U2", digital, gain="2/V", extra_lines=("#Age: 61", "#Sex: Unknown"))
     assert np.allclose(read_record(path).signal, 1100 / 2 * 1000)  # 550 V in mV
     assert read_header(path).age == 61 and read_header(path).sex is None
+    path = write_record(tmp_path, "U3", digital, extra_lines=("#Age: 300", "#Sex: M"))
+    assert read_header(path).age is None  # a sentinel, not an age
 
 
 def test_resampling_to_100_hz(tmp_path: Path):
