@@ -1,0 +1,339 @@
+"""Table I / Table II style reports of a set of variants, as Markdown and JSON.
+
+Table I of Joshi et al. lists weighted F1 and accuracy per class set and variant, Table II the per-class F1.
+The report adds macro F1, Cohen's kappa and the number of scored test epochs, can show the paper's figures
+beside ours, and lists paired per-subject comparisons when given.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kdsleep.evaluation.compare import PairedComparison
+from kdsleep.evaluation.metrics import StagingMetrics
+
+__all__ = [
+    "PAPER_TABLE_I",
+    "PAPER_TABLE_II",
+    "VARIANT_LABELS",
+    "VariantResult",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "build_report",
+    "render_markdown",
+    "write_report",
+]
+
+#: Display names of the variants, in the order of the paper's tables.
+VARIANT_LABELS: dict[str, str] = {
+    "eeg_baseline": "EEG baseline",
+    "ecg_baseline": "ECG baseline",
+    "sd_cl": "SD+CL",
+    "at": "AT",
+    "at_cl": "AT+CL",
+    "at_sd_cl": "AT+SD+CL",
+}
+
+#: Table I of Joshi et al. (MASS, held-out test set): (weighted F1, accuracy) per (grouping, variant).
+PAPER_TABLE_I: dict[tuple[str, str], tuple[float, float]] = {
+    ("w-l-d-r", "eeg_baseline"): (0.85, 0.85),
+    ("w-l-d-r", "ecg_baseline"): (0.45, 0.44),
+    ("w-l-d-r", "sd_cl"): (0.51, 0.51),
+    ("w-l-d-r", "at_cl"): (0.50, 0.50),
+    ("w-l-d-r", "at_sd_cl"): (0.50, 0.49),
+    ("w-n-r", "eeg_baseline"): (0.90, 0.90),
+    ("w-n-r", "ecg_baseline"): (0.58, 0.56),
+    ("w-n-r", "sd_cl"): (0.61, 0.60),
+    ("w-n-r", "at_cl"): (0.66, 0.66),
+    ("w-n-r", "at_sd_cl"): (0.64, 0.63),
+}
+
+#: Table II of Joshi et al.: per-class F1 in class order (W, L, D, R or W, N, R) per (grouping, variant).
+PAPER_TABLE_II: dict[tuple[str, str], tuple[float, ...]] = {
+    ("w-l-d-r", "eeg_baseline"): (0.89, 0.86, 0.81, 0.82),
+    ("w-l-d-r", "ecg_baseline"): (0.57, 0.47, 0.30, 0.40),
+    ("w-l-d-r", "sd_cl"): (0.54, 0.61, 0.31, 0.35),
+    ("w-l-d-r", "at_cl"): (0.54, 0.57, 0.34, 0.40),
+    ("w-l-d-r", "at_sd_cl"): (0.57, 0.56, 0.29, 0.41),
+    ("w-n-r", "eeg_baseline"): (0.89, 0.93, 0.80),
+    ("w-n-r", "ecg_baseline"): (0.51, 0.65, 0.40),
+    ("w-n-r", "sd_cl"): (0.53, 0.70, 0.34),
+    ("w-n-r", "at_cl"): (0.52, 0.77, 0.37),
+    ("w-n-r", "at_sd_cl"): (0.52, 0.73, 0.39),
+}
+
+_PAPER_CLASS_NAMES = {"w-l-d-r": ("W", "L", "D", "R"), "w-n-r": ("W", "N", "R")}
+_GROUPING_ORDER = ("aasm-5", "w-l-d-r", "w-n-r")
+
+
+@dataclass(frozen=True)
+class VariantResult:
+    """Test-set results of one variant on one class set.
+
+    Attributes
+    ----------
+    variant : str
+        Variant name (``eeg_baseline``, ``ecg_baseline``, ``sd_cl``, ``at_cl``, ``at_sd_cl``, ``at``, or any).
+    grouping : str
+        Class set, e.g. ``"w-l-d-r"`` (4 classes), ``"w-n-r"`` (3) or ``"aasm-5"`` (5).
+    metrics : StagingMetrics
+        Metrics pooled over all test epochs.
+    per_subject : mapping of str to StagingMetrics
+        Optional per-subject metrics (written to the JSON report).
+    """
+
+    variant: str
+    grouping: str
+    metrics: StagingMetrics
+    per_subject: Mapping[str, StagingMetrics] = field(default_factory=dict)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and :func:`os.replace`."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        # mkstemp creates the file private (0600); give it the usual permissions of a result file.
+        os.chmod(temporary, 0o644)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write UTF-8 text atomically (see :func:`atomic_write_bytes`)."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _normalise_grouping(grouping: str) -> str:
+    return str(grouping).strip().lower().replace("_", "-")
+
+
+def _variant_order(variant: str) -> tuple[int, str]:
+    order = list(VARIANT_LABELS)
+    return (order.index(variant), "") if variant in order else (len(order), variant)
+
+
+def _grouping_order(grouping: str) -> tuple[int, str]:
+    return (
+        (_GROUPING_ORDER.index(grouping), "")
+        if grouping in _GROUPING_ORDER
+        else (len(_GROUPING_ORDER), grouping)
+    )
+
+
+def _clean(value: float | None) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def build_report(
+    results: Iterable[VariantResult],
+    *,
+    comparisons: Sequence[PairedComparison] = (),
+    show_reference: bool = True,
+    title: str = "Sleep staging results",
+    metadata: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The report as a JSON-serialisable dictionary.
+
+    Parameters
+    ----------
+    results : iterable of VariantResult
+        One entry per (grouping, variant); a pair may appear only once.
+    comparisons : sequence of PairedComparison
+        Paired per-subject comparisons to list.
+    show_reference : bool
+        Put the paper's figures (Tables I and II of Joshi et al.) beside ours where they exist.
+    title : str
+        Heading of the Markdown report.
+    metadata : mapping or None
+        Free-form context (dataset, seed, commit, ...) stored in the report.
+
+    Returns
+    -------
+    dict
+        With keys ``title``, ``metadata``, ``table_i`` (rows), ``table_ii`` (rows), ``comparisons`` and
+        ``show_reference``.
+    """
+    entries = sorted(
+        ((_normalise_grouping(r.grouping), r) for r in results),
+        key=lambda item: (_grouping_order(item[0]), _variant_order(item[1].variant)),
+    )
+    if not entries:
+        raise ValueError("a report needs at least one variant result")
+    seen: set[tuple[str, str]] = set()
+    table_i, table_ii, per_subject = [], [], []
+    for grouping, result in entries:
+        key = (grouping, result.variant)
+        if key in seen:
+            raise ValueError(f"variant {result.variant!r} appears twice for class set {grouping!r}")
+        seen.add(key)
+        metrics = result.metrics
+        reference_i = PAPER_TABLE_I.get(key)
+        reference_ii = PAPER_TABLE_II.get(key)
+        if reference_ii is not None and _PAPER_CLASS_NAMES[grouping] != metrics.class_names:
+            # Class names in another order would put the paper's figures beside the wrong classes.
+            reference_ii = None
+        table_i.append(
+            {
+                "grouping": grouping,
+                "variant": result.variant,
+                "label": VARIANT_LABELS.get(result.variant, result.variant),
+                "weighted_f1": _clean(metrics.weighted_f1),
+                "accuracy": _clean(metrics.accuracy),
+                "macro_f1": _clean(metrics.macro_f1),
+                "cohen_kappa": _clean(metrics.cohen_kappa),
+                "n_epochs": metrics.n_epochs,
+                "n_subjects": len(result.per_subject) or None,
+                "paper_weighted_f1": reference_i[0] if reference_i else None,
+                "paper_accuracy": reference_i[1] if reference_i else None,
+            }
+        )
+        table_ii.append(
+            {
+                "grouping": grouping,
+                "variant": result.variant,
+                "label": VARIANT_LABELS.get(result.variant, result.variant),
+                "class_names": list(metrics.class_names),
+                "f1": [_clean(v) for v in metrics.f1],
+                "paper_f1": list(reference_ii) if reference_ii else None,
+                "metrics": metrics.to_dict(),
+            }
+        )
+        if result.per_subject:
+            per_subject.append(
+                {
+                    "grouping": grouping,
+                    "variant": result.variant,
+                    "subjects": {s: m.to_dict() for s, m in sorted(result.per_subject.items())},
+                }
+            )
+    return {
+        "title": title,
+        "metadata": dict(metadata or {}),
+        "show_reference": show_reference,
+        "table_i": table_i,
+        "table_ii": table_ii,
+        "comparisons": [c.to_dict() for c in comparisons],
+        "per_subject": per_subject,
+    }
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    """Markdown text of a report built by :func:`build_report`."""
+    show = report.get("show_reference", True)
+    lines = [f"# {report['title']}", ""]
+    metadata = report.get("metadata") or {}
+    if metadata:
+        lines += [f"- **{key}**: {value}" for key, value in metadata.items()] + [""]
+
+    lines += ["## Table I — overall (held-out test set)", ""]
+    header = "| classes | experiment | weighted F1 | accuracy | macro F1 | Cohen's κ | epochs |"
+    rule = "|---|---|---|---|---|---|---|"
+    if show:
+        header += " paper weighted F1 | paper accuracy |"
+        rule += "---|---|"
+    lines += [header, rule]
+    for row in report["table_i"]:
+        line = (
+            f"| {row['grouping'].upper()} | {row['label']} | {_number(row['weighted_f1'])} | "
+            f"{_number(row['accuracy'])} | {_number(row['macro_f1'])} | {_number(row['cohen_kappa'])} | "
+            f"{row['n_epochs']} |"
+        )
+        if show:
+            line += f" {_number(row['paper_weighted_f1'], 2)} | {_number(row['paper_accuracy'], 2)} |"
+        lines.append(line)
+    lines.append("")
+
+    lines += ["## Table II — per-class F1", ""]
+    if show:
+        lines += [
+            "Figures in parentheses are those of Joshi et al. (Table II), where the paper reports them.",
+            "",
+        ]
+    by_grouping: dict[str, list[Mapping[str, Any]]] = {}
+    for row in report["table_ii"]:
+        by_grouping.setdefault(row["grouping"], []).append(row)
+    for grouping, rows in by_grouping.items():
+        class_names = rows[0]["class_names"]
+        lines += [f"### {grouping.upper()}", ""]
+        lines.append("| experiment | " + " | ".join(f"F1 {name}" for name in class_names) + " |")
+        lines.append("|---|" + "---|" * len(class_names))
+        for row in rows:
+            cells = []
+            for i, value in enumerate(row["f1"]):
+                cell = _number(value)
+                if show and row["paper_f1"] is not None:
+                    cell += f" ({row['paper_f1'][i]:.2f})"
+                cells.append(cell)
+            lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
+        lines.append("")
+
+    comparisons = report.get("comparisons") or []
+    if comparisons:
+        lines += ["## Paired per-subject comparisons", ""]
+        lines += [
+            "Differences are B − A over the same test subjects; the interval is a percentile bootstrap of the "
+            "mean difference, p is the two-sided Wilcoxon signed-rank test.",
+            "",
+            "| metric | A | B | subjects | mean A | mean B | mean B − A | CI | Wilcoxon p | B better / worse |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for c in comparisons:
+            confidence = round(100 * c["confidence"])
+            lines.append(
+                f"| {c['metric']} | {VARIANT_LABELS.get(c['variant_a'], c['variant_a'])} | "
+                f"{VARIANT_LABELS.get(c['variant_b'], c['variant_b'])} | {c['n_subjects']} | "
+                f"{_number(c['mean_a'])} | {_number(c['mean_b'])} | {c['mean_difference']:+.3f} | "
+                f"{confidence}%: [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}] | {_p_value(c['p_value'])} | "
+                f"{c['n_better']} / {c['n_worse']} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _p_value(p: float | None) -> str:
+    if p is None:
+        return "–"
+    return f"{p:.2e}" if p < 1e-3 else f"{p:.3f}"
+
+
+def write_report(
+    results: Iterable[VariantResult],
+    out_dir: str | os.PathLike[str],
+    *,
+    name: str = "report",
+    comparisons: Sequence[PairedComparison] = (),
+    show_reference: bool = True,
+    title: str = "Sleep staging results",
+    metadata: Mapping[str, Any] | None = None,
+) -> tuple[Path, Path]:
+    """Write ``<name>.md`` and ``<name>.json`` into ``out_dir`` (atomically).
+
+    Parameters are those of :func:`build_report`. Returns the paths of the Markdown and JSON files.
+    """
+    report = build_report(
+        results, comparisons=comparisons, show_reference=show_reference, title=title, metadata=metadata
+    )
+    out = Path(out_dir)
+    markdown_path = atomic_write_text(out / f"{name}.md", render_markdown(report))
+    json_path = atomic_write_text(out / f"{name}.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
+    return markdown_path, json_path
