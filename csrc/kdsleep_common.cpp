@@ -64,9 +64,15 @@ void check_attention_transfer_inputs(at::TensorList student, at::TensorList teac
   }
 }
 
+int64_t at_coeff_numel(at::TensorList student) {
+  // Two fp64 coefficients per (layer, sample), stored in the workspace's own dtype (float32 or float64).
+  const int64_t per_double = student[0].scalar_type() == at::kDouble ? 1 : 2;
+  return 2 * static_cast<int64_t>(student.size()) * student[0].size(0) * per_double;
+}
+
 int64_t at_saved_numel(at::TensorList student) {
   const int64_t batch = student[0].size(0);
-  int64_t n = 2 * static_cast<int64_t>(student.size()) * batch;
+  int64_t n = at_coeff_numel(student);
   for (const auto& s : student) n += 2 * batch * s.size(2);
   return n;
 }

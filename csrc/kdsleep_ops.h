@@ -18,8 +18,11 @@ void check_attention_transfer_inputs(at::TensorList student, at::TensorList teac
 int parse_at_mode(const std::string& mode);
 int parse_at_distance(const std::string& distance);
 
-// Number of elements of the float workspace the forward returns for the backward:
-// 2 coefficients per (layer, sample), then two maps of B * L_j values per layer.
+// The workspace the attention-transfer forward returns for the backward (float32, or float64 for float64
+// inputs): first two fp64 coefficients per (layer, sample) -- kept in double because the gradient
+// alpha * a_s + beta * a_t cancels when student and teacher maps agree -- then two maps of B * L_j values
+// per layer. at_coeff_numel is the size of the coefficient region in workspace elements.
+int64_t at_coeff_numel(at::TensorList student);
 int64_t at_saved_numel(at::TensorList student);
 
 // Checks of the softmax-distillation op. Returns the number of rows and classes.

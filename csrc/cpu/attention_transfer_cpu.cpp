@@ -52,7 +52,7 @@ void accumulate_map(const scalar_t* __restrict__ f, int64_t stride_c, int64_t st
 std::vector<int64_t> map_offsets(at::TensorList student) {
   const int64_t batch = student[0].size(0);
   std::vector<int64_t> offsets(student.size());
-  int64_t off = 2 * static_cast<int64_t>(student.size()) * batch;
+  int64_t off = at_coeff_numel(student);
   for (size_t j = 0; j < student.size(); ++j) {
     offsets[j] = off;
     off += 2 * batch * student[j].size(2);
@@ -179,7 +179,7 @@ void forward_impl(at::TensorList student, at::TensorList teacher, double p_in, a
 
   // Combine the partial sums in a fixed order, so the result does not depend on the thread count.
   double total = 0.0;
-  acc_t* coeffs = ws;
+  double* coeffs = reinterpret_cast<double*>(ws);
   if (mode == AtMode::kCanonical) {
     size_t it = 0;
     for (int64_t j = 0; j < n_layers; ++j) {
@@ -193,8 +193,8 @@ void forward_impl(at::TensorList student, at::TensorList teacher, double p_in, a
         }
         const AtRowResult r = at_canonical_row(ss, tt, st, weights[j], eps, batch, length, distance);
         total += r.loss;
-        coeffs[2 * (j * batch + b)] = static_cast<acc_t>(r.alpha);
-        coeffs[2 * (j * batch + b) + 1] = static_cast<acc_t>(r.beta);
+        coeffs[2 * (j * batch + b)] = r.alpha;
+        coeffs[2 * (j * batch + b) + 1] = r.beta;
       }
     }
   } else {
@@ -204,8 +204,8 @@ void forward_impl(at::TensorList student, at::TensorList teacher, double p_in, a
       total += weights[j] * per_layer[j] /
                (static_cast<double>(batch) * static_cast<double>(student[j].size(2)));
       for (int64_t b = 0; b < batch; ++b) {
-        coeffs[2 * (j * batch + b)] = acc_t(1);
-        coeffs[2 * (j * batch + b) + 1] = acc_t(0);
+        coeffs[2 * (j * batch + b)] = 1.0;
+        coeffs[2 * (j * batch + b) + 1] = 0.0;
       }
     }
   }
@@ -229,17 +229,18 @@ void backward_impl(double grad_out, at::TensorList student, const at::Tensor& sa
       const int64_t length = s.size(2);
       const int64_t channels = s.size(1);
       const int64_t n = w.end - w.begin;
-      const acc_t alpha = ws[2 * (w.layer * batch + w.sample)];
-      const acc_t beta = ws[2 * (w.layer * batch + w.sample) + 1];
+      const double* coeffs = reinterpret_cast<const double*>(ws);
+      const double alpha = coeffs[2 * (w.layer * batch + w.sample)];
+      const double beta = coeffs[2 * (w.layer * batch + w.sample) + 1];
       const acc_t* m1 = ws + offsets[w.layer] + w.sample * length + w.begin;
       const acc_t* m2 = m1 + batch * length;
       // d|x|^p/dx = p sign(x)|x|^(p-1); canonical maps average over channels, joshi maps sum.
-      const acc_t scale = static_cast<acc_t>(grad_out) * p *
-                          (mode == AtMode::kCanonical ? acc_t(1) / static_cast<acc_t>(channels) : acc_t(1));
-      if (beta == acc_t(0)) {
-        for (int64_t i = 0; i < n; ++i) da[i] = alpha * m1[i] * scale;
+      const double scale = grad_out * p_in *
+                           (mode == AtMode::kCanonical ? 1.0 / static_cast<double>(channels) : 1.0);
+      if (beta == 0.0) {
+        for (int64_t i = 0; i < n; ++i) da[i] = static_cast<acc_t>(alpha * m1[i] * scale);
       } else {
-        for (int64_t i = 0; i < n; ++i) da[i] = (alpha * m1[i] + beta * m2[i]) * scale;
+        for (int64_t i = 0; i < n; ++i) da[i] = static_cast<acc_t>((alpha * m1[i] + beta * m2[i]) * scale);
       }
       const scalar_t* sp = s.const_data_ptr<scalar_t>() + w.sample * s.stride(0) + w.begin * s.stride(2);
       scalar_t* gp = grads[w.layer].data_ptr<scalar_t>() + (w.sample * channels) * length + w.begin;

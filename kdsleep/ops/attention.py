@@ -155,7 +155,8 @@ def _register() -> None:
     def _(student, teacher, p, weights, distance, mode, eps):
         ref = student[0]
         batch = ref.shape[0]
-        n = 2 * len(student) * batch
+        # Two fp64 coefficients per (layer, sample), then two maps per layer (see csrc/kdsleep_ops.h).
+        n = 2 * len(student) * batch * (1 if ref.dtype == torch.float64 else 2)
         for s in student:
             n = n + 2 * batch * s.shape[2]
         acc = _acc_dtype(ref.dtype)
