@@ -1,0 +1,504 @@
+"""The preprocessed on-disk cache: written once, in parallel and atomically; read memory-mapped.
+
+Layout under the cache folder::
+
+    CACHE_DIR/<config hash>/
+        manifest.json               config, its hash, and one entry per finished recording
+        recordings/<key>/           one folder per recording, moved into place only when complete
+            data.npy                (n_epochs, n_channels, samples_per_epoch), float32
+            stages.npy              SleepStage per epoch (int8)
+            onsets.npy              segment onsets in seconds (float64)
+            meta.json               what the manifest holds about it
+        (or epochs.npz instead of the .npy files with ``compress=True``)
+
+A recording is processed into a hidden temporary folder beside its final place and renamed when every file
+is written, so an interrupted build never leaves a half-written entry; the next build skips the recordings
+already present (including any finished after the manifest was last written) and removes leftovers.
+Uncompressed arrays are opened with ``np.load(mmap_mode="r")``: windows are read from disk on demand, so a
+dataset of hundreds of nights need not fit in memory. Compressed caches are smaller but are decompressed
+whole, one recording at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kdsleep.data.epoching import DEFAULT_WINDOW_EPOCHS, epoch_labels, window_starts
+from kdsleep.data.preprocess import PreprocessConfig, channel_request, preprocess_recording
+from kdsleep.data.stages import SleepStage, get_grouping
+
+__all__ = ["PairedWindowDataset", "PreprocessedCache", "RecordingFailedError", "build_cache", "cache_root", "folder_name"]
+
+logger = logging.getLogger(__name__)
+
+CACHE_FORMAT = "kdsleep-preprocessed-cache"
+CACHE_FORMAT_VERSION = 1
+_KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ +/-]*$")
+_TMP_PREFIX = ".tmp-"
+_ARRAYS = ("data", "stages", "onsets")
+
+
+def cache_root(cache_dir: str | os.PathLike[str], config: PreprocessConfig) -> Path:
+    """Folder of the cache for ``config`` inside ``cache_dir`` (named by the config hash)."""
+    return Path(cache_dir) / config.config_hash()
+
+
+def _write_json_atomic(path: Path, payload: Any) -> None:
+    tmp = path.with_name(f"{_TMP_PREFIX}{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(payload, fh, indent=1, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _new_manifest(config: PreprocessConfig) -> dict:
+    return {
+        "format": CACHE_FORMAT,
+        "format_version": CACHE_FORMAT_VERSION,
+        "config_hash": config.config_hash(),
+        "config": config.to_dict(),
+        "recordings": {},
+    }
+
+
+def folder_name(key: str) -> str:
+    """Folder of a recording key in the cache (``subject/session`` keys become ``subject__session``)."""
+    return key.replace("/", "__")
+
+
+def _process_entry(entry: Any, config_dict: dict, records_dir: str, compress: bool) -> dict:
+    """Worker: read, preprocess and write one recording; returns its manifest entry."""
+    config = PreprocessConfig.from_dict(config_dict)
+    # bad-signal masking is part of the pipeline (with the config's flat_seconds), not of the reader
+    recording, hypnogram = entry.load(
+        channel_request(config, entry), ecg_polarity=config.ecg_polarity, mask_bad=False
+    )
+    epochs = preprocess_recording(recording, hypnogram, config)
+    arrays = {"data": epochs.data, "stages": epochs.stages, "onsets": epochs.onsets}
+    # bad epochs become ARTEFACT: the cache stores one label source
+    arrays["stages"] = np.where(epochs.bad, np.int8(SleepStage.ARTEFACT), epochs.stages).astype(np.int8)
+    stage_counts = {SleepStage(int(k)).name: int(v) for k, v in zip(*np.unique(arrays["stages"], return_counts=True))}
+    meta = {
+        "key": entry.key,
+        "folder": folder_name(entry.key),
+        "subject": recording.subject,
+        "session": recording.session,
+        "source": None if recording.source is None else str(recording.source),
+        "n_epochs": int(epochs.n_epochs),
+        "channels": list(epochs.channel_names),
+        "sfreq": config.sfreq,
+        "samples_per_epoch": int(epochs.data.shape[-1]),
+        "epoch_step": float(hypnogram.epoch_step),
+        "stage_counts": stage_counts,
+        "compressed": bool(compress),
+    }
+    final = Path(records_dir) / meta["folder"]
+    tmp = Path(records_dir) / f"{_TMP_PREFIX}{meta['folder']}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        if compress:
+            with open(tmp / "epochs.npz", "wb") as fh:
+                np.savez_compressed(fh, **arrays)
+                fh.flush()
+                os.fsync(fh.fileno())
+        else:
+            for name, array in arrays.items():
+                with open(tmp / f"{name}.npy", "wb") as fh:
+                    np.save(fh, array)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+        with open(tmp / "meta.json", "w", encoding="utf-8") as fh:
+            json.dump(meta, fh, indent=1, sort_keys=True)
+        # meta.json is written last: a folder holding it is complete. The rename makes it visible at once.
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return meta
+
+
+class RecordingFailedError(RuntimeError):
+    """A recording could not be preprocessed in a worker process (the message names it and the cause)."""
+
+
+def _process_entry_in_worker(entry: Any, config_dict: dict, records_dir: str, compress: bool) -> dict:
+    try:
+        return _process_entry(entry, config_dict, records_dir, compress)
+    except Exception as err:
+        # not every exception class survives pickling back to the parent; the message always does
+        raise RecordingFailedError(f"{type(err).__name__}: {err}") from None
+
+
+def _read_meta(folder: Path) -> dict | None:
+    try:
+        with open(folder / "meta.json", encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+def build_cache(
+    entries: Sequence[Any],
+    cache_dir: str | os.PathLike[str],
+    config: PreprocessConfig | None = None,
+    *,
+    n_workers: int | None = 1,
+    compress: bool = False,
+    progress: bool = True,
+    on_recording_done: Callable[[str], None] | None = None,
+) -> Path:
+    """Preprocess every recording of ``entries`` into the cache, skipping those already there.
+
+    Parameters
+    ----------
+    entries : sequence of RecordingEntry
+        The recordings (see :func:`kdsleep.data.preprocess.dataset_entries`): objects with a unique ``key``
+        and ``load(channels, *, ecg_polarity, mask_bad) -> (Recording, Hypnogram)``, picklable when
+        ``n_workers > 1``.
+    cache_dir : path-like
+        Cache folder; the arrays go to ``cache_dir/<config hash>/``.
+    config : PreprocessConfig, optional
+        Pipeline settings; default :class:`PreprocessConfig()`.
+    n_workers : int or None, default 1
+        Worker processes; ``None`` picks ``min(4, cpu count)``. 1 runs in this process.
+    compress : bool, default False
+        Store zip-compressed ``.npz`` (smaller, but read whole) instead of memory-mappable ``.npy``.
+    progress : bool, default True
+        Show a progress bar.
+    on_recording_done : callable, optional
+        Called with each key after its entry is recorded in the manifest.
+
+    Returns
+    -------
+    Path
+        The cache root ``cache_dir/<config hash>``.
+
+    Raises
+    ------
+    ValueError
+        For duplicate or unsafe keys, or a cache folder written with another configuration.
+    Exception
+        The first error of a recording, after the finished ones are recorded (re-running resumes).
+    """
+    from tqdm.auto import tqdm
+
+    config = config or PreprocessConfig()
+    if n_workers is None:
+        n_workers = min(4, os.cpu_count() or 1)
+    if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
+        raise ValueError(f"build_cache: n_workers must be a positive int, got {n_workers!r}")
+    keys = [e.key for e in entries]
+    seen: set[str] = set()
+    for key in keys:
+        if not isinstance(key, str) or not _KEY_PATTERN.match(key) or ".." in key:
+            raise ValueError(f"build_cache: recording key {key!r} is not a safe folder name")
+        if folder_name(key) in seen:
+            raise ValueError(f"build_cache: recording key {key!r} appears twice")
+        seen.add(folder_name(key))
+
+    root = cache_root(cache_dir, config)
+    records_dir = root / "recordings"
+    records_dir.mkdir(parents=True, exist_ok=True)
+    manifest_path = root / "manifest.json"
+    if manifest_path.exists():
+        with open(manifest_path, encoding="utf-8") as fh:
+            manifest = json.load(fh)
+        if manifest.get("config_hash") != config.config_hash():
+            raise ValueError(f"{manifest_path}: written for config {manifest.get('config_hash')}, not {config.config_hash()}")
+    else:
+        manifest = _new_manifest(config)
+    # leftovers of an interrupted run are incomplete by construction
+    for path in list(records_dir.iterdir()) + list(root.iterdir()):
+        if path.name.startswith(_TMP_PREFIX):
+            logger.info("removing incomplete %s", path)
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    # folders completed after the manifest was last written (interrupted between the two) are adopted
+    known = {meta["folder"] for meta in manifest["recordings"].values()}
+    for folder in records_dir.iterdir():
+        if folder.name not in known:
+            meta = _read_meta(folder)
+            if meta is None or meta.get("folder") != folder.name:
+                logger.warning("removing %s: no meta.json, not a complete cache entry", folder)
+                shutil.rmtree(folder, ignore_errors=True)
+            else:
+                logger.info("adopting %s, completed by an interrupted run", folder)
+                manifest["recordings"][meta["key"]] = meta
+    _write_json_atomic(manifest_path, manifest)
+
+    todo = [e for e in entries if e.key not in manifest["recordings"]]
+    n_done = len(entries) - len(todo)
+    if n_done:
+        logger.info("%s: %d of %d recordings already cached", root, n_done, len(entries))
+    bar = tqdm(total=len(entries), initial=n_done, desc="preprocess", unit="rec", disable=not progress)
+
+    def record(meta: dict) -> None:
+        manifest["recordings"][meta["key"]] = meta
+        _write_json_atomic(manifest_path, manifest)
+        bar.update(1)
+        if on_recording_done is not None:
+            on_recording_done(meta["key"])
+
+    config_dict = config.to_dict()
+    try:
+        if n_workers == 1 or len(todo) <= 1:
+            for entry in todo:
+                record(_process_entry(entry, config_dict, str(records_dir), compress))
+        else:
+            import multiprocessing
+
+            # spawn: workers start clean (no inherited threads or numba / torch state)
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=min(n_workers, len(todo)), mp_context=context) as pool:
+                pending: set[Future] = set()
+                queue = list(todo)
+                error: BaseException | None = None
+                # at most 2 per worker queued, so a failure stops the build soon
+                while queue or pending:
+                    while queue and len(pending) < 2 * n_workers and error is None:
+                        entry = queue.pop(0)
+                        pending.add(pool.submit(_process_entry_in_worker, entry, config_dict, str(records_dir), compress))
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        exc = future.exception()
+                        if exc is not None:
+                            error = error or exc
+                        else:
+                            record(future.result())
+                    if error is not None:
+                        queue.clear()
+                if error is not None:
+                    raise error
+    finally:
+        bar.close()
+    return root
+
+
+class PreprocessedCache:
+    """Read access to one cache root (``cache_dir/<config hash>``).
+
+    Parameters
+    ----------
+    root : path-like
+        The cache root, as returned by :func:`build_cache`; or a cache folder together with ``config``.
+    config : PreprocessConfig, optional
+        When given, ``root`` is the cache folder and the root is ``root/<config hash>``.
+    max_loaded : int, default 8
+        Compressed recordings kept decompressed in memory (least recently used are dropped).
+    """
+
+    def __init__(self, root: str | os.PathLike[str], config: PreprocessConfig | None = None, max_loaded: int = 8):
+        root = Path(root)
+        if config is not None:
+            root = cache_root(root, config)
+        manifest_path = root / "manifest.json"
+        if not manifest_path.exists():
+            raise FileNotFoundError(f"{manifest_path}: no cache manifest; run `kdsleep preprocess` first")
+        with open(manifest_path, encoding="utf-8") as fh:
+            manifest = json.load(fh)
+        if manifest.get("format") != CACHE_FORMAT or manifest.get("format_version") != CACHE_FORMAT_VERSION:
+            raise ValueError(
+                f"{manifest_path}: not a kdsleep cache of format version {CACHE_FORMAT_VERSION} "
+                f"(format {manifest.get('format')!r}, version {manifest.get('format_version')!r})"
+            )
+        self.root = root
+        self.config = PreprocessConfig.from_dict(manifest["config"])
+        self._recordings: dict[str, dict] = dict(sorted(manifest["recordings"].items()))
+        self._opened: dict[str, dict[str, np.ndarray]] = {}
+        self._loaded: OrderedDict[str, dict[str, np.ndarray]] = OrderedDict()
+        self._max_loaded = max_loaded
+
+    def __getstate__(self) -> dict:
+        # memory maps are reopened in each DataLoader worker rather than pickled
+        state = self.__dict__.copy()
+        state["_opened"] = {}
+        state["_loaded"] = OrderedDict()
+        return state
+
+    @property
+    def keys(self) -> list[str]:
+        """Recording keys, sorted."""
+        return list(self._recordings)
+
+    def __len__(self) -> int:
+        return len(self._recordings)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._recordings
+
+    def meta(self, key: str) -> dict:
+        """Manifest entry of a recording (subject, channels, n_epochs, stage counts, ...)."""
+        try:
+            return self._recordings[key]
+        except KeyError:
+            raise KeyError(f"{self.root}: no recording {key!r} in the cache ({len(self)} recordings)") from None
+
+    def arrays(self, key: str) -> dict[str, np.ndarray]:
+        """``data``, ``stages`` and ``onsets`` of a recording (memory-mapped unless compressed)."""
+        meta = self.meta(key)
+        if key in self._opened:
+            return self._opened[key]
+        folder = self.root / "recordings" / meta["folder"]
+        if meta.get("compressed"):
+            if key in self._loaded:
+                self._loaded.move_to_end(key)
+                return self._loaded[key]
+            with np.load(folder / "epochs.npz") as npz:
+                arrays = {name: npz[name] for name in _ARRAYS}
+            self._loaded[key] = arrays
+            while len(self._loaded) > self._max_loaded:
+                self._loaded.popitem(last=False)
+            return arrays
+        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
+        expected = (meta["n_epochs"], len(meta["channels"]), meta["samples_per_epoch"])
+        if arrays["data"].shape != expected:
+            raise ValueError(f"{folder / 'data.npy'}: shape {arrays['data'].shape}, manifest says {expected}")
+        self._opened[key] = arrays
+        return arrays
+
+    def epochs(self, key: str) -> np.ndarray:
+        """Epoch array (n_epochs, n_channels, samples_per_epoch) of a recording."""
+        return self.arrays(key)["data"]
+
+    def stages(self, key: str) -> np.ndarray:
+        """SleepStage per epoch (epochs with bad signal are ``ARTEFACT``)."""
+        return np.asarray(self.arrays(key)["stages"])
+
+    def labels(self, key: str, grouping: str | int | None = None) -> np.ndarray:
+        """Class per epoch in ``grouping`` (default: the config's), ``-1`` where ignored."""
+        stages = self.stages(key)
+        return epoch_labels(stages, np.zeros(stages.shape, bool), grouping or self.config.stage_grouping)
+
+    def channel_index(self, key: str, channel: str) -> int:
+        """Position of ``channel`` in a recording's epoch array."""
+        channels = self.meta(key)["channels"]
+        try:
+            return channels.index(channel)
+        except ValueError:
+            raise KeyError(f"{self.root}: recording {key!r} has no channel {channel!r}; it has {channels}") from None
+
+
+class _PairedWindows:
+    """Windows of consecutive epochs from a cache, as (EEG window, ECG window, labels) for paired training.
+
+    Parameters
+    ----------
+    cache : PreprocessedCache or path-like
+        The cache (or its root folder).
+    keys : sequence of str, optional
+        Recordings to use (e.g. one split's subjects); default all.
+    eeg_channel, ecg_channel : str, default "eeg", "ecg"
+        Channel names as stored (:attr:`PreprocessConfig.channels`).
+    window_epochs : int, default 35
+        Epochs per window (35 as in U-Time; 1 for the authors' single-epoch setting).
+    stride : int, optional
+        Epochs between window starts; default ``window_epochs``.
+    grouping : str, optional
+        Stage grouping (``"w-l-d-r"``, ``"w-n-r"``, ``"aasm-5"``); default the cache config's.
+    skip_short : bool, default False
+        Skip recordings shorter than one window (logged) instead of raising.
+    skip_unlabelled : bool, default True
+        Leave out windows in which no epoch has a label.
+
+    Items are ``(eeg, ecg, labels)``: float tensors of shape (1, window_epochs * samples_per_epoch) and an
+    int64 tensor of shape (window_epochs,) with ``-1`` for ignored epochs.
+    """
+
+    def __init__(
+        self,
+        cache: PreprocessedCache | str | os.PathLike[str],
+        keys: Sequence[str] | None = None,
+        eeg_channel: str = "eeg",
+        ecg_channel: str = "ecg",
+        window_epochs: int = DEFAULT_WINDOW_EPOCHS,
+        stride: int | None = None,
+        grouping: str | None = None,
+        skip_short: bool = False,
+        skip_unlabelled: bool = True,
+    ) -> None:
+        self.cache = cache if isinstance(cache, PreprocessedCache) else PreprocessedCache(cache)
+        self.keys = list(self.cache.keys if keys is None else keys)
+        self.grouping = get_grouping(grouping or self.cache.config.stage_grouping)
+        self.window_epochs = window_epochs
+        self.eeg_channel = eeg_channel
+        self.ecg_channel = ecg_channel
+        index: list[tuple[int, int]] = []
+        self._channels: list[tuple[int, int]] = []
+        self._labels: list[np.ndarray] = []
+        for r, key in enumerate(self.keys):
+            meta = self.cache.meta(key)
+            self._channels.append((self.cache.channel_index(key, eeg_channel), self.cache.channel_index(key, ecg_channel)))
+            labels = self.cache.labels(key, self.grouping)
+            self._labels.append(labels)
+            try:
+                starts = window_starts(meta["n_epochs"], window_epochs, stride, source=f"{self.cache.root}/{key}")
+            except ValueError:
+                if not skip_short:
+                    raise
+                logger.info("skipping %s: %d epochs, shorter than one window", key, meta["n_epochs"])
+                continue
+            for s in starts:
+                if skip_unlabelled and not (labels[s : s + window_epochs] >= 0).any():
+                    continue
+                index.append((r, int(s)))
+        self._index = index
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def window(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Window ``i`` as NumPy arrays (eeg, ecg, labels)."""
+        r, start = self._index[i]
+        key = self.keys[r]
+        data = self.cache.epochs(key)
+        eeg_i, ecg_i = self._channels[r]
+        stop = start + self.window_epochs
+        eeg = np.ascontiguousarray(data[start:stop, eeg_i]).reshape(1, -1)
+        ecg = np.ascontiguousarray(data[start:stop, ecg_i]).reshape(1, -1)
+        return eeg, ecg, self._labels[r][start:stop].astype(np.int64)
+
+    def __getitem__(self, i: int) -> tuple[Any, Any, Any]:
+        import torch
+
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"window {i} out of range for {len(self)} windows")
+        eeg, ecg, labels = self.window(i % len(self))
+        return torch.from_numpy(eeg), torch.from_numpy(ecg), torch.from_numpy(labels)
+
+    def window_key(self, i: int) -> tuple[str, int]:
+        """(recording key, first epoch) of window ``i``."""
+        r, start = self._index[i]
+        return self.keys[r], start
+
+
+def _make_paired_window_dataset() -> type:
+    from torch.utils.data import Dataset
+
+    class PairedWindowDataset(_PairedWindows, Dataset):
+        __doc__ = _PairedWindows.__doc__
+
+    PairedWindowDataset.__module__ = __name__
+    PairedWindowDataset.__qualname__ = "PairedWindowDataset"
+    return PairedWindowDataset
+
+
+def __getattr__(name: str) -> Any:
+    # The torch Dataset subclass is built on first use, so that importing this module (as the cache
+    # writer's worker processes do) does not import torch; pickling finds it again through this hook.
+    if name == "PairedWindowDataset":
+        cls = _make_paired_window_dataset()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,308 @@
+"""From a recording and its hypnogram to scaled, resampled, epoched arrays.
+
+One :class:`PreprocessConfig` says everything that determines the stored arrays (channels, target rate,
+filter bands, scaling, epoch length); its :meth:`~PreprocessConfig.config_hash` keys the on-disk cache
+(:mod:`kdsleep.data.cache`), so a changed setting never reads stale arrays. The stage grouping is applied
+when windows are served, so one cache serves the 5-, 4- and 3-class tasks.
+
+Per channel, in order: bad-signal masking on the raw samples (NaN / flat stretches, via
+:func:`kdsleep.data.readers.quality.mask_bad_epochs`), resampling to ``sfreq``
+(:func:`kdsleep.data.resample`), zero-phase band-pass, robust scaling over the whole recording, epoching
+aligned to the hypnogram.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import warnings
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kdsleep.data.epoching import Epochs, epoch_signals
+from kdsleep.data.filters import bandpass_filter
+from kdsleep.data.recording import Hypnogram, Recording
+from kdsleep.data.resample import resample
+from kdsleep.data.scaling import robust_scale
+from kdsleep.data.stages import get_grouping
+
+__all__ = ["PreprocessConfig", "channel_request", "dataset_entries", "preprocess_recording"]
+
+logger = logging.getLogger(__name__)
+
+#: Bumped whenever the stored layout or the processing changes in a way the config does not capture.
+PREPROCESS_VERSION = 1
+
+Band = tuple[float | None, float | None] | None
+
+
+def _check_band(name: str, band: object, sfreq: float) -> Band:
+    if band is None:
+        return None
+    if not isinstance(band, (tuple, list)) or len(band) != 2:
+        raise ValueError(f"PreprocessConfig.{name} must be (l_freq, h_freq) in Hz or None, got {band!r}")
+    lo, hi = (None if v is None else float(v) for v in band)
+    if lo is None and hi is None:
+        return None
+    if hi is not None and hi >= sfreq / 2:
+        raise ValueError(
+            f"PreprocessConfig.{name}: h_freq {hi:g} Hz must be below the Nyquist frequency {sfreq / 2:g} Hz "
+            f"of the target rate"
+        )
+    if (lo is not None and lo <= 0) or (lo is not None and hi is not None and lo >= hi):
+        raise ValueError(f"PreprocessConfig.{name}: expected 0 < l_freq < h_freq, got {band!r}")
+    return (lo, hi)
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Settings of the preprocessing pipeline.
+
+    Parameters
+    ----------
+    channels : tuple of str, default ("eeg", "ecg")
+        Names of the stored channels, in order. ``eeg`` and ``ecg`` are read with the dataset adapter's
+        default candidates: the paper's EEG C3-A2 (else C4-A1) and ECG lead I. Other names are resolved
+        through the readers' aliases (``"C4-A1"``, ``"ECG II"``, ...). A channel is filtered as ECG when its
+        name says so (``ecg``, ``ECG I``, ``EKG``).
+    channel_specs : tuple of (name, spec) pairs, optional
+        Explicit channel spec for some names, e.g. ``(("eeg", "C4-A1"),)`` or ``(("eeg", "EEG C3-CLE - EEG
+        A2-CLE"),)``.
+    ecg_polarity : {None, "auto", "invert"}, default None
+        ECG polarity correction by the reader (the authors' code inverts the ECG sign).
+    sfreq : float, default 200.0
+        Target sampling frequency in Hz (200 Hz in the paper).
+    eeg_band : (float or None, float or None) or None, default (0.3, 35.0)
+        Zero-phase band-pass of EEG channels in Hz (the AASM's recommended EEG filter); ``None`` skips it.
+    ecg_band : (float or None, float or None) or None, default (0.3, 70.0)
+        Band-pass of ECG channels (the AASM's recommended ECG filter).
+    filter_order : int, default 4
+        Butterworth order of the one-way filter.
+    scaling : {"robust", "none"}, default "robust"
+        Per-recording median / IQR scaling as in U-Time, or none.
+    clip : float or None, default 20.0
+        Clip scaled values beyond this many IQRs (U-Time uses 20); ``None`` keeps them.
+    epoch_length : float, default 30.0
+        Epoch length in seconds; shorter scorings are widened by the dataset adapter (MASS 20 s -> 30 s).
+    flat_seconds : float, default 5.0
+        Shortest run of identical raw samples treated as a disconnected electrode.
+    stage_grouping : str, default "w-l-d-r"
+        Default grouping of stages into classes when windows are served (not part of the cache key).
+    dtype : {"float32", "float64"}, default "float32"
+        Stored sample type.
+    """
+
+    channels: tuple[str, ...] = ("eeg", "ecg")
+    channel_specs: tuple[tuple[str, str], ...] | None = None
+    ecg_polarity: str | None = None
+    sfreq: float = 200.0
+    eeg_band: Band = (0.3, 35.0)
+    ecg_band: Band = (0.3, 70.0)
+    filter_order: int = 4
+    scaling: str = "robust"
+    clip: float | None = 20.0
+    epoch_length: float = 30.0
+    flat_seconds: float = 5.0
+    stage_grouping: str = field(default="w-l-d-r", compare=False)
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        channels = (self.channels,) if isinstance(self.channels, str) else tuple(self.channels)
+        if not channels or not all(isinstance(c, str) and c for c in channels):
+            raise ValueError(f"PreprocessConfig.channels must be non-empty channel names, got {self.channels!r}")
+        if len(set(channels)) != len(channels):
+            raise ValueError(f"PreprocessConfig.channels has duplicates: {channels}")
+        object.__setattr__(self, "channels", channels)
+        if self.channel_specs is not None:
+            specs = self.channel_specs.items() if isinstance(self.channel_specs, dict) else self.channel_specs
+            try:
+                specs = tuple((str(k), str(v)) for k, v in specs)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"PreprocessConfig.channel_specs must be (name, spec) pairs, got {self.channel_specs!r}"
+                ) from None
+            unknown = sorted({k for k, _ in specs} - set(channels))
+            if unknown:
+                raise ValueError(f"PreprocessConfig.channel_specs names {unknown} that are not in channels {channels}")
+            object.__setattr__(self, "channel_specs", tuple(sorted(specs)))
+        if self.ecg_polarity not in (None, "auto", "invert"):
+            raise ValueError(f"PreprocessConfig.ecg_polarity must be None, 'auto' or 'invert', got {self.ecg_polarity!r}")
+        if not (isinstance(self.sfreq, (int, float)) and math.isfinite(self.sfreq) and self.sfreq > 0):
+            raise ValueError(f"PreprocessConfig.sfreq must be a positive number of Hz, got {self.sfreq!r}")
+        object.__setattr__(self, "sfreq", float(self.sfreq))
+        object.__setattr__(self, "eeg_band", _check_band("eeg_band", self.eeg_band, self.sfreq))
+        object.__setattr__(self, "ecg_band", _check_band("ecg_band", self.ecg_band, self.sfreq))
+        if self.scaling not in ("robust", "none"):
+            raise ValueError(f"PreprocessConfig.scaling must be 'robust' or 'none', got {self.scaling!r}")
+        if self.clip is not None and not (self.clip > 0):
+            raise ValueError(f"PreprocessConfig.clip must be > 0 or None, got {self.clip!r}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"PreprocessConfig.dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        spe = self.epoch_length * self.sfreq
+        if not (self.epoch_length > 0 and abs(spe - round(spe)) < 1e-6):
+            raise ValueError(
+                f"PreprocessConfig.epoch_length {self.epoch_length!r} s must be a positive whole number of "
+                f"samples at {self.sfreq:g} Hz"
+            )
+        if not self.flat_seconds > 0:
+            raise ValueError(f"PreprocessConfig.flat_seconds must be > 0, got {self.flat_seconds!r}")
+        get_grouping(self.stage_grouping)  # unknown names fail here, with the known ones listed
+
+    @property
+    def samples_per_epoch(self) -> int:
+        """Samples in one epoch at the target rate (6000 at 200 Hz)."""
+        return int(round(self.epoch_length * self.sfreq))
+
+    def to_dict(self) -> dict:
+        """Plain-JSON form of every field."""
+        out = asdict(self)
+        out["channels"] = list(self.channels)
+        out["channel_specs"] = None if self.channel_specs is None else [list(p) for p in self.channel_specs]
+        for key in ("eeg_band", "ecg_band"):
+            out[key] = None if out[key] is None else list(out[key])
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict) -> PreprocessConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"PreprocessConfig: unknown keys {unknown}; expected some of {sorted(known)}")
+        values = dict(values)
+        for key in ("eeg_band", "ecg_band"):
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])
+        if "channels" in values:
+            values["channels"] = tuple(values["channels"])
+        if values.get("channel_specs") is not None:
+            values["channel_specs"] = tuple(tuple(p) for p in values["channel_specs"])
+        return cls(**values)
+
+    def config_hash(self) -> str:
+        """Short SHA-256 of the fields that determine the stored arrays (not ``stage_grouping``)."""
+        keyed = self.to_dict()
+        keyed.pop("stage_grouping")
+        keyed["version"] = PREPROCESS_VERSION
+        blob = json.dumps(keyed, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _is_ecg(name: str) -> bool:
+    from kdsleep.data.readers.channels import is_ecg_name
+
+    return is_ecg_name(name)
+
+
+def preprocess_recording(
+    recording: Recording, hypnogram: Hypnogram, config: PreprocessConfig | None = None
+) -> Epochs:
+    """Run the pipeline on one recording.
+
+    Parameters
+    ----------
+    recording : Recording
+        Holds at least ``config.channels``, at any sampling rates.
+    hypnogram : Hypnogram
+        Scoring aligned to the recording start, with ``epoch_length == config.epoch_length`` (widen shorter
+        scorings first).
+    config : PreprocessConfig, optional
+        Default settings when omitted.
+
+    Returns
+    -------
+    Epochs
+        ``data`` of shape (n_epochs, n_channels, samples_per_epoch) in ``config.dtype``; epochs touched by
+        NaN or flat raw signal are ``ARTEFACT`` in ``stages`` (label -1).
+    """
+    from kdsleep.data.readers.quality import mask_bad_epochs
+
+    config = config or PreprocessConfig()
+    where = str(recording.source or recording.subject)
+    if abs(hypnogram.epoch_length - config.epoch_length) > 1e-9:
+        raise ValueError(
+            f"{hypnogram.source or where}: hypnogram epochs last {hypnogram.epoch_length:g} s but the "
+            f"preprocessing expects {config.epoch_length:g} s; widen the scoring first"
+        )
+    missing = [c for c in config.channels if c not in recording.signals]
+    if missing:
+        raise KeyError(f"{where}: channels {missing} missing; available channels: {recording.channel_names}")
+    hypnogram = mask_bad_epochs(recording, hypnogram, config.channels, flat_seconds=config.flat_seconds)
+    rows = []
+    for name in config.channels:
+        signal = recording[name]
+        x = np.asarray(signal.data, dtype=np.float64)
+        if not np.isfinite(x).all():
+            # the affected epochs are already masked; zeros keep NaN from spreading through the filters
+            x = np.where(np.isfinite(x), x, 0.0)
+        x = resample(x, signal.sfreq, config.sfreq)
+        band = config.ecg_band if _is_ecg(name) else config.eeg_band
+        if band is not None:
+            x = bandpass_filter(x, config.sfreq, band[0], band[1], order=config.filter_order)
+        if config.scaling == "robust":
+            try:
+                x = robust_scale(x, clip=config.clip)
+            except ValueError as err:
+                raise ValueError(f"{where}: channel {name!r}: {err}") from None
+        rows.append(x.astype(config.dtype))
+    n = min(r.size for r in rows)  # channels of different rates may differ by a sample after resampling
+    data = np.stack([r[:n] for r in rows])
+    with warnings.catch_warnings():
+        # the raw-signal masking above has already warned about these epochs
+        warnings.simplefilter("ignore")
+        epochs = epoch_signals(
+            data,
+            config.sfreq,
+            hypnogram.stages,
+            onset=hypnogram.onset,
+            epoch_length=hypnogram.epoch_length,
+            epoch_step=hypnogram.epoch_step,
+            channel_names=list(config.channels),
+            source=where,
+        )
+    return epochs
+
+
+# --------------------------------------------------------------------------------------------------
+# Datasets
+# --------------------------------------------------------------------------------------------------
+
+
+def dataset_entries(dataset: str, data_dir: str | Path) -> list:
+    """The recordings of ``dataset`` under ``data_dir``, as :class:`kdsleep.data.datasets.RecordingEntry`.
+
+    Parameters
+    ----------
+    dataset : str
+        An adapter name (``mass``, ``hmc``, ``sleep-edf``, ``slpdb``, ``nsrr``/``shhs``, ``generic``),
+        ``"synthetic"`` (the generator writes the MASS layout) or ``"auto"`` (detected from file names).
+    data_dir : path-like
+        Dataset folder.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the folder is missing or holds no recording with signals.
+    """
+    from kdsleep.data.datasets import find_recordings
+
+    name = "mass" if dataset.strip().lower() == "synthetic" else dataset
+    entries = find_recordings(data_dir, name)
+    if not entries:
+        raise FileNotFoundError(f"{data_dir}: no {dataset} recordings with signal files found")
+    return entries
+
+
+def channel_request(config: PreprocessConfig, entry: Any = None) -> dict[str, Any]:
+    """Channel request for a dataset entry's ``load``: ``config.channel_specs`` where given, else the
+    adapter's default candidates for that name (``eeg``, ``ecg``), else the name itself (resolved through
+    the readers' aliases)."""
+    overrides = dict(config.channel_specs or ())
+    adapter = getattr(entry, "adapter", None)
+    defaults = dict(getattr(adapter, "default_channels", None) or {})
+    return {name: overrides.get(name, defaults.get(name, name)) for name in config.channels}
