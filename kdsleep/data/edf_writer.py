@@ -365,6 +365,13 @@ def write_edf(
         if len(x) < total:
             fill = x[-1] if x.size else 0.0
             x = np.concatenate([x, np.full(total - len(x), fill)])
+        if x.size and (x.min() < lo or x.max() > hi):
+            logger.warning(
+                "%s: samples outside the physical range [%s, %s] are clipped",
+                path,
+                format(lo, "g"),
+                format(hi, "g"),
+            )
         gain = (dig_max - dig_min) / (hi - lo)
         digital = np.rint((np.clip(x, lo, hi) - lo) * gain + dig_min)
         digital = np.clip(digital, dig_min, dig_max).astype(np.int32)

@@ -170,3 +170,19 @@ def test_csv_hypnograms(tmp_path):
     no_header.write_text("0,W\n1,N2\n")
     with pytest.raises(ValueError, match="needs a header row with a stage column"):
         read_text_hypnogram(no_header)
+
+
+def test_read_hypnogram_dispatches_on_extension(shared_data, tmp_path):
+    from kdsleep.data.readers import read_hypnogram
+
+    assert read_hypnogram(shared_data / "hmc" / "SN001_sleepscoring.edf").n_epochs == 854
+    assert read_hypnogram(shared_data / "slpdb" / "slp01a.st").n_epochs == 240
+    ucddb = read_hypnogram(shared_data / "ucddb-hypnograms" / "ucddb002_stage.txt", mapping="ucddb")
+    assert ucddb.n_epochs == 748
+    # an unscored tail past the signal is cropped, a scored one is an error
+    assert read_hypnogram(shared_data / "slpdb" / "slp66.st", signal_duration=439 * 30).n_epochs == 439
+    with pytest.raises(ValueError, match="past the end of the signal"):
+        read_hypnogram(shared_data / "slpdb" / "slp66.st", signal_duration=400 * 30)
+    xml = tmp_path / "x-profusion.xml"
+    xml.write_text(PROFUSION)
+    assert read_hypnogram(xml).n_epochs == 8

@@ -51,7 +51,7 @@ class RecordingEntry:
     session: str
     signal_path: Path | None
     hypnogram_path: Path | None
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
     adapter: DatasetAdapter | None = field(default=None, repr=False, compare=False)
 
     @property

@@ -12,9 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from kdsleep.data.datasets.base import DatasetAdapter, RecordingEntry
-from kdsleep.data.readers.annotations import read_edf_hypnogram
-from kdsleep.data.readers.nsrr import read_nsrr_xml
-from kdsleep.data.readers.text import read_text_hypnogram
+from kdsleep.data.readers.dispatch import read_hypnogram
 from kdsleep.data.recording import Hypnogram
 from kdsleep.data.stages import SleepStage
 
@@ -69,9 +67,9 @@ class GenericAdapter(DatasetAdapter):
         path = entry.hypnogram_path
         if path is None:
             raise FileNotFoundError(f"generic recording {entry.key}: no hypnogram file")
-        suffix = path.suffix.lower()
-        if suffix in (".edf", ".bdf"):
-            return read_edf_hypnogram(path, signal_duration=signal_duration)
-        if suffix == ".xml":
-            return read_nsrr_xml(path)
-        return read_text_hypnogram(path, mapping=self.mapping, epoch_length=self.epoch_length)
+        return read_hypnogram(
+            path,
+            mapping=self.mapping,
+            epoch_length=None if path.suffix.lower() in (".edf", ".bdf", ".xml") else self.epoch_length,
+            signal_duration=signal_duration,
+        )

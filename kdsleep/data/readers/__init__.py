@@ -5,6 +5,7 @@
 - :func:`read_wfdb_stages`, :func:`read_wfdb_beats`, :func:`read_wfdb_record` — WFDB (slpdb);
 - :func:`read_nsrr_xml` — NSRR Profusion and XML-events hypnograms;
 - :func:`read_text_hypnogram` — one label per line or CSV (UCDDB);
+- :func:`read_hypnogram` — any of the above hypnogram formats, chosen by file extension;
 - :func:`mask_bad_epochs` — NaN and flat stretches masked with a warning.
 """
 
@@ -24,6 +25,7 @@ from kdsleep.data.readers.channels import (
     resolve_channel,
     unit_scale_to_volts,
 )
+from kdsleep.data.readers.dispatch import read_hypnogram
 from kdsleep.data.readers.edf import EdfFormatError, EdfHeader, read_edf, read_edf_header
 from kdsleep.data.readers.nsrr import read_nsrr_xml
 from kdsleep.data.readers.quality import BadSignalWarning, bad_sample_mask, mask_bad_epochs
@@ -46,6 +48,7 @@ __all__ = [
     "read_edf",
     "read_edf_header",
     "read_edf_hypnogram",
+    "read_hypnogram",
     "read_nsrr_xml",
     "read_text_hypnogram",
     "read_wfdb_beats",
