@@ -7,8 +7,9 @@ registered only while they are wanted, keyed by the dotted module path as in ``m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
+from typing import Any
 
 import torch
 from torch import nn
@@ -59,8 +60,8 @@ class FeatureTaps:
         self._outputs: dict[str, torch.Tensor] = {}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
-    def _hook_for(self, name: str):  # noqa: ANN202 - closure returned to register_forward_hook
-        def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+    def _hook_for(self, name: str) -> Callable[[nn.Module, tuple[Any, ...], torch.Tensor], None]:
+        def hook(module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> None:
             self._outputs[name] = output.detach() if self.detach else output
 
         return hook

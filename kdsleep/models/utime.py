@@ -204,12 +204,14 @@ class UTime(nn.Module):
         self.samples_per_epoch = samples_per_epoch
         self.n_times = samples_per_epoch * self.n_epochs
 
-        levels = []
+        encoder_levels = []
         in_channels = self.n_chans
         for n_filters, pool in zip(self.filters, self.pools, strict=True):
-            levels.append(_EncoderLevel(in_channels, n_filters, self.kernel_size, self.dilation, pool))
+            encoder_levels.append(
+                _EncoderLevel(in_channels, n_filters, self.kernel_size, self.dilation, pool)
+            )
             in_channels = n_filters
-        self.encoder = nn.ModuleList(levels)
+        self.encoder = nn.ModuleList(encoder_levels)
 
         bottleneck_filters = 2 * self.filters[-1]
         self.bottleneck = nn.Sequential(
@@ -217,12 +219,12 @@ class UTime(nn.Module):
             _ConvActNorm(bottleneck_filters, bottleneck_filters, self.kernel_size, dilation=1),
         )
 
-        levels = []
+        decoder_levels = []
         in_channels = bottleneck_filters
         for n_filters, pool in zip(reversed(self.filters), reversed(self.pools), strict=True):
-            levels.append(_DecoderLevel(in_channels, n_filters, self.kernel_size, pool))
+            decoder_levels.append(_DecoderLevel(in_channels, n_filters, self.kernel_size, pool))
             in_channels = n_filters
-        self.decoder = nn.ModuleList(levels)
+        self.decoder = nn.ModuleList(decoder_levels)
 
         self.dense = nn.Sequential(nn.Conv1d(self.filters[0], self.n_outputs, kernel_size=1), nn.Tanh())
         self.classifier = nn.Conv1d(self.n_outputs, self.n_outputs, kernel_size=1)

@@ -216,3 +216,37 @@ def test_config_round_trip() -> None:
     clone = UTime(**model.get_config())
     assert clone.get_config() == model.get_config()
     clone.load_state_dict(model.state_dict())
+
+
+def test_torch_export_with_dynamic_batch_matches_eager() -> None:
+    model = _small().eval()
+    batch = torch.export.Dim("batch")
+    exported = torch.export.export(
+        model, (torch.randn(2, 1, model.n_times),), dynamic_shapes={"x": {0: batch}}
+    )
+    x = torch.randn(3, 1, model.n_times)
+    with torch.no_grad():
+        torch.testing.assert_close(exported.module()(x), model(x))
+
+
+def test_onnx_export_matches_eager(tmp_path) -> None:
+    pytest.importorskip("onnx")
+    onnxruntime = pytest.importorskip("onnxruntime")
+    model = _small().eval()
+    path = tmp_path / "utime.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        torch.onnx.export(
+            model,
+            (torch.randn(2, 1, model.n_times),),
+            str(path),
+            dynamo=False,  # the torch.export-based exporter needs onnxscript in addition
+            input_names=["x"],
+            output_names=["logits"],
+            dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
+        )
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = torch.randn(3, 1, model.n_times)
+    (logits,) = session.run(None, {"x": x.numpy()})
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(logits), model(x), atol=1e-4, rtol=1e-4)
