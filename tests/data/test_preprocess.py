@@ -161,6 +161,13 @@ def test_cli_preprocess_on_the_synthetic_default(synthetic_dir: Path, tmp_path: 
     assert "2 recordings" in capsys.readouterr().out
     data = np.load(root / "recordings" / "01-03-0001" / "data.npy", mmap_mode="r")
     assert data.shape[1:] == (2, 6000) and data.shape[0] >= 30
+    # the parallel build equals an in-process one, byte for byte
+    from kdsleep.data.cache import build_cache
+
+    sequential = build_cache(dataset_entries("synthetic", synthetic_dir), tmp_path / "seq", n_workers=1, progress=False)
+    for name in ("data.npy", "stages.npy", "onsets.npy"):
+        for key in ("01-03-0001", "01-03-0002"):
+            assert (root / "recordings" / key / name).read_bytes() == (sequential / "recordings" / key / name).read_bytes()
     # a second run has nothing to do and changes nothing
     before = (root / "recordings" / "01-03-0001" / "data.npy").stat().st_mtime_ns
     assert main(argv[:-3] + ["--workers", "1", "--no-progress"]) == 0
