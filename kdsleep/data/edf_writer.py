@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -123,20 +124,19 @@ def _choose_record_duration(sfreqs: Sequence[float]) -> float:
 
 
 def _as_annotations(annotations: Iterable[object] | None) -> list[EdfAnnotation]:
-    out: list[EdfAnnotation] = []
     if annotations is None:
-        return out
+        return []
+    items: Iterable[Any] = annotations
     if all(hasattr(annotations, a) for a in ("onset", "duration", "description")):
         # mne.Annotations: parallel arrays
-        annotations = zip(annotations.onset, annotations.duration, annotations.description, strict=True)  # type: ignore[attr-defined]
-    for item in annotations:
+        items = zip(annotations.onset, annotations.duration, annotations.description, strict=True)  # type: ignore[attr-defined]
+    out: list[EdfAnnotation] = []
+    for item in items:
         if isinstance(item, EdfAnnotation):
             out.append(item)
         else:
-            onset, duration, description = item  # type: ignore[misc]
-            out.append(
-                EdfAnnotation(float(onset), None if duration is None else float(duration), str(description))
-            )
+            onset, duration, text = item
+            out.append(EdfAnnotation(float(onset), None if duration is None else float(duration), str(text)))
     return out
 
 
@@ -339,7 +339,7 @@ def write_edf(
     header += _field(_format_seconds(record_duration), 8, "record duration", path)
     header += _field(ns, 4, "number of signals", path)
     units_all = units + ([""] if plus else [])
-    per_signal = [
+    per_signal: list[tuple[Sequence[object], int, str]] = [
         (all_labels, 16, "label"),
         (transducers + ([""] if plus else []), 80, "transducer"),
         (units_all, 8, "physical dimension"),
@@ -351,11 +351,11 @@ def write_edf(
         (spr_all, 8, "samples per record"),
         ([""] * ns, 32, "reserved"),
     ]
-    for values, width, name in per_signal:
-        if len(values) != ns:
-            raise ValueError(f"{path}: header field {name} has {len(values)} entries for {ns} signals")
-        for i, v in enumerate(values):
-            header += _field(v, width, f"{name} of signal {i + 1} ({all_labels[i]!r})", path)
+    for entries, width, field_name in per_signal:
+        if len(entries) != ns:
+            raise ValueError(f"{path}: header field {field_name} has {len(entries)} entries for {ns} signals")
+        for i, v in enumerate(entries):
+            header += _field(v, width, f"{field_name} of signal {i + 1} ({all_labels[i]!r})", path)
     assert len(header) == header_bytes
 
     # Digital samples, one (n_records, spr) block per channel.

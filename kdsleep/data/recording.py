@@ -219,16 +219,20 @@ class Hypnogram:
         return int(self.stages.shape[0])
 
     @property
+    def _step(self) -> float:
+        return self.epoch_length if self.epoch_step is None else self.epoch_step
+
+    @property
     def end(self) -> float:
         """End of the last epoch in seconds after the recording start."""
         if self.n_epochs == 0:
             return self.onset
-        return self.onset + (self.n_epochs - 1) * self.epoch_step + self.epoch_length
+        return self.onset + (self.n_epochs - 1) * self._step + self.epoch_length
 
     @property
     def epoch_onsets(self) -> np.ndarray:
         """Onset of every epoch in seconds after the recording start."""
-        return self.onset + self.epoch_step * np.arange(self.n_epochs)
+        return self.onset + self._step * np.arange(self.n_epochs)
 
     @property
     def scored(self) -> np.ndarray:

@@ -10,6 +10,7 @@ together to the highest rate, so channels are read in groups of equal rate).
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -72,14 +73,23 @@ class EdfHeader:
         return self.n_records * self.record_duration
 
 
-def _number(raw: bytes, name: str, path: Path, kind: type = float) -> float:
+def _number(raw: bytes, name: str, path: Path) -> float:
     text = raw.decode("ascii", errors="replace").strip()
     try:
-        return kind(float(text)) if kind is int else kind(text)
+        return float(text)
     except ValueError:
         raise EdfFormatError(
             f"{path}: corrupt EDF header: field {name} is {text!r}, expected a number"
         ) from None
+
+
+def _integer(raw: bytes, name: str, path: Path) -> int:
+    value = _number(raw, name, path)
+    if not math.isfinite(value) or value != int(value):
+        raise EdfFormatError(
+            f"{path}: corrupt EDF header: field {name} is {value:g}, expected a whole number"
+        )
+    return int(value)
 
 
 def _parse_start(date: str, time: str, path: Path) -> datetime | None:
@@ -117,11 +127,11 @@ def read_edf_header(path: str | os.PathLike[str]) -> EdfHeader:
             raise EdfFormatError(
                 f"{path}: not an EDF/BDF file: version field is {version!r}, expected '0' or '\\xffBIOSEMI'"
             )
-        header_bytes = _number(fixed[184:192], "header bytes", path, int)
+        header_bytes = _integer(fixed[184:192], "header bytes", path)
         reserved = fixed[192:236].decode("ascii", errors="replace").strip()
-        n_records = _number(fixed[236:244], "number of data records", path, int)
-        record_duration = _number(fixed[244:252], "duration of a data record", path, float)
-        ns = _number(fixed[252:256], "number of signals", path, int)
+        n_records = _integer(fixed[236:244], "number of data records", path)
+        record_duration = _number(fixed[244:252], "duration of a data record", path)
+        ns = _integer(fixed[252:256], "number of signals", path)
         if ns < 0 or ns > 4096:
             raise EdfFormatError(f"{path}: corrupt EDF header: {ns} signals")
         if header_bytes != 256 * (ns + 1):
@@ -143,12 +153,11 @@ def read_edf_header(path: str | os.PathLike[str]) -> EdfHeader:
     units = tuple(f.decode("latin-1").strip() for f in fields(16 + 80, 8))
     spr_offset = 16 + 80 + 8 * 5 + 80
     samples_per_record = tuple(
-        _number(f, f"samples per record of {labels[i]!r}", path, int)
-        for i, f in enumerate(fields(spr_offset, 8))
+        _integer(f, f"samples per record of {labels[i]!r}", path) for i, f in enumerate(fields(spr_offset, 8))
     )
     for i, name in enumerate(("physical minimum", "physical maximum", "digital minimum", "digital maximum")):
         for label, raw in zip(labels, fields(16 + 80 + 8 + 8 * i, 8), strict=True):
-            _number(raw, f"{name} of {label!r}", path, float)
+            _number(raw, f"{name} of {label!r}", path)
     bytes_per_sample = 3 if bdf else 2
     record_bytes = bytes_per_sample * sum(samples_per_record)
     data_bytes = size - header_bytes
