@@ -44,7 +44,8 @@ def _nan_to_none(values: Sequence[float]) -> list[float | None]:
     return [None if math.isnan(v) else float(v) for v in values]
 
 
-@dataclass(frozen=True)
+# eq=False: the array field makes generated equality ambiguous.
+@dataclass(frozen=True, eq=False)
 class StagingMetrics:
     """Agreement between scored and predicted sleep stages.
 

@@ -129,7 +129,7 @@ def _hypnogram_levels(class_names: Sequence[str]) -> list[int]:
 
 
 def plot_hypnogram(
-    y_true: np.ndarray | torch.Tensor | Sequence[int],
+    y_true: np.ndarray | torch.Tensor | Sequence[int] | None,
     y_pred: np.ndarray | torch.Tensor | Sequence[int],
     path: str | os.PathLike[str],
     class_names: Sequence[str],
@@ -142,11 +142,12 @@ def plot_hypnogram(
 
     Parameters
     ----------
-    y_true : array of int, shape (n_epochs,)
-        Scored classes; ``ignore_index`` marks unscored epochs (drawn as gaps). For a recording without
-        scoring, pass an array filled with ``ignore_index``.
+    y_true : array of int, shape (n_epochs,), or None
+        Scored classes; ``ignore_index`` marks unscored epochs (drawn as gaps). ``None`` for a recording
+        without scoring (an ECG-only night): only the predicted hypnogram is drawn.
     y_pred : array of int, shape (n_epochs,)
-        Predicted classes; epochs that disagree with the scoring are marked in red.
+        Predicted classes (``ignore_index`` for epochs without a prediction); epochs that disagree with the
+        scoring are marked in red.
     path : path-like
         PNG file to write.
     class_names : sequence of str
@@ -158,47 +159,53 @@ def plot_hypnogram(
     title : str or None
         Figure title.
     """
-    truth = _to_numpy(y_true).astype(np.int64).reshape(-1)
     predicted = _to_numpy(y_pred).astype(np.int64).reshape(-1)
-    if truth.shape != predicted.shape:
+    truth = None if y_true is None else _to_numpy(y_true).astype(np.int64).reshape(-1)
+    if truth is not None and truth.shape != predicted.shape:
         raise ValueError(
             f"scored ({truth.size} epochs) and predicted ({predicted.size} epochs) hypnograms differ in length"
         )
-    if truth.size == 0:
+    if predicted.size == 0:
         raise ValueError("cannot plot an empty hypnogram")
     k = len(class_names)
-    for name, values in (("scored", truth), ("predicted", predicted)):
+    rows = [("predicted", predicted)] if truth is None else [("scored", truth), ("predicted", predicted)]
+    for name, values in rows:
         bad = (values != ignore_index) & ((values < 0) | (values >= k))
         if bad.any():
             raise ValueError(
                 f"{name} hypnogram holds class {values[bad][0]} outside 0..{k - 1} ({list(class_names)})"
             )
     levels = np.asarray(_hypnogram_levels(class_names), dtype=np.float64)
-    hours = np.arange(truth.size + 1) * epoch_seconds / 3600.0
+    hours = np.arange(predicted.size + 1) * epoch_seconds / 3600.0
 
     def _heights(values: np.ndarray) -> np.ndarray:
         heights = np.where(values == ignore_index, np.nan, levels[np.clip(values, 0, k - 1)])
         return np.append(heights, heights[-1])  # steps need one edge more than epochs
 
-    figure = Figure(figsize=(10, 4.5))
-    axes = figure.subplots(2, 1, sharex=True)
-    scored = truth != ignore_index
-    for ax, values, label in ((axes[0], truth, "scored"), (axes[1], predicted, "predicted")):
+    figure = Figure(figsize=(10, 2.25 * len(rows) + 0.5), layout="constrained")
+    axes = np.atleast_1d(figure.subplots(len(rows), 1, sharex=True))
+    for ax, (label, values) in zip(axes, rows, strict=True):
         ax.step(hours, _heights(values), where="post", color="black", linewidth=0.9)
         ax.set_yticks(levels, list(class_names))
         ax.set_ylim(-0.5, k - 0.5)
         ax.set_ylabel(label)
         ax.grid(axis="y", alpha=0.3)
-    wrong = scored & (predicted != truth)
-    if wrong.any():
-        centres = (np.flatnonzero(wrong) + 0.5) * epoch_seconds / 3600.0
-        axes[1].scatter(
-            centres, levels[predicted[wrong]], s=6, color="tab:red", zorder=3, label="disagrees with scoring"
-        )
-        axes[1].legend(loc="lower right", fontsize=8)
-    axes[1].set_xlabel("time (h)")
-    accuracy = float(np.mean(predicted[scored] == truth[scored])) if scored.any() else float("nan")
-    figure.suptitle(title or f"hypnogram ({truth.size} epochs, agreement {accuracy:.1%} of scored epochs)")
+    axes[-1].set_xlabel("time (h)")
+    if truth is None:
+        default_title = f"predicted hypnogram ({predicted.size} epochs of {epoch_seconds:g} s)"
+    else:
+        scored = truth != ignore_index
+        wrong = scored & (predicted != truth)
+        if wrong.any():
+            centres = (np.flatnonzero(wrong) + 0.5) * epoch_seconds / 3600.0
+            heights = np.where(
+                predicted[wrong] == ignore_index, np.nan, levels[np.clip(predicted[wrong], 0, k - 1)]
+            )
+            axes[-1].scatter(centres, heights, s=6, color="tab:red", zorder=3, label="disagrees with scoring")
+            axes[-1].legend(loc="lower right", fontsize=8)
+        accuracy = float(np.mean(predicted[scored] == truth[scored])) if scored.any() else float("nan")
+        default_title = f"hypnogram ({truth.size} epochs, agreement {accuracy:.1%} of scored epochs)"
+    figure.suptitle(title or default_title)
     return _save(figure, path)
 
 
@@ -311,7 +318,8 @@ def epoch_features(feature_map: np.ndarray | torch.Tensor, n_epochs: int) -> np.
     return per_epoch.transpose(0, 2, 1).reshape(batch * n_epochs, channels)
 
 
-@dataclass(frozen=True)
+# eq=False: the array fields make generated equality ambiguous.
+@dataclass(frozen=True, eq=False)
 class DisagreementProjection:
     """Epochs on which the baseline and the distilled student disagree, projected to 2-D.
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from kdsleep.evaluation.compare import PairedComparison
 from kdsleep.evaluation.metrics import StagingMetrics
 
@@ -183,6 +185,7 @@ def build_report(
             raise ValueError(f"variant {result.variant!r} appears twice for class set {grouping!r}")
         seen.add(key)
         metrics = result.metrics
+        subject_f1 = [m.weighted_f1 for m in result.per_subject.values()]
         reference_i = PAPER_TABLE_I.get(key)
         reference_ii = PAPER_TABLE_II.get(key)
         if reference_ii is not None and _PAPER_CLASS_NAMES[grouping] != metrics.class_names:
@@ -199,6 +202,8 @@ def build_report(
                 "cohen_kappa": _clean(metrics.cohen_kappa),
                 "n_epochs": metrics.n_epochs,
                 "n_subjects": len(result.per_subject) or None,
+                "subject_weighted_f1_mean": float(np.mean(subject_f1)) if subject_f1 else None,
+                "subject_weighted_f1_sd": float(np.std(subject_f1, ddof=1)) if len(subject_f1) > 1 else None,
                 "paper_weighted_f1": reference_i[0] if reference_i else None,
                 "paper_accuracy": reference_i[1] if reference_i else None,
             }
@@ -248,6 +253,10 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     lines += ["## Table I — overall (held-out test set)", ""]
     header = "| classes | experiment | weighted F1 | accuracy | macro F1 | Cohen's κ | epochs |"
     rule = "|---|---|---|---|---|---|---|"
+    with_subjects = any(row.get("subject_weighted_f1_mean") is not None for row in report["table_i"])
+    if with_subjects:
+        header += " subjects | per-subject weighted F1 (mean ± SD) |"
+        rule += "---|---|"
     if show:
         header += " paper weighted F1 | paper accuracy |"
         rule += "---|---|"
@@ -258,6 +267,10 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             f"{_number(row['accuracy'])} | {_number(row['macro_f1'])} | {_number(row['cohen_kappa'])} | "
             f"{row['n_epochs']} |"
         )
+        if with_subjects:
+            mean, sd = row.get("subject_weighted_f1_mean"), row.get("subject_weighted_f1_sd")
+            spread = "–" if mean is None else f"{mean:.3f}" + ("" if sd is None else f" ± {sd:.3f}")
+            line += f" {row.get('n_subjects') or '–'} | {spread} |"
         if show:
             line += f" {_number(row['paper_weighted_f1'], 2)} | {_number(row['paper_accuracy'], 2)} |"
         lines.append(line)

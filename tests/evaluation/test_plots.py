@@ -61,6 +61,19 @@ def test_hypnogram_png(tmp_path: Path) -> None:
         plot_hypnogram(scored, np.full(scored.size, 7), tmp_path / "bad.png", ("W", "L", "D", "R"))
 
 
+def test_predicted_only_hypnogram_png(tmp_path: Path) -> None:
+    predicted = np.repeat(np.random.default_rng(1).integers(0, 3, size=40), 20)
+    predicted[-5:] = -1  # epochs without a prediction are gaps
+    path = plot_hypnogram(None, predicted, tmp_path / "ecg_only.png", ("W", "N", "R"))
+    _assert_png(path)
+    assert (
+        matplotlib.image.imread(path).shape[0]
+        < matplotlib.image.imread(
+            plot_hypnogram(predicted, predicted, tmp_path / "both.png", ("W", "N", "R"))
+        ).shape[0]
+    )
+
+
 def test_real_ucddb_hypnogram_png(shared_data: Path, tmp_path: Path) -> None:
     codes = np.loadtxt(shared_data / "ucddb-hypnograms" / "ucddb002_stage.txt", dtype=np.int64)
     classes = np.array([0, 4, 1, 2, 3, 3, -1, -1, -1])[codes]  # AASM W N1 N2 N3 R

@@ -53,6 +53,10 @@ def test_tables_hold_every_variant_in_paper_order_with_reference_figures() -> No
     row = next(r for r in report["table_ii"] if r["grouping"] == "w-n-r" and r["variant"] == "at_cl")
     assert row["paper_f1"] == list(PAPER_TABLE_II[("w-n-r", "at_cl")])
     assert len(report["per_subject"]) == 10 and len(report["per_subject"][0]["subjects"]) == 4
+    subject_f1 = [m.weighted_f1 for m in results[8].per_subject.values()]
+    assert first["n_subjects"] == 4
+    assert first["subject_weighted_f1_mean"] == pytest.approx(np.mean(subject_f1))
+    assert first["subject_weighted_f1_sd"] == pytest.approx(np.std(subject_f1, ddof=1))
 
 
 def test_markdown_shows_ours_beside_the_paper() -> None:
@@ -66,6 +70,7 @@ def test_markdown_shows_ours_beside_the_paper() -> None:
     assert "(0.89)" in text  # EEG baseline F1 of W in Table II
     assert "Paired per-subject comparisons" in text and "| weighted_f1 | ECG baseline | AT+CL | 4 |" in text
     assert "**dataset**: synthetic" in text
+    assert "per-subject weighted F1 (mean ± SD)" in text and " ± " in text
     plain = render_markdown(build_report(results, show_reference=False))
     assert "paper" not in plain and "(0.89)" not in plain
 
