@@ -8,6 +8,8 @@ from datetime import datetime
 import mne
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kdsleep.data.edf_writer import format_tal, write_edf
 
@@ -96,3 +98,38 @@ def test_tal_encoding():
     assert format_tal(0, None, []) == b"+0\x14\x14\x00"
     assert format_tal(33.43, 0, ["Lights off"]) == b"+33.43\x150\x14Lights off\x14\x00"
     assert format_tal(1.5, 30, ["a", "b"]) == b"+1.5\x1530\x14a\x14b\x14\x00"
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    rates=st.lists(st.sampled_from([50.0, 100.0, 128.0, 200.0, 250.0, 256.0]), min_size=1, max_size=3),
+    seconds=st.integers(1, 4),
+    scale=st.floats(1e-2, 1e4),
+    offset=st.floats(-1e3, 1e3),
+    texts=st.lists(
+        st.text(st.characters(min_codepoint=32, max_codepoint=0x24F), min_size=1, max_size=12), max_size=6
+    ),
+    bdf=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_round_trip_property(tmp_path_factory, rates, seconds, scale, offset, texts, bdf, seed):
+    rng = np.random.default_rng(seed)
+    signals = [offset + scale * rng.standard_normal(int(f * seconds)) for f in rates]
+    names = [f"CH{i}" for i in range(len(rates))]
+    ann = [(i + round(float(rng.uniform(0, 0.9)), 3), float(i), t) for i, t in enumerate(texts)]
+    path = tmp_path_factory.mktemp("rt") / ("x.bdf" if bdf else "x.edf")
+    write_edf(path, signals, rates, names, "uV", annotations=ann or None, bdf=bdf)
+    reader = mne.io.read_raw_bdf if bdf else mne.io.read_raw_edf
+    for name, x, f in zip(names, signals, rates, strict=True):
+        raw = reader(path, include=[name], preload=True, verbose="error")
+        assert raw.info["sfreq"] == f
+        y = raw.get_data()[0] * 1e6
+        span = x.max() - x.min()
+        step = span / (2**24 - 1 if bdf else 65535)
+        # quantisation (half a step) plus the outward rounding of the 8-character range fields
+        assert np.abs(y[: x.size] - x).max() <= step + 1e-6 * max(abs(x).max(), 1.0) + 1e-9 * span
+    if ann:
+        got = mne.read_annotations(path)
+        assert list(got.description) == [a[2] for a in ann]  # UTF-8 text, spaces kept
+        np.testing.assert_allclose(got.onset, [a[0] for a in ann], atol=1e-6)
+        np.testing.assert_allclose(got.duration, [a[1] for a in ann], atol=1e-6)
