@@ -44,34 +44,54 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "layout) or auto (default: detected from the file names)"
         ),
     )
-    parser.add_argument("--data-dir", type=Path, required=True, metavar="DIR", help="folder of the recordings")
+    parser.add_argument(
+        "--data-dir", type=Path, required=True, metavar="DIR", help="folder of the recordings"
+    )
     parser.add_argument("--out", type=Path, required=True, metavar="CACHE_DIR", help="cache folder")
     parser.add_argument(
-        "--channels", nargs="+", default=["eeg", "ecg"], metavar="NAME[=SPEC]",
+        "--channels",
+        nargs="+",
+        default=["eeg", "ecg"],
+        metavar="NAME[=SPEC]",
         help=(
             "channels to keep (default: eeg ecg, the paper's C3-A2 or C4-A1 and ECG lead I); NAME=SPEC picks "
             "a derivation, e.g. eeg=C4-A1 or 'eeg=EEG C3-CLE - EEG A2-CLE'"
         ),
     )
     parser.add_argument(
-        "--ecg-polarity", choices=["auto", "invert"], default=None, help="correct the ECG polarity (default: as recorded)"
+        "--ecg-polarity",
+        choices=["auto", "invert"],
+        default=None,
+        help="correct the ECG polarity (default: as recorded)",
     )
     parser.add_argument("--sfreq", type=float, default=200.0, help="target sampling rate in Hz (default 200)")
     parser.add_argument(
-        "--eeg-band", nargs="+", default=["0.3", "35"], metavar="HZ",
+        "--eeg-band",
+        nargs="+",
+        default=["0.3", "35"],
+        metavar="HZ",
         help="EEG band-pass 'LOW HIGH' in Hz, either may be 'none'; 'none' alone skips it (default 0.3 35)",
     )
     parser.add_argument(
-        "--ecg-band", nargs="+", default=["0.3", "70"], metavar="HZ",
+        "--ecg-band",
+        nargs="+",
+        default=["0.3", "70"],
+        metavar="HZ",
         help="ECG band-pass 'LOW HIGH' in Hz (default 0.3 70)",
     )
-    parser.add_argument("--scaling", choices=["robust", "none"], default="robust", help="per-recording scaling")
     parser.add_argument(
-        "--clip", type=float, default=20.0,
+        "--scaling", choices=["robust", "none"], default="robust", help="per-recording scaling"
+    )
+    parser.add_argument(
+        "--clip",
+        type=float,
+        default=20.0,
         help="clip scaled values beyond this many IQRs (default 20, as U-Time; 0 disables)",
     )
     parser.add_argument(
-        "--workers", type=int, default=min(4, os.cpu_count() or 1),
+        "--workers",
+        type=int,
+        default=min(4, os.cpu_count() or 1),
         help="worker processes (default min(4, CPUs))",
     )
     parser.add_argument("--compress", action="store_true", help="store compressed .npz (not memory-mappable)")
@@ -87,7 +107,9 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--workers must be >= 1, got {args.workers}")
     try:
         names = [c.split("=", 1)[0].strip() for c in args.channels]
-        specs = tuple((c.split("=", 1)[0].strip(), c.split("=", 1)[1].strip()) for c in args.channels if "=" in c)
+        specs = tuple(
+            (c.split("=", 1)[0].strip(), c.split("=", 1)[1].strip()) for c in args.channels if "=" in c
+        )
         config = PreprocessConfig(
             channels=tuple(names),
             channel_specs=specs or None,
@@ -103,7 +125,11 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(str(err)) from None
     try:
         root = build_cache(
-            entries, args.out, config, n_workers=args.workers, compress=args.compress,
+            entries,
+            args.out,
+            config,
+            n_workers=args.workers,
+            compress=args.compress,
             progress=not args.no_progress,
         )
     except (ValueError, KeyError, FileNotFoundError, OSError, RecordingFailedError) as err:

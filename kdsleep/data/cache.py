@@ -39,9 +39,19 @@ from kdsleep.data.epoching import DEFAULT_WINDOW_EPOCHS, epoch_labels, window_st
 from kdsleep.data.preprocess import PreprocessConfig, channel_request, preprocess_recording
 from kdsleep.data.stages import SleepStage, get_grouping
 
-__all__ = ["PairedWindowDataset", "PreprocessedCache", "RecordingFailedError", "build_cache", "cache_root", "folder_name"]
+__all__ = [
+    "PairedWindowDataset",
+    "PreprocessedCache",
+    "RecordingFailedError",
+    "build_cache",
+    "cache_root",
+    "folder_name",
+]
 
 logger = logging.getLogger(__name__)
+
+#: Built on first access by the module ``__getattr__`` below (a subclass of torch's ``Dataset``).
+PairedWindowDataset: type
 
 CACHE_FORMAT = "kdsleep-preprocessed-cache"
 CACHE_FORMAT_VERSION = 1
@@ -90,7 +100,10 @@ def _process_entry(entry: Any, config_dict: dict, records_dir: str, compress: bo
     arrays = {"data": epochs.data, "stages": epochs.stages, "onsets": epochs.onsets}
     # bad epochs become ARTEFACT: the cache stores one label source
     arrays["stages"] = np.where(epochs.bad, np.int8(SleepStage.ARTEFACT), epochs.stages).astype(np.int8)
-    stage_counts = {SleepStage(int(k)).name: int(v) for k, v in zip(*np.unique(arrays["stages"], return_counts=True))}
+    stage_counts = {
+        SleepStage(int(k)).name: int(v)
+        for k, v in zip(*np.unique(arrays["stages"], return_counts=True), strict=True)
+    }
     meta = {
         "key": entry.key,
         "folder": folder_name(entry.key),
@@ -217,7 +230,9 @@ def build_cache(
         with open(manifest_path, encoding="utf-8") as fh:
             manifest = json.load(fh)
         if manifest.get("config_hash") != config.config_hash():
-            raise ValueError(f"{manifest_path}: written for config {manifest.get('config_hash')}, not {config.config_hash()}")
+            raise ValueError(
+                f"{manifest_path}: written for config {manifest.get('config_hash')}, not {config.config_hash()}"
+            )
     else:
         manifest = _new_manifest(config)
     # leftovers of an interrupted run are incomplete by construction
@@ -269,7 +284,11 @@ def build_cache(
                 while queue or pending:
                     while queue and len(pending) < 2 * n_workers and error is None:
                         entry = queue.pop(0)
-                        pending.add(pool.submit(_process_entry_in_worker, entry, config_dict, str(records_dir), compress))
+                        pending.add(
+                            pool.submit(
+                                _process_entry_in_worker, entry, config_dict, str(records_dir), compress
+                            )
+                        )
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for future in done:
                         exc = future.exception()
@@ -299,7 +318,9 @@ class PreprocessedCache:
         Compressed recordings kept decompressed in memory (least recently used are dropped).
     """
 
-    def __init__(self, root: str | os.PathLike[str], config: PreprocessConfig | None = None, max_loaded: int = 8):
+    def __init__(
+        self, root: str | os.PathLike[str], config: PreprocessConfig | None = None, max_loaded: int = 8
+    ):
         root = Path(root)
         if config is not None:
             root = cache_root(root, config)
@@ -343,7 +364,9 @@ class PreprocessedCache:
         try:
             return self._recordings[key]
         except KeyError:
-            raise KeyError(f"{self.root}: no recording {key!r} in the cache ({len(self)} recordings)") from None
+            raise KeyError(
+                f"{self.root}: no recording {key!r} in the cache ({len(self)} recordings)"
+            ) from None
 
     def arrays(self, key: str) -> dict[str, np.ndarray]:
         """``data``, ``stages`` and ``onsets`` of a recording (memory-mapped unless compressed)."""
@@ -387,7 +410,9 @@ class PreprocessedCache:
         try:
             return channels.index(channel)
         except ValueError:
-            raise KeyError(f"{self.root}: recording {key!r} has no channel {channel!r}; it has {channels}") from None
+            raise KeyError(
+                f"{self.root}: recording {key!r} has no channel {channel!r}; it has {channels}"
+            ) from None
 
 
 class _PairedWindows:
@@ -439,11 +464,15 @@ class _PairedWindows:
         self._labels: list[np.ndarray] = []
         for r, key in enumerate(self.keys):
             meta = self.cache.meta(key)
-            self._channels.append((self.cache.channel_index(key, eeg_channel), self.cache.channel_index(key, ecg_channel)))
+            self._channels.append(
+                (self.cache.channel_index(key, eeg_channel), self.cache.channel_index(key, ecg_channel))
+            )
             labels = self.cache.labels(key, self.grouping)
             self._labels.append(labels)
             try:
-                starts = window_starts(meta["n_epochs"], window_epochs, stride, source=f"{self.cache.root}/{key}")
+                starts = window_starts(
+                    meta["n_epochs"], window_epochs, stride, source=f"{self.cache.root}/{key}"
+                )
             except ValueError:
                 if not skip_short:
                     raise

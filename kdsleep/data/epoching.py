@@ -163,7 +163,9 @@ def epoch_signals(
     bad = ~np.isfinite(epochs).all(axis=(1, 2))
     n_bad = int(bad.sum())
     if n_bad:
-        message = f"{where}{n_bad} of {stages.size} epochs hold NaN or infinite samples and are masked (label -1)"
+        message = (
+            f"{where}{n_bad} of {stages.size} epochs hold NaN or infinite samples and are masked (label -1)"
+        )
         warnings.warn(message, BadSignalWarning, stacklevel=2)
         logger.info(message)
     return Epochs(

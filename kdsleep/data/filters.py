@@ -50,9 +50,7 @@ def _get_kernel():
     return _sosfilt_rows
 
 
-def design_bandpass(
-    sfreq: float, l_freq: float | None, h_freq: float | None, order: int = 4
-) -> np.ndarray:
+def design_bandpass(sfreq: float, l_freq: float | None, h_freq: float | None, order: int = 4) -> np.ndarray:
     """Butterworth band-, high- or low-pass filter as second-order sections.
 
     Parameters

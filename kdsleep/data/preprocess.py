@@ -114,7 +114,9 @@ class PreprocessConfig:
     def __post_init__(self) -> None:
         channels = (self.channels,) if isinstance(self.channels, str) else tuple(self.channels)
         if not channels or not all(isinstance(c, str) and c for c in channels):
-            raise ValueError(f"PreprocessConfig.channels must be non-empty channel names, got {self.channels!r}")
+            raise ValueError(
+                f"PreprocessConfig.channels must be non-empty channel names, got {self.channels!r}"
+            )
         if len(set(channels)) != len(channels):
             raise ValueError(f"PreprocessConfig.channels has duplicates: {channels}")
         object.__setattr__(self, "channels", channels)
@@ -128,10 +130,14 @@ class PreprocessConfig:
                 ) from None
             unknown = sorted({k for k, _ in specs} - set(channels))
             if unknown:
-                raise ValueError(f"PreprocessConfig.channel_specs names {unknown} that are not in channels {channels}")
+                raise ValueError(
+                    f"PreprocessConfig.channel_specs names {unknown} that are not in channels {channels}"
+                )
             object.__setattr__(self, "channel_specs", tuple(sorted(specs)))
         if self.ecg_polarity not in (None, "auto", "invert"):
-            raise ValueError(f"PreprocessConfig.ecg_polarity must be None, 'auto' or 'invert', got {self.ecg_polarity!r}")
+            raise ValueError(
+                f"PreprocessConfig.ecg_polarity must be None, 'auto' or 'invert', got {self.ecg_polarity!r}"
+            )
         if not (isinstance(self.sfreq, (int, float)) and math.isfinite(self.sfreq) and self.sfreq > 0):
             raise ValueError(f"PreprocessConfig.sfreq must be a positive number of Hz, got {self.sfreq!r}")
         object.__setattr__(self, "sfreq", float(self.sfreq))

@@ -162,7 +162,9 @@ def test_session_keys_and_compressed_storage(tmp_path: Path) -> None:
     cache = PreprocessedCache(root)
     assert cache.keys == ["sub00/night1", "sub00/night2"]
     plain = build_cache(entries[:1], tmp_path / "plain", CONFIG, progress=False)
-    np.testing.assert_array_equal(cache.epochs("sub00/night1"), PreprocessedCache(plain).epochs("sub00/night1"))
+    np.testing.assert_array_equal(
+        cache.epochs("sub00/night1"), PreprocessedCache(plain).epochs("sub00/night1")
+    )
 
 
 def test_paired_window_dataset(tmp_path: Path) -> None:
@@ -189,7 +191,9 @@ def test_paired_window_dataset(tmp_path: Path) -> None:
 
 
 def test_window_longer_than_recording(tmp_path: Path) -> None:
-    root = build_cache([FakeEntry("short", n_epochs=12), FakeEntry("long", seed=1)], tmp_path, CONFIG, progress=False)
+    root = build_cache(
+        [FakeEntry("short", n_epochs=12), FakeEntry("long", seed=1)], tmp_path, CONFIG, progress=False
+    )
     with pytest.raises(ValueError, match="short: recording has 12 epochs, shorter than one window of 35"):
         PairedWindowDataset(root)
     ds = PairedWindowDataset(root, skip_short=True)

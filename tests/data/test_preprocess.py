@@ -19,7 +19,9 @@ from kdsleep.data.scaling import robust_scale
 S = SleepStage
 
 
-def _night(n_epochs: int = 12, sfreq_eeg: float = 256.0, sfreq_ecg: float = 512.0, seed: int = 0) -> tuple[Recording, Hypnogram]:
+def _night(
+    n_epochs: int = 12, sfreq_eeg: float = 256.0, sfreq_ecg: float = 512.0, seed: int = 0
+) -> tuple[Recording, Hypnogram]:
     rng = np.random.default_rng(seed)
     duration = n_epochs * 30 + 7.0
     t_eeg = np.arange(int(duration * sfreq_eeg)) / sfreq_eeg
@@ -96,7 +98,9 @@ def test_one_recording_end_to_end() -> None:
     np.testing.assert_array_equal(epochs.stages, hypnogram.stages)
     np.testing.assert_allclose(epochs.onsets, 4.0 + 30.0 * np.arange(12))
     # the same steps by hand, for the EEG channel: resample, band-pass, robust scaling, cut at 4 s
-    eeg = robust_scale(bandpass_filter(resample(recording["eeg"].data, 256, 200), 200.0, 0.3, 35.0), clip=20.0)
+    eeg = robust_scale(
+        bandpass_filter(resample(recording["eeg"].data, 256, 200), 200.0, 0.3, 35.0), clip=20.0
+    )
     np.testing.assert_allclose(epochs.data[3, 0], eeg[800 + 3 * 6000 : 800 + 4 * 6000], rtol=1e-5, atol=1e-5)
     # ECG went from 512 Hz to 200 Hz through its own band
     assert np.isfinite(epochs.data).all()
@@ -150,9 +154,20 @@ def synthetic_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def test_cli_preprocess_on_the_synthetic_default(synthetic_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_cli_preprocess_on_the_synthetic_default(
+    synthetic_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     out = tmp_path / "cache"
-    argv = ["preprocess", "--data-dir", str(synthetic_dir), "--out", str(out), "--workers", "2", "--no-progress"]
+    argv = [
+        "preprocess",
+        "--data-dir",
+        str(synthetic_dir),
+        "--out",
+        str(out),
+        "--workers",
+        "2",
+        "--no-progress",
+    ]
     assert main(argv) == 0
     root = out / PreprocessConfig().config_hash()
     manifest = json.loads((root / "manifest.json").read_text())
@@ -164,10 +179,14 @@ def test_cli_preprocess_on_the_synthetic_default(synthetic_dir: Path, tmp_path: 
     # the parallel build equals an in-process one, byte for byte
     from kdsleep.data.cache import build_cache
 
-    sequential = build_cache(dataset_entries("synthetic", synthetic_dir), tmp_path / "seq", n_workers=1, progress=False)
+    sequential = build_cache(
+        dataset_entries("synthetic", synthetic_dir), tmp_path / "seq", n_workers=1, progress=False
+    )
     for name in ("data.npy", "stages.npy", "onsets.npy"):
         for key in ("01-03-0001", "01-03-0002"):
-            assert (root / "recordings" / key / name).read_bytes() == (sequential / "recordings" / key / name).read_bytes()
+            assert (root / "recordings" / key / name).read_bytes() == (
+                sequential / "recordings" / key / name
+            ).read_bytes()
     # a second run has nothing to do and changes nothing
     before = (root / "recordings" / "01-03-0001" / "data.npy").stat().st_mtime_ns
     assert main(argv[:-3] + ["--workers", "1", "--no-progress"]) == 0
