@@ -1,0 +1,970 @@
+"""Heartbeat (R-peak) detection in single-lead ECG.
+
+The detector belongs to the Pan–Tompkins family (Pan & Tompkins 1985, IEEE TBME 32(3):230–236):
+
+1. zero-phase Butterworth band-pass (default 5–20 Hz) to remove baseline wander, mains and muscle noise;
+2. derivative, squaring and a centred moving-window integration (default 150 ms, the paper's window), which
+   makes the feature signal independent of the QRS polarity;
+3. candidate peaks of the feature signal, one per 200 ms neighbourhood;
+4. adaptive signal/noise levels with a threshold between them, a refractory period (200 ms), a T-wave
+   test for candidates closer than 360 ms to the previous beat (slope below half the previous beat's),
+   and a search-back with half the threshold when no beat was found for 1.66 times the running RR interval;
+5. refinement of each beat to the largest absolute deflection of the band-passed signal around it.
+
+Stretches that carry no usable ECG (flat lines, lead-off constants, NaN, saturated or very noisy
+segments) are found first, masked (no beats are reported inside them and they do not update the
+thresholds) and returned by :func:`detect_heartbeats_with_quality` as a list of sample intervals.
+
+:func:`match_beats` scores detections against reference annotations with the usual 150 ms tolerance.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+from scipy import signal
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "BEAT_SYMBOLS",
+    "HeartbeatDetection",
+    "BeatScore",
+    "detect_heartbeats",
+    "detect_heartbeats_with_quality",
+    "match_beats",
+    "AnnotatedECG",
+    "read_annotated_ecg",
+]
+
+#: Annotation symbols of the WFDB standard that mark a heartbeat (PhysioNet's ``ann_labels`` beat classes);
+#: only these count as reference beats when a detector is scored.
+BEAT_SYMBOLS: frozenset[str] = frozenset("NLRBAaJSVrFejnE/fQ?")
+
+_MIN_SFREQ = 100.0
+
+
+@dataclass(frozen=True)
+class HeartbeatDetection:
+    """Result of :func:`detect_heartbeats_with_quality`.
+
+    Attributes
+    ----------
+    beats : np.ndarray
+        R-peak sample indices, int64, strictly increasing.
+    masked_intervals : np.ndarray
+        ``(n_intervals, 2)`` int64 array of ``[start, stop)`` sample ranges that were judged to hold no
+        usable ECG (flat, missing, saturated or too noisy); no beats are reported inside them.
+    sfreq : float
+        Sampling frequency of the ECG in Hz.
+    """
+
+    beats: np.ndarray
+    masked_intervals: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
+    sfreq: float = 0.0
+
+    @property
+    def masked_seconds(self) -> float:
+        """Total duration of the masked intervals in seconds."""
+        if self.masked_intervals.size == 0:
+            return 0.0
+        return float(np.sum(self.masked_intervals[:, 1] - self.masked_intervals[:, 0])) / self.sfreq
+
+
+@dataclass(frozen=True)
+class BeatScore:
+    """Beat-by-beat agreement of a detector with reference annotations.
+
+    Attributes
+    ----------
+    n_reference, true_positives, false_positives, false_negatives : int
+        Counts after one-to-one matching within the tolerance.
+    """
+
+    n_reference: int
+    true_positives: int
+    false_positives: int
+    false_negatives: int
+
+    @property
+    def sensitivity(self) -> float:
+        """TP / (TP + FN); 1.0 when there are no reference beats."""
+        denom = self.true_positives + self.false_negatives
+        return self.true_positives / denom if denom else 1.0
+
+    @property
+    def positive_predictive_value(self) -> float:
+        """TP / (TP + FP); 1.0 when nothing was detected."""
+        denom = self.true_positives + self.false_positives
+        return self.true_positives / denom if denom else 1.0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# numba kernels
+# ---------------------------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def _centred_moving_mean(x: np.ndarray, width: int) -> np.ndarray:
+    """Mean of ``x`` over a centred window of ``width`` samples (shrinking at the edges)."""
+    n = x.shape[0]
+    out = np.empty(n, dtype=np.float64)
+    half_left = width // 2
+    half_right = width - half_left - 1
+    acc = 0.0
+    for i in range(min(half_right, n)):
+        acc += x[i]
+    inv_width = 1.0 / width
+    for i in range(n):
+        ahead = i + half_right
+        if ahead < n:
+            acc += x[ahead]
+        behind = i - half_left - 1
+        if behind >= 0:
+            acc -= x[behind]
+        if i >= half_left and ahead < n:
+            out[i] = acc * inv_width
+        else:
+            out[i] = acc / (min(n - 1, ahead) - max(0, i - half_left) + 1)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _sos_pass(sos: np.ndarray, zi: np.ndarray, x: np.ndarray, backward: bool) -> None:
+    """Run a cascade of second-order sections over ``x`` in place (direct form II transposed), forward
+    or backward, each section starting from the steady state ``zi`` scaled by the first input sample.
+
+    Sections are processed two at a time with their states in scalars: the two recursions are
+    independent chains, so the processor overlaps them.
+    """
+    n = x.shape[0]
+    x0 = x[n - 1] if backward else x[0]
+    step = -1 if backward else 1
+    first = n - 1 if backward else 0
+    s = 0
+    while s < sos.shape[0]:
+        b0, b1, b2, a1, a2 = sos[s, 0], sos[s, 1], sos[s, 2], sos[s, 4], sos[s, 5]
+        z0 = zi[s, 0] * x0
+        z1 = zi[s, 1] * x0
+        if s + 1 < sos.shape[0]:
+            c0, c1, c2, d1, d2 = sos[s + 1, 0], sos[s + 1, 1], sos[s + 1, 2], sos[s + 1, 4], sos[s + 1, 5]
+            w0 = zi[s + 1, 0] * x0
+            w1 = zi[s + 1, 1] * x0
+            i = first
+            for _ in range(n):
+                v = x[i]
+                y = b0 * v + z0
+                z0 = b1 * v - a1 * y + z1
+                z1 = b2 * v - a2 * y
+                u = c0 * y + w0
+                w0 = c1 * y - d1 * u + w1
+                w1 = c2 * y - d2 * u
+                x[i] = u
+                i += step
+            s += 2
+        else:
+            i = first
+            for _ in range(n):
+                v = x[i]
+                y = b0 * v + z0
+                z0 = b1 * v - a1 * y + z1
+                z1 = b2 * v - a2 * y
+                x[i] = y
+                i += step
+            s += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _sosfiltfilt(sos: np.ndarray, zi: np.ndarray, x: np.ndarray, padlen: int) -> np.ndarray:
+    """Zero-phase filtering (forward, then backward) with odd extension of ``padlen`` samples, as
+    ``scipy.signal.sosfiltfilt`` does."""
+    n = x.shape[0]
+    padlen = min(padlen, n - 1)
+    m = n + 2 * padlen
+    ext = np.empty(m)
+    for i in range(padlen):
+        ext[i] = 2.0 * x[0] - x[padlen - i]
+        ext[n + padlen + i] = 2.0 * x[n - 1] - x[n - 2 - i]
+    ext[padlen : padlen + n] = x
+    _sos_pass(sos, zi, ext, False)
+    _sos_pass(sos, zi, ext, True)
+    return ext[padlen : padlen + n]
+
+
+def _bandpass(x: np.ndarray, sfreq: float, low: float, high: float) -> np.ndarray:
+    """Zero-phase second-order Butterworth band-pass (as ``scipy.signal.sosfiltfilt``, in numba)."""
+    sos = signal.butter(2, [low, high], btype="bandpass", fs=sfreq, output="sos")
+    zi = signal.sosfilt_zi(sos)
+    return _sosfiltfilt(sos, zi, np.ascontiguousarray(x, dtype=np.float64), 3 * (2 * sos.shape[0] + 1))
+
+
+@numba.njit(cache=True, nogil=True)
+def _candidate_peaks(feature: np.ndarray, mask: np.ndarray, min_distance: int) -> np.ndarray:
+    """Local maxima of ``feature`` that are the largest within ``±min_distance`` samples, outside the mask."""
+    n = feature.shape[0]
+    maxima = np.empty(n // 2 + 1, dtype=np.int64)
+    n_max = 0
+    i = 1
+    while i < n - 1:
+        if feature[i] > feature[i - 1]:
+            # walk over a plateau so that a flat top yields one maximum (its middle)
+            j = i
+            while j < n - 1 and feature[j + 1] == feature[i]:
+                j += 1
+            if j < n - 1 and feature[j + 1] < feature[i]:
+                mid = (i + j) // 2
+                if not mask[mid]:
+                    maxima[n_max] = mid
+                    n_max += 1
+            i = j + 1
+        else:
+            i += 1
+    keep = np.empty(n_max, dtype=np.int64)
+    n_keep = 0
+    for k in range(n_max):
+        p = maxima[k]
+        v = feature[p]
+        ok = True
+        m = k - 1
+        while m >= 0 and p - maxima[m] <= min_distance:
+            if feature[maxima[m]] >= v:
+                ok = False
+                break
+            m -= 1
+        if ok:
+            m = k + 1
+            while m < n_max and maxima[m] - p <= min_distance:
+                if feature[maxima[m]] > v:
+                    ok = False
+                    break
+                m += 1
+        if ok:
+            keep[n_keep] = p
+            n_keep += 1
+    return keep[:n_keep]
+
+
+@numba.njit(cache=True, nogil=True)
+def _threshold_peaks(
+    peaks: np.ndarray,
+    values: np.ndarray,
+    slopes: np.ndarray,
+    gap_after: np.ndarray,
+    signal_level0: float,
+    noise_level0: float,
+    refractory: int,
+    twave_window: int,
+    searchback_factor: float,
+    rr_init: float,
+    rr_max: float,
+    threshold_fraction: float,
+    searchback_fraction: float,
+    searchback_min: float,
+    decay_half_life: float,
+) -> np.ndarray:
+    """Adaptive-threshold classification of candidate peaks into beats and noise (Pan–Tompkins rules).
+
+    ``gap_after[k]`` is True when a masked stretch lies between candidate ``k`` and ``k + 1``: the running
+    RR history restarts there so that the search-back does not bridge a masked stretch.
+    """
+    n_peaks = peaks.shape[0]
+    is_beat = np.zeros(n_peaks, dtype=np.bool_)
+    signal_level = signal_level0
+    noise_level = noise_level0
+    threshold = noise_level + threshold_fraction * (signal_level - noise_level)
+
+    rr_hist = np.full(8, rr_init)
+    rr_count = 0
+    last_beat = -1  # index into peaks of the last accepted beat, -1 before the first beat of a segment
+    # position the search-back measures from: the last beat, or the start of the segment before the first
+    last_pos = peaks[0] - int(rr_init) if n_peaks else 0
+    last_slope = 0.0
+    first = 0  # first candidate that the search-back may look at
+    # a candidate this close to the last beat may replace it (P wave or artefact ahead of the QRS)
+    replace_window = refractory + (twave_window - refractory) // 2
+
+    prev_pos = -1  # position of the beat before the last one
+    rr_mean = rr_init
+    for k in range(n_peaks):
+        p = peaks[k]
+        v = values[k]
+        accepted = False
+        replace = False
+        if v > threshold:
+            if last_beat < 0:
+                accepted = True
+            else:
+                dist = p - peaks[last_beat]
+                if dist < replace_window and v > 1.4 * values[last_beat] and slopes[k] > 1.5 * last_slope:
+                    # far stronger than the beat just taken: that one was a P wave or an artefact
+                    accepted = True
+                    replace = True
+                elif (
+                    dist < replace_window
+                    and prev_pos >= 0
+                    and v > 0.8 * values[last_beat]
+                    and abs(p - prev_pos - rr_mean) < abs(peaks[last_beat] - prev_pos - rr_mean)
+                    and peaks[last_beat] - prev_pos < 0.85 * rr_mean
+                ):
+                    # as strong and on time, whereas the beat just taken came early: that one was a
+                    # P wave or an artefact ahead of this QRS
+                    accepted = True
+                    replace = True
+                elif dist <= refractory:
+                    accepted = False
+                elif dist < twave_window and slopes[k] < 0.5 * last_slope:
+                    accepted = False  # T wave: slower than the preceding QRS
+                else:
+                    accepted = True
+        if accepted:
+            if replace:
+                is_beat[last_beat] = False
+            elif last_beat >= 0:
+                prev_pos = peaks[last_beat]
+                rr = float(p - peaks[last_beat])
+                if rr < rr_max:
+                    rr_hist[rr_count % 8] = rr
+                    rr_count += 1
+            is_beat[k] = True
+            last_beat = k
+            last_pos = p
+            last_slope = slopes[k]
+            first = k + 1
+            # clip the update so that one artefact cannot lift the signal level for long
+            signal_level = 0.125 * min(v, 4.0 * signal_level) + 0.875 * signal_level
+        else:
+            noise_level = 0.125 * min(v, signal_level) + 0.875 * noise_level
+        threshold = noise_level + threshold_fraction * (signal_level - noise_level)
+
+        if k + 1 >= n_peaks:
+            break
+        if gap_after[k]:
+            # a masked stretch follows: restart the history behind it
+            last_beat = -1
+            prev_pos = -1
+            rr_count = 0
+            last_pos = peaks[k + 1] - int(rr_init)
+            first = k + 1
+            continue
+
+        # search-back: the next candidate lies too far from the last beat, look for a missed one
+        n_rr = min(rr_count, 8)
+        rr_mean = rr_init
+        if n_rr > 0:
+            rr_mean = 0.0
+            for m in range(n_rr):
+                rr_mean += rr_hist[m]
+            rr_mean /= n_rr
+        limit = searchback_factor * rr_mean
+        if peaks[k + 1] - last_pos > limit:
+            lower = searchback_fraction * threshold
+            for _ in range(8):
+                best = -1
+                best_value = max(lower, searchback_min * signal_level)
+                for m in range(first, k + 1):
+                    if is_beat[m]:
+                        continue
+                    if last_beat >= 0:
+                        dist = peaks[m] - peaks[last_beat]
+                        if dist <= refractory:
+                            continue
+                        if dist < twave_window and slopes[m] < 0.5 * last_slope:
+                            continue
+                    if values[m] > best_value:
+                        best_value = values[m]
+                        best = m
+                if best < 0:
+                    break
+                is_beat[best] = True
+                if last_beat >= 0:
+                    prev_pos = peaks[last_beat]
+                    rr = float(peaks[best] - peaks[last_beat])
+                    if rr < rr_max:
+                        rr_hist[rr_count % 8] = rr
+                        rr_count += 1
+                last_beat = best
+                last_pos = peaks[best]
+                last_slope = slopes[best]
+                first = best + 1
+                signal_level = 0.25 * min(values[best], 4.0 * signal_level) + 0.75 * signal_level
+                threshold = noise_level + threshold_fraction * (signal_level - noise_level)
+                lower = searchback_fraction * threshold
+                if peaks[k + 1] - last_pos <= limit:
+                    break
+            # long pause with nothing above half the threshold: let the levels decay so that a drop of
+            # amplitude (lead change, electrode contact) is followed within seconds
+            if peaks[k + 1] - last_pos > 2.0 * limit:
+                decay = 0.5 ** ((peaks[k + 1] - max(p, last_pos + 2.0 * limit)) / decay_half_life)
+                signal_level *= decay
+                noise_level *= decay
+                threshold = noise_level + threshold_fraction * (signal_level - noise_level)
+    return is_beat
+
+
+@numba.njit(cache=True, nogil=True)
+def _refine(x: np.ndarray, positions: np.ndarray, half_width: int, polarity: float) -> np.ndarray:
+    """Move each position to the extreme of ``polarity * x`` within ``±half_width`` samples.
+
+    ``polarity`` 0 means the largest absolute deflection.
+    """
+    n = x.shape[0]
+    out = np.empty(positions.shape[0], dtype=np.int64)
+    for k in range(positions.shape[0]):
+        start = max(0, positions[k] - half_width)
+        stop = min(n, positions[k] + half_width + 1)
+        best = start
+        best_value = -np.inf
+        for i in range(start, stop):
+            v = abs(x[i]) if polarity == 0.0 else polarity * x[i]
+            if v > best_value:
+                best_value = v
+                best = i
+        out[k] = best
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# signal quality
+# ---------------------------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def _window_statistics(ecg: np.ndarray, filtered: np.ndarray, win: int, min_run: int) -> tuple:
+    """Per window of ``win`` samples (the last may be shorter): all finite, peak-to-peak of the raw
+    signal, largest absolute band-passed value, and whether the window sits on its extreme value for at
+    least ``min_run`` samples in a row (saturation)."""
+    n = ecg.shape[0]
+    n_win = (n + win - 1) // win
+    finite = np.ones(n_win, dtype=np.bool_)
+    spread = np.zeros(n_win)
+    amplitude = np.zeros(n_win)
+    saturated = np.zeros(n_win, dtype=np.bool_)
+    for w in range(n_win):
+        start = w * win
+        stop = min(n, start + win)
+        lo = np.inf
+        hi = -np.inf
+        amp = 0.0
+        run = 1
+        longest = 1
+        for i in range(start, stop):
+            x = ecg[i]
+            if x < lo:
+                lo = x
+            if x > hi:
+                hi = x
+            a = abs(filtered[i])
+            if a > amp:
+                amp = a
+            if i > start and x == ecg[i - 1]:
+                run += 1
+                if run > longest:
+                    longest = run
+            else:
+                run = 1
+        # NaN never wins a comparison, so lo/hi only see finite values; infinities show up here
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            finite[w] = False
+        spread[w] = hi - lo if hi >= lo else 0.0
+        amplitude[w] = amp
+        if longest >= min_run and hi > lo:
+            # rare: find whether a long run lies on the window's extreme value (clipping) rather than on
+            # a flat stretch inside the signal's range
+            run = 1
+            for i in range(start + 1, stop):
+                if ecg[i] == ecg[i - 1] and (ecg[i] == lo or ecg[i] == hi):
+                    run += 1
+                    if run >= min_run:
+                        saturated[w] = True
+                        break
+                else:
+                    run = 1
+    return finite, spread, amplitude, saturated
+
+
+def _quality_mask(ecg: np.ndarray, filtered: np.ndarray, sfreq: float, window_s: float) -> np.ndarray:
+    """Boolean mask (True = unusable) built from non-overlapping windows of ``window_s`` seconds.
+
+    A window is unusable when it holds NaN/inf, when its raw signal is constant or its QRS-band
+    amplitude is below 2 % of the record's median window amplitude (flat line, lead off), when it sits
+    on its extreme value for more than 100 ms (saturation), or when its QRS-band amplitude exceeds 25
+    times the record's median (motion artefact, electrode pop).
+    """
+    n = ecg.shape[0]
+    win = max(1, int(round(window_s * sfreq)))
+    finite, spread, amplitude, saturated = _window_statistics(
+        ecg, filtered, win, max(2, int(round(0.1 * sfreq)))
+    )
+    nonfinite = ~np.isfinite(ecg)
+    if nonfinite.any():
+        # a window with missing samples is dropped whole: the zero-filled gap would ring in the filter
+        finite &= np.add.reduceat(nonfinite, np.arange(0, n, win)) == 0
+    usable = finite & (spread > 0.0)
+    reference = float(np.median(amplitude[usable])) if usable.any() else 0.0
+    if reference <= 0.0 or not np.isfinite(reference):
+        return np.ones(n, dtype=bool)
+    bad = ~usable
+    bad |= amplitude < 0.02 * reference
+    bad |= amplitude > 25.0 * reference
+    bad |= saturated
+    return np.repeat(bad, win)[:n]
+
+
+def _intervals(mask: np.ndarray) -> np.ndarray:
+    """``[start, stop)`` sample ranges of the True runs of a boolean mask."""
+    if mask.size == 0 or not mask.any():
+        return np.zeros((0, 2), dtype=np.int64)
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    starts = np.flatnonzero(edges == 1)
+    stops = np.flatnonzero(edges == -1)
+    return np.stack([starts, stops], axis=1).astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# public API
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _check_input(ecg: np.ndarray, sfreq: float) -> tuple[np.ndarray, float]:
+    ecg = np.asarray(ecg)
+    if ecg.ndim != 1:
+        raise ValueError(f"ecg: expected a 1-D single-lead signal, got an array of shape {ecg.shape}")
+    if not np.issubdtype(ecg.dtype, np.number) or np.iscomplexobj(ecg):
+        raise ValueError(f"ecg: expected real numbers, got dtype {ecg.dtype}")
+    try:
+        sfreq = float(sfreq)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"sfreq: expected a number of Hz, got {sfreq!r}") from err
+    if not np.isfinite(sfreq) or sfreq < _MIN_SFREQ:
+        raise ValueError(f"sfreq: expected a sampling frequency >= {_MIN_SFREQ:g} Hz, got {sfreq!r}")
+    return ecg.astype(np.float64, copy=False), sfreq
+
+
+def detect_heartbeats_with_quality(
+    ecg: np.ndarray,
+    sfreq: float,
+    *,
+    band: tuple[float, float] = (5.0, 20.0),
+    integration_window: float = 0.15,
+    refractory: float = 0.2,
+    twave_window: float = 0.36,
+    searchback_factor: float = 1.66,
+    threshold_fraction: float = 0.25,
+    searchback_fraction: float = 0.5,
+    searchback_min: float = 0.3,
+    quality_window: float = 2.0,
+) -> HeartbeatDetection:
+    """Detect R peaks and report the stretches that were masked as unusable.
+
+    Parameters
+    ----------
+    ecg : np.ndarray
+        Single-lead ECG, shape ``(n_times,)``; any unit and either polarity. NaN marks missing samples.
+    sfreq : float
+        Sampling frequency in Hz, at least 100.
+    band : tuple of float
+        Pass band of the zero-phase second-order Butterworth filter in Hz (Pan & Tompkins 1985 pass
+        5–15 Hz); the upper edge is lowered to 0.45 ``sfreq`` when needed.
+    integration_window : float
+        Width of the moving-window integration in seconds (150 ms in Pan & Tompkins 1985).
+    refractory : float
+        Minimum distance between two beats in seconds (200 ms in Pan & Tompkins 1985).
+    twave_window : float
+        Candidates closer than this to the previous beat (seconds) must be at least half as steep as
+        that beat, otherwise they are taken for T waves (360 ms in Pan & Tompkins 1985).
+    searchback_factor : float
+        Search back for a missed beat when no beat was found for this multiple of the mean of the last
+        eight RR intervals (1.66 in Pan & Tompkins 1985).
+    threshold_fraction : float
+        Detection threshold as the fraction of the way from the noise level to the signal level
+        (0.25 in Pan & Tompkins 1985).
+    searchback_fraction : float
+        Threshold of the search-back as a fraction of the detection threshold (0.5 in Pan & Tompkins
+        1985).
+    searchback_min : float
+        A beat found by search-back must also reach this fraction of the running signal level, so that
+        noise in a long pause is not taken for a beat.
+    quality_window : float
+        Length in seconds of the windows judged for signal quality (flat, missing, saturated, noisy).
+
+    Returns
+    -------
+    HeartbeatDetection
+        Beat sample indices and the masked intervals.
+
+    Notes
+    -----
+    The feature signal is the root of the integrated squared derivative (an RMS slope) rather than the
+    integrated squared derivative itself: the square root compresses the range between sharp normal
+    complexes and wide ventricular or aberrated ones, which the squared feature pushed below the threshold.
+    """
+    ecg, sfreq = _check_input(ecg, sfreq)
+    n = ecg.shape[0]
+    no_beats = np.zeros(0, dtype=np.int64)
+    if n < int(sfreq):  # less than a second cannot hold an RR interval
+        intervals = np.array([[0, n]], dtype=np.int64) if n else np.zeros((0, 2), dtype=np.int64)
+        return HeartbeatDetection(no_beats, intervals, sfreq)
+    low, high = band
+    if not 0 < low < high:
+        raise ValueError(f"band: expected 0 < low < high in Hz, got {band!r}")
+    high = min(high, 0.45 * sfreq)
+
+    all_finite = bool(np.isfinite(ecg).all())
+    clean = ecg if all_finite else np.where(np.isfinite(ecg), ecg, 0.0)
+    filtered = _bandpass(clean, sfreq, low, high)
+
+    mask = _quality_mask(ecg, filtered, sfreq, quality_window)
+    has_mask = bool(mask.any())
+    intervals = _intervals(mask) if has_mask else np.zeros((0, 2), dtype=np.int64)
+    if has_mask:
+        logger.info(
+            "detect_heartbeats: masked %d stretch(es), %.1f s of %.1f s (flat, missing, saturated or noisy)",
+            intervals.shape[0],
+            float(np.sum(intervals[:, 1] - intervals[:, 0])) / sfreq,
+            n / sfreq,
+        )
+        if mask.all():
+            return HeartbeatDetection(no_beats, intervals, sfreq)
+        filtered[mask] = 0.0
+
+    width = max(1, int(round(integration_window * sfreq)))
+    feature = _slope_feature(filtered, sfreq, width)
+
+    refractory_n = int(round(refractory * sfreq))
+    peaks = _candidate_peaks(feature, mask, refractory_n // 2)
+    if peaks.size == 0:
+        return HeartbeatDetection(no_beats, intervals, sfreq)
+    values = feature[peaks]
+    half_qrs = max(1, int(round(0.075 * sfreq)))
+    slopes = _slopes(filtered, peaks, half_qrs)
+    gap_after = _gap_after(mask, peaks)
+
+    # initial levels from the whole record, so that the first seconds need no separate learning phase:
+    # the signal level from a low quantile of the per-2-s maxima (robust to artefacts in many windows),
+    # the noise level from the median of the per-2-s medians
+    block_max, block_median = _block_levels(feature, mask, max(1, int(round(2.0 * sfreq))))
+    signal_level0 = float(np.percentile(block_max, 25)) if block_max.size else float(values.max())
+    noise_level0 = float(np.median(block_median)) if block_median.size else 0.0
+
+    is_beat = _threshold_peaks(
+        peaks,
+        values,
+        slopes,
+        gap_after,
+        signal_level0,
+        noise_level0,
+        refractory_n,
+        int(round(twave_window * sfreq)),
+        float(searchback_factor),
+        float(0.8 * sfreq),
+        float(3.0 * sfreq),
+        float(threshold_fraction),
+        float(searchback_fraction),
+        float(searchback_min),
+        3.0 * sfreq,
+    )
+    beats = peaks[is_beat]
+    beats = _refine(filtered, beats, half_qrs, _dominant_polarity(filtered, beats, half_qrs))
+    beats = np.unique(beats)
+    # the refinement may move two detections onto one QRS: keep one per half refractory period
+    if beats.size > 1:
+        keep = np.concatenate([[True], np.diff(beats) > refractory_n // 2])
+        beats = beats[keep]
+    if has_mask:
+        beats = beats[~mask[beats]]
+    return HeartbeatDetection(beats.astype(np.int64), intervals, sfreq)
+
+
+@numba.njit(cache=True, nogil=True)
+def _slope_feature(filtered: np.ndarray, sfreq: float, width: int) -> np.ndarray:
+    """RMS of the derivative of ``filtered`` over a centred window of ``width`` samples (one pass)."""
+    n = filtered.shape[0]
+    out = np.empty(n)
+    half_left = width // 2
+    half_right = width - half_left - 1
+    scale = 0.5 * sfreq
+    acc = 0.0
+    for i in range(-half_right, n):
+        ahead = i + half_right
+        if ahead < n:
+            if ahead == 0:
+                d = (filtered[1] - filtered[0]) * sfreq
+            elif ahead == n - 1:
+                d = (filtered[n - 1] - filtered[n - 2]) * sfreq
+            else:
+                d = (filtered[ahead + 1] - filtered[ahead - 1]) * scale
+            acc += d * d
+        if i < 0:
+            continue
+        behind = i - half_left - 1
+        if behind >= 0:
+            if behind == 0:
+                d = (filtered[1] - filtered[0]) * sfreq
+            else:
+                d = (filtered[behind + 1] - filtered[behind - 1]) * scale
+            acc -= d * d
+        count = min(n - 1, ahead) - max(0, i - half_left) + 1
+        mean = acc / count
+        out[i] = np.sqrt(mean) if mean > 0.0 else 0.0
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _gap_after(mask: np.ndarray, peaks: np.ndarray) -> np.ndarray:
+    """True for candidate ``k`` when a masked sample lies between it and candidate ``k + 1``."""
+    out = np.zeros(peaks.shape[0], dtype=np.bool_)
+    for k in range(peaks.shape[0] - 1):
+        for i in range(peaks[k], peaks[k + 1]):
+            if mask[i]:
+                out[k] = True
+                break
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _block_levels(feature: np.ndarray, mask: np.ndarray, win: int) -> tuple:
+    """Maximum and median of ``feature`` in consecutive unmasked blocks of ``win`` samples."""
+    n_win = feature.shape[0] // win
+    block_max = np.empty(max(n_win, 1))
+    block_median = np.empty(max(n_win, 1))
+    count = 0
+    for w in range(n_win):
+        start = w * win
+        skip = False
+        for i in range(start, start + win):
+            if mask[i]:
+                skip = True
+                break
+        if skip:
+            continue
+        block = feature[start : start + win]
+        block_max[count] = block.max()
+        # a strided subsample is enough for a starting value and five times cheaper
+        block_median[count] = np.median(block[::5])
+        count += 1
+    if count == 0 and feature.shape[0] > 0:
+        block_max[0] = feature.max()
+        block_median[0] = np.median(feature)
+        count = 1
+    return block_max[:count], block_median[:count]
+
+
+@numba.njit(cache=True, nogil=True)
+def _slopes(filtered: np.ndarray, peaks: np.ndarray, half_width: int) -> np.ndarray:
+    """Steepest central-difference slope of ``filtered`` within ``±half_width`` samples of each peak."""
+    n = filtered.shape[0]
+    out = np.empty(peaks.shape[0], dtype=np.float64)
+    for k in range(peaks.shape[0]):
+        best = 0.0
+        for i in range(max(1, peaks[k] - half_width), min(n - 1, peaks[k] + half_width + 1)):
+            d = abs(filtered[i + 1] - filtered[i - 1])
+            if d > best:
+                best = d
+        out[k] = best
+    return out
+
+
+def _dominant_polarity(filtered: np.ndarray, beats: np.ndarray, half_width: int) -> float:
+    """+1 or -1 when most QRS complexes peak in that direction, 0 (use |x|) when it is mixed."""
+    if beats.size < 5:
+        return 0.0
+    idx = _refine(filtered, beats, half_width, 0.0)
+    signs = np.sign(filtered[idx])
+    share = float(np.mean(signs > 0))
+    if share >= 0.8:
+        return 1.0
+    if share <= 0.2:
+        return -1.0
+    return 0.0
+
+
+def detect_heartbeats(ecg: np.ndarray, sfreq: float) -> np.ndarray:
+    """Detect heartbeats (R peaks) in a single-lead ECG.
+
+    Parameters
+    ----------
+    ecg : np.ndarray
+        Single-lead ECG, shape ``(n_times,)``; any unit and either polarity. NaN marks missing samples.
+    sfreq : float
+        Sampling frequency in Hz, at least 100.
+
+    Returns
+    -------
+    np.ndarray
+        Sorted int64 sample indices of the detected R peaks. Flat, missing, saturated or very noisy
+        stretches hold no beats; they are logged and returned by :func:`detect_heartbeats_with_quality`.
+    """
+    return detect_heartbeats_with_quality(ecg, sfreq).beats
+
+
+def match_beats(
+    detected: np.ndarray,
+    reference: np.ndarray,
+    sfreq: float,
+    tolerance: float = 0.15,
+    exclude: np.ndarray | None = None,
+) -> BeatScore:
+    """Match detected beats to reference beats one-to-one within a tolerance.
+
+    Parameters
+    ----------
+    detected, reference : np.ndarray
+        Sample indices of the detected and of the annotated beats.
+    sfreq : float
+        Sampling frequency in Hz.
+    tolerance : float
+        Largest distance between a detection and its reference beat in seconds (150 ms, the usual
+        tolerance of ANSI/AAMI EC57 evaluations).
+    exclude : np.ndarray or None
+        ``(n, 2)`` sample ranges ``[start, stop]`` left out of the scoring (e.g. ventricular flutter in
+        mitdb 207): detections and reference beats inside them are ignored.
+
+    Returns
+    -------
+    BeatScore
+        True positives, false positives and false negatives.
+    """
+    detected = np.sort(np.asarray(detected, dtype=np.int64))
+    reference = np.sort(np.asarray(reference, dtype=np.int64))
+    if exclude is not None and len(exclude):
+        exclude = np.asarray(exclude, dtype=np.int64).reshape(-1, 2)
+
+        def outside(x: np.ndarray) -> np.ndarray:
+            keep = np.ones(x.size, dtype=bool)
+            for start, stop in exclude:
+                keep &= ~((x >= start) & (x <= stop))
+            return x[keep]
+
+        detected = outside(detected)
+        reference = outside(reference)
+    tp = _match_count(detected, reference, int(round(tolerance * sfreq)))
+    return BeatScore(
+        n_reference=int(reference.size),
+        true_positives=tp,
+        false_positives=int(detected.size - tp),
+        false_negatives=int(reference.size - tp),
+    )
+
+
+@numba.njit(cache=True)
+def _match_count(detected: np.ndarray, reference: np.ndarray, tolerance: int) -> int:
+    """Greedy one-to-one matching of two sorted index arrays, nearest first within ``tolerance``."""
+    i = 0
+    tp = 0
+    n_det = detected.shape[0]
+    for r in range(reference.shape[0]):
+        ref = reference[r]
+        while i < n_det and detected[i] < ref - tolerance:
+            i += 1
+        if i >= n_det:
+            break
+        # take the closest unused detection within tolerance; a later reference beat may want the next one
+        best = -1
+        best_dist = tolerance + 1
+        j = i
+        while j < n_det and detected[j] <= ref + tolerance:
+            d = abs(detected[j] - ref)
+            if d < best_dist:
+                best_dist = d
+                best = j
+            j += 1
+        if best >= 0:
+            tp += 1
+            i = best + 1
+    return tp
+
+
+@dataclass(frozen=True)
+class AnnotatedECG:
+    """One ECG lead with expert beat annotations, as read by :func:`read_annotated_ecg`.
+
+    Attributes
+    ----------
+    name : str
+        Record name.
+    ecg : np.ndarray
+        The lead, float64, in the record's physical unit.
+    sfreq : float
+        Sampling frequency in Hz.
+    beats : np.ndarray
+        Sample indices of the annotated beats (symbols in :data:`BEAT_SYMBOLS`).
+    exclude : np.ndarray
+        ``(n, 2)`` sample ranges that standard evaluations leave out (ventricular flutter, between the
+        ``[`` and ``]`` annotations).
+    lead : str
+        Name of the lead that was read.
+    """
+
+    name: str
+    ecg: np.ndarray
+    sfreq: float
+    beats: np.ndarray
+    exclude: np.ndarray
+    lead: str
+
+
+def read_annotated_ecg(
+    record_path: str | os.PathLike[str],
+    *,
+    extension: str = "atr",
+    lead: str | int | None = None,
+) -> AnnotatedECG:
+    """Read one lead and the beat annotations of a WFDB record (MIT-BIH arrhythmia, nstdb, svdb, LUDB).
+
+    Parameters
+    ----------
+    record_path : str or os.PathLike
+        Path of the record without extension (``.../mitdb/100``).
+    extension : str
+        Annotation file extension (``atr`` for MIT-BIH; ``ii`` etc. for LUDB's per-lead files).
+    lead : str, int or None
+        Lead name or channel index; None takes ``MLII`` when present (the second channel in mitdb 114),
+        otherwise the first channel.
+
+    Returns
+    -------
+    AnnotatedECG
+        The lead, its sampling frequency, the annotated beats and the excluded ranges.
+    """
+    import wfdb
+
+    record_path = os.fspath(record_path)
+    try:
+        record = wfdb.rdrecord(record_path)
+        annotation = wfdb.rdann(record_path, extension)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{record_path}: WFDB record or .{extension} annotations not found") from err
+    names = list(record.sig_name)
+    if lead is None:
+        channel = names.index("MLII") if "MLII" in names else 0
+    elif isinstance(lead, str):
+        lowered = [n.lower() for n in names]
+        if lead.lower() not in lowered:
+            raise ValueError(f"{record_path}.hea: lead {lead!r} not found; leads are {names}")
+        channel = lowered.index(lead.lower())
+    else:
+        channel = int(lead)
+        if not 0 <= channel < len(names):
+            raise ValueError(f"{record_path}.hea: channel {channel} out of range 0..{len(names) - 1}")
+    ecg = np.asarray(record.p_signal[:, channel], dtype=np.float64)
+    symbols = np.asarray(annotation.symbol)
+    samples = np.asarray(annotation.sample, dtype=np.int64)
+    is_beat = np.isin(symbols, sorted(BEAT_SYMBOLS))
+    starts = samples[symbols == "["]
+    stops = samples[symbols == "]"]
+    exclude = []
+    for start in starts:
+        later = stops[stops >= start]
+        exclude.append((start, later[0] if later.size else ecg.shape[0]))
+    return AnnotatedECG(
+        name=os.path.basename(record_path),
+        ecg=ecg,
+        sfreq=float(record.fs),
+        beats=samples[is_beat],
+        exclude=np.asarray(exclude, dtype=np.int64).reshape(-1, 2),
+        lead=names[channel],
+    )
