@@ -36,7 +36,8 @@ def test_accuracy_at_least_resample_poly(sfreq_in: int, sfreq_out: int, dtype: t
     core = slice(5 * sfreq_out, -5 * sfreq_out)
     err_ours = np.sqrt(np.mean((ours[core] - reference[core]) ** 2))
     err_theirs = np.sqrt(np.mean((theirs[core] - reference[core]) ** 2))
-    assert err_ours <= err_theirs, (err_ours, err_theirs)
+    # regression floor: the sharper filter keeps the error well below scipy's (about 0.03-0.06 of it)
+    assert err_ours <= 0.25 * err_theirs, (err_ours, err_theirs)
     assert err_ours < 0.05 * np.sqrt(np.sum(amps**2) / 2)
 
 
