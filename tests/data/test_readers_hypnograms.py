@@ -186,3 +186,22 @@ def test_read_hypnogram_dispatches_on_extension(shared_data, tmp_path):
     xml = tmp_path / "x-profusion.xml"
     xml.write_text(PROFUSION)
     assert read_hypnogram(xml).n_epochs == 8
+
+
+def test_scoring_file_starting_later_than_the_signal_is_aligned(tmp_path, caplog):
+    from datetime import datetime, timedelta
+
+    signal_start = datetime(2018, 1, 1, 22, 0, 0)
+    ann = [(0, 30, "Sleep stage W"), (30, 30, "Sleep stage N2")]
+    path = write_edf(tmp_path / "s.edf", [], [], [], [], signal_start + timedelta(seconds=60), ann)
+    assert read_edf_hypnogram(path).onset == 0  # no signal start: onsets as written
+    hyp = read_edf_hypnogram(path, recording_start=signal_start)
+    assert hyp.onset == 60 and hyp.stages.tolist() == [S.W, S.N2]
+    # a scoring that starts 30 s before the signal loses its first epoch
+    early = write_edf(tmp_path / "e.edf", [], [], [], [], signal_start - timedelta(seconds=30), ann)
+    hyp = read_edf_hypnogram(early, recording_start=signal_start)
+    assert hyp.onset == 0 and hyp.stages.tolist() == [S.N2]
+    # dates years apart (one of them anonymised): ignored, with a warning
+    with caplog.at_level("WARNING"):
+        hyp = read_edf_hypnogram(path, recording_start=datetime(1990, 1, 1))
+    assert hyp.onset == 0 and "start times ignored" in caplog.text

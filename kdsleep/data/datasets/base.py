@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +71,12 @@ class RecordingEntry:
         """Read the signals (default: the adapter's EEG and ECG channels)."""
         return self._adapter().read_signals(self, channels, ecg_polarity=ecg_polarity)
 
-    def read_hypnogram(self, signal_duration: float | None = None) -> Hypnogram:
-        """Read the scoring; with ``signal_duration``, check / crop it against the signal length."""
-        hypnogram = self._adapter().read_hypnogram(self, signal_duration)
+    def read_hypnogram(
+        self, signal_duration: float | None = None, recording_start: datetime | None = None
+    ) -> Hypnogram:
+        """Read the scoring; with ``signal_duration``, check / crop it against the signal length; with
+        ``recording_start``, align a separate scoring file whose header starts at another time."""
+        hypnogram = self._adapter().read_hypnogram(self, signal_duration, recording_start)
         if signal_duration is not None:
             hypnogram = fit_to_signal(hypnogram, signal_duration)
         return hypnogram
@@ -101,7 +105,7 @@ class RecordingEntry:
             When scored epochs run past the end of the signal.
         """
         recording = self.read_signals(channels, ecg_polarity=ecg_polarity)
-        hypnogram = self.read_hypnogram(recording.duration)
+        hypnogram = self.read_hypnogram(recording.duration, recording.start)
         if mask_bad:
             hypnogram = mask_bad_epochs(recording, hypnogram)
         return recording, hypnogram
@@ -169,7 +173,12 @@ class DatasetAdapter:
             ecg_polarity=ecg_polarity,
         )
 
-    def read_hypnogram(self, entry: RecordingEntry, signal_duration: float | None = None) -> Hypnogram:
+    def read_hypnogram(
+        self,
+        entry: RecordingEntry,
+        signal_duration: float | None = None,
+        recording_start: datetime | None = None,
+    ) -> Hypnogram:
         raise NotImplementedError
 
     def __repr__(self) -> str:

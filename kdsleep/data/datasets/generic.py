@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 
 from kdsleep.data.datasets.base import DatasetAdapter, RecordingEntry
@@ -63,7 +64,12 @@ class GenericAdapter(DatasetAdapter):
             entries.append(self._entry(stem, "", signal, hypnogram))
         return entries
 
-    def read_hypnogram(self, entry: RecordingEntry, signal_duration: float | None = None) -> Hypnogram:
+    def read_hypnogram(
+        self,
+        entry: RecordingEntry,
+        signal_duration: float | None = None,
+        recording_start: datetime | None = None,
+    ) -> Hypnogram:
         path = entry.hypnogram_path
         if path is None:
             raise FileNotFoundError(f"generic recording {entry.key}: no hypnogram file")
@@ -72,4 +78,5 @@ class GenericAdapter(DatasetAdapter):
             mapping=self.mapping,
             epoch_length=None if path.suffix.lower() in (".edf", ".bdf", ".xml") else self.epoch_length,
             signal_duration=signal_duration,
+            recording_start=recording_start,
         )

@@ -7,6 +7,7 @@ off/on markers) beside it. EEG derivations are AASM-named (``EEG C3-M2``, ``EEG 
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
 
 from kdsleep.data.datasets.base import DatasetAdapter, RecordingEntry
@@ -32,7 +33,17 @@ class HmcAdapter(DatasetAdapter):
                 found.setdefault(path.parent / match.group(1).upper(), {})[kind] = path
         return [self._entry(key.name, "", f.get("psg"), f.get("scoring")) for key, f in found.items()]
 
-    def read_hypnogram(self, entry: RecordingEntry, signal_duration: float | None = None) -> Hypnogram:
+    def read_hypnogram(
+        self,
+        entry: RecordingEntry,
+        signal_duration: float | None = None,
+        recording_start: datetime | None = None,
+    ) -> Hypnogram:
         if entry.hypnogram_path is None:
             raise FileNotFoundError(f"hmc recording {entry.key}: no '{entry.subject}_sleepscoring.edf' file")
-        return read_edf_hypnogram(entry.hypnogram_path, epoch_length=30.0, signal_duration=signal_duration)
+        return read_edf_hypnogram(
+            entry.hypnogram_path,
+            epoch_length=30.0,
+            signal_duration=signal_duration,
+            recording_start=recording_start,
+        )

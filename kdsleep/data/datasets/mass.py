@@ -10,6 +10,7 @@ SS4 and SS5 in 20-s R&K epochs, which are widened to 30 s by 5 s on each side (J
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
 
 from kdsleep.data.datasets.base import DatasetAdapter, RecordingEntry
@@ -52,9 +53,17 @@ class MassAdapter(DatasetAdapter):
             entries.append(self._entry(ident, "", files.get("PSG"), files.get("Base"), subset=f"SS{subset}"))
         return entries
 
-    def read_hypnogram(self, entry: RecordingEntry, signal_duration: float | None = None) -> Hypnogram:
+    def read_hypnogram(
+        self,
+        entry: RecordingEntry,
+        signal_duration: float | None = None,
+        recording_start: datetime | None = None,
+    ) -> Hypnogram:
         if entry.hypnogram_path is None:
             raise FileNotFoundError(f"mass recording {entry.key}: no '{entry.subject} Base.edf' scoring file")
         return read_edf_hypnogram(
-            entry.hypnogram_path, widen_to=self.epoch_length, signal_duration=signal_duration
+            entry.hypnogram_path,
+            widen_to=self.epoch_length,
+            signal_duration=signal_duration,
+            recording_start=recording_start,
         )

@@ -9,6 +9,7 @@ or ``EEG 2`` in some visits).
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from kdsleep.data.datasets.base import DatasetAdapter, RecordingEntry
@@ -47,7 +48,12 @@ class NsrrAdapter(DatasetAdapter):
             entries.append(self._entry(subject or stem, cohort, None, xml))
         return entries
 
-    def read_hypnogram(self, entry: RecordingEntry, signal_duration: float | None = None) -> Hypnogram:
+    def read_hypnogram(
+        self,
+        entry: RecordingEntry,
+        signal_duration: float | None = None,
+        recording_start: datetime | None = None,
+    ) -> Hypnogram:
         if entry.hypnogram_path is None:
             raise FileNotFoundError(
                 f"nsrr recording {entry.key}: no '-nsrr.xml' or '-profusion.xml' scoring file"

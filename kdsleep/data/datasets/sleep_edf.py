@@ -9,6 +9,7 @@ are ``EEG Fpz-Cz`` and ``EEG Pz-Oz``.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
 
 from kdsleep.data.datasets.base import DatasetAdapter, RecordingEntry
@@ -42,7 +43,17 @@ class SleepEdfAdapter(DatasetAdapter):
             for f in found.values()
         ]
 
-    def read_hypnogram(self, entry: RecordingEntry, signal_duration: float | None = None) -> Hypnogram:
+    def read_hypnogram(
+        self,
+        entry: RecordingEntry,
+        signal_duration: float | None = None,
+        recording_start: datetime | None = None,
+    ) -> Hypnogram:
         if entry.hypnogram_path is None:
             raise FileNotFoundError(f"sleep-edf recording {entry.key}: no '*-Hypnogram.edf' file")
-        return read_edf_hypnogram(entry.hypnogram_path, epoch_length=30.0, signal_duration=signal_duration)
+        return read_edf_hypnogram(
+            entry.hypnogram_path,
+            epoch_length=30.0,
+            signal_duration=signal_duration,
+            recording_start=recording_start,
+        )

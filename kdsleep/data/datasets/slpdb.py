@@ -8,6 +8,7 @@ night each: subject ``slp01``, sessions ``a`` and ``b``.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
 
 from kdsleep.data.datasets.base import ChannelRequest, DatasetAdapter, RecordingEntry
@@ -70,7 +71,12 @@ class SlpdbAdapter(DatasetAdapter):
             ecg_polarity=ecg_polarity,
         )
 
-    def read_hypnogram(self, entry: RecordingEntry, signal_duration: float | None = None) -> Hypnogram:
+    def read_hypnogram(
+        self,
+        entry: RecordingEntry,
+        signal_duration: float | None = None,
+        recording_start: datetime | None = None,
+    ) -> Hypnogram:
         return read_wfdb_stages(entry.extra["record"])
 
     def read_beats(self, entry: RecordingEntry) -> BeatAnnotations:

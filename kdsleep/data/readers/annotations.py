@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,10 @@ from kdsleep.data.stages import SleepStage, UnknownStageLabelError, get_label_ma
 __all__ = ["fit_to_signal", "hypnogram_from_annotations", "read_edf_hypnogram", "widen_epochs"]
 
 logger = logging.getLogger(__name__)
+
+#: Largest difference in seconds between the header start times of a scoring file and its signal file
+#: that is applied as a shift (12 h); beyond it the dates are taken as unrelated (e.g. anonymised).
+MAX_START_OFFSET = 12 * 3600.0
 
 
 def _looks_like_stage(label: str) -> bool:
@@ -159,6 +164,7 @@ def read_edf_hypnogram(
     mapping: str | Mapping[str, SleepStage | int] = "auto",
     widen_to: float | None = None,
     signal_duration: float | None = None,
+    recording_start: datetime | None = None,
 ) -> Hypnogram:
     """Read the sleep-stage annotations of an EDF+ file.
 
@@ -176,18 +182,52 @@ def read_edf_hypnogram(
     signal_duration : float, optional
         Length of the paired signal in seconds: unscored epochs past its end are cropped, scored ones are an
         error ("annotations past the end of the signal").
+    recording_start : datetime, optional
+        Start of the paired signal file. A scoring file whose header starts later (or earlier) by up to
+        :data:`MAX_START_OFFSET` seconds has its onsets shifted onto the signal's time axis, as mne does
+        when it attaches annotations to a recording; larger differences (typically one of the two dates
+        anonymised) are ignored with a warning.
     """
     import mne
 
     from kdsleep.data.readers.edf import read_edf_header
 
     path = Path(path)
-    read_edf_header(path)  # clear errors for corrupt / truncated files before mne reads it
+    header = read_edf_header(path)  # clear errors for corrupt / truncated files before mne reads it
     annotations = mne.read_annotations(path)
+    onsets = np.asarray(annotations.onset, dtype=np.float64)
+    durations = np.asarray(annotations.duration, dtype=np.float64)
+    descriptions = list(annotations.description)
+    if recording_start is not None and header.start is not None and header.start != recording_start:
+        offset = (header.start - recording_start).total_seconds()
+        if abs(offset) <= MAX_START_OFFSET:
+            logger.info(
+                "%s: scoring starts %+g s from the signal; onsets shifted to the signal's time axis",
+                path,
+                offset,
+            )
+            onsets = onsets + offset
+            before = onsets < -1e-6
+            if before.any():
+                logger.warning(
+                    "%s: %d annotation(s) before the signal start dropped", path, int(before.sum())
+                )
+                keep = ~before
+                onsets, durations = onsets[keep], durations[keep]
+                descriptions = [d for d, k in zip(descriptions, keep, strict=True) if k]
+        else:
+            logger.warning(
+                "%s: scoring file starts %s, signal %s (%+g s apart): start times ignored, onsets taken as "
+                "seconds after the signal start",
+                path,
+                header.start,
+                recording_start,
+                offset,
+            )
     hypnogram = hypnogram_from_annotations(
-        np.asarray(annotations.onset),
-        np.asarray(annotations.duration),
-        list(annotations.description),
+        onsets,
+        durations,
+        descriptions,
         epoch_length=epoch_length,
         mapping=mapping,
         source=path,

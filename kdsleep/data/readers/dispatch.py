@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 
 from kdsleep.data.recording import Hypnogram
@@ -18,6 +19,7 @@ def read_hypnogram(
     mapping: str | Mapping[str, SleepStage | int] = "auto",
     epoch_length: float | None = None,
     signal_duration: float | None = None,
+    recording_start: datetime | None = None,
 ) -> Hypnogram:
     """Read a hypnogram file: EDF+/BDF+ annotations, NSRR XML, WFDB ``.st`` or text / CSV.
 
@@ -31,6 +33,8 @@ def read_hypnogram(
         Scoring epoch in seconds; default read from the file (30 s for text files).
     signal_duration : float, optional
         Length of the paired signal: trailing unscored epochs past it are cropped, scored ones raise.
+    recording_start : datetime, optional
+        Start of the paired signal, to align an EDF+ scoring file whose header starts at another time.
     """
     from kdsleep.data.readers.annotations import fit_to_signal, read_edf_hypnogram
     from kdsleep.data.readers.nsrr import read_nsrr_xml
@@ -40,7 +44,9 @@ def read_hypnogram(
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in (".edf", ".bdf", ".rec", ".hyp"):
-        hypnogram = read_edf_hypnogram(path, epoch_length=epoch_length, mapping=mapping)
+        hypnogram = read_edf_hypnogram(
+            path, epoch_length=epoch_length, mapping=mapping, recording_start=recording_start
+        )
     elif suffix == ".xml":
         hypnogram = read_nsrr_xml(path, epoch_length=epoch_length)
     elif suffix == ".st":
