@@ -162,3 +162,9 @@ def test_truncated_and_corrupt_files(tmp_path, mass_like):
     text.write_bytes(b"hello" * 100)
     with pytest.raises(EdfFormatError, match="not an EDF/BDF file"):
         read_edf(text)
+
+
+def test_duplicate_channel_label_is_ambiguous(tmp_path):
+    path = write_edf(tmp_path / "d.edf", [np.zeros(256), np.ones(256)], 256.0, ["ECG", "ECG"], "uV")
+    with pytest.raises(EdfFormatError, match="'ECG' appears 2 times"):
+        read_edf(path, ["ECG"])

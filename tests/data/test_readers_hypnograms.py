@@ -205,3 +205,15 @@ def test_scoring_file_starting_later_than_the_signal_is_aligned(tmp_path, caplog
     with caplog.at_level("WARNING"):
         hyp = read_edf_hypnogram(path, recording_start=datetime(1990, 1, 1))
     assert hyp.onset == 0 and "start times ignored" in caplog.text
+
+
+def test_epoch_length_inferred_from_long_events(tmp_path):
+    # every event spans several 30-s epochs: the common divisor, not the most common duration, is the epoch
+    ann = [
+        (0, 60, "Sleep stage W"),
+        (60, 90, "Sleep stage 2"),
+        (150, 60, "Sleep stage R"),
+        (210, 60, "Sleep stage W"),
+    ]
+    hyp = read_edf_hypnogram(write_edf(tmp_path / "l.edf", [], [], [], [], annotations=ann))
+    assert hyp.epoch_length == 30 and hyp.n_epochs == 9

@@ -33,8 +33,12 @@ def test_mask_bad_epochs_marks_artefact_and_warns():
     with pytest.warns(BadSignalWarning) as record:
         masked = mask_bad_epochs(rec, hyp)
     messages = [str(w.message) for w in record]
-    assert messages[0].startswith("night.edf: channel 'EEG': 5.0 s of NaN or flat signal (5.0 s NaN); 1 epoch")
-    assert messages[1].startswith("night.edf: channel 'ECG': 50.0 s of NaN or flat signal (0.0 s NaN); 3 epoch")
+    assert messages[0].startswith(
+        "night.edf: channel 'EEG': 5.0 s of NaN or flat signal (5.0 s NaN); 1 epoch"
+    )
+    assert messages[1].startswith(
+        "night.edf: channel 'ECG': 50.0 s of NaN or flat signal (0.0 s NaN); 3 epoch"
+    )
     assert np.flatnonzero(masked.stages == SleepStage.ARTEFACT).tolist() == [2, 6, 7, 8]
     assert (hyp.stages == SleepStage.N2).all()  # input untouched
     assert masked.to_classes("w-n-r")[2] == -1

@@ -52,8 +52,9 @@ def hypnogram_from_annotations(
     descriptions : list of str
         Annotation texts.
     epoch_length : float, optional
-        Scoring epoch in seconds; default the most common duration of the stage annotations (30 s in
-        AASM scorings, 20 s in R&K scorings of MASS SS2/SS4/SS5).
+        Scoring epoch in seconds; default the greatest common divisor of the stage durations (30 s in
+        AASM scorings, 20 s in R&K scorings of MASS SS2/SS4/SS5), or their most common value when that
+        divisor is below 5 s.
     mapping : str or dict
         Label mapping (see :func:`kdsleep.data.stages.parse_stage_label`).
     source : Path, optional
@@ -89,9 +90,12 @@ def hypnogram_from_annotations(
         positive = durations_a[durations_a > 0]
         if positive.size == 0:
             raise ValueError(f"{source}: stage annotations have no durations; pass epoch_length")
-        values, counts = np.unique(np.round(positive, 3), return_counts=True)
-        # The scoring epoch is the most common duration; longer ones span several epochs.
-        epoch_length = float(values[np.argmax(counts)])
+        # The scoring epoch divides every stage duration (Sleep-EDF stores runs of equal stages as one
+        # long event); fall back to the most common duration if the common divisor is implausibly short.
+        millis = np.round(positive * 1000).astype(np.int64)
+        divisor = int(np.gcd.reduce(millis)) / 1000
+        values, counts = np.unique(millis / 1000, return_counts=True)
+        epoch_length = divisor if divisor >= 5.0 else float(values[np.argmax(counts)])
     # Zero-duration stage annotations mark one epoch.
     durations_a = np.where(durations_a > 0, durations_a, epoch_length)
     bad = np.abs(durations_a / epoch_length - np.round(durations_a / epoch_length)) * epoch_length > 1e-3

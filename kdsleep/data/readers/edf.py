@@ -257,6 +257,12 @@ def read_edf(
         out: resolve_channel(spec, available, aliases, source=path) for out, spec in request.items()
     }
     needed = sorted({name for src in sources.values() for name in src.names}, key=header.labels.index)
+    for name in needed:
+        if header.labels.count(name) > 1:
+            raise EdfFormatError(
+                f"{path}: channel label {name!r} appears {header.labels.count(name)} times in the header; "
+                "cannot tell which one is meant"
+            )
     for out, src in sources.items():
         if src.negative is not None and header.sfreq(src.positive) != header.sfreq(src.negative):
             raise ValueError(
