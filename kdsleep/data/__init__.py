@@ -28,10 +28,9 @@ _LAZY = {
     "n_windows": "kdsleep.data.epoching",
     # pipeline and cache
     "PreprocessConfig": "kdsleep.data.preprocess",
-    "RecordingEntry": "kdsleep.data.preprocess",
+    "channel_request": "kdsleep.data.preprocess",
     "preprocess_recording": "kdsleep.data.preprocess",
     "dataset_entries": "kdsleep.data.preprocess",
-    "mass_layout_entries": "kdsleep.data.preprocess",
     "build_cache": "kdsleep.data.cache",
     "cache_root": "kdsleep.data.cache",
     "PreprocessedCache": "kdsleep.data.cache",
@@ -44,6 +43,12 @@ _LAZY = {
     "Recording": "kdsleep.data.recording",
     "Hypnogram": "kdsleep.data.recording",
     "Signal": "kdsleep.data.recording",
+    # datasets and synthetic data
+    "RecordingEntry": "kdsleep.data.datasets",
+    "find_recordings": "kdsleep.data.datasets",
+    "detect_dataset": "kdsleep.data.datasets",
+    "get_adapter": "kdsleep.data.datasets",
+    "generate_synthetic_psg": "kdsleep.data.synthetic",
 }
 
 __all__ = ["resample", *_LAZY]

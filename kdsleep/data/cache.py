@@ -316,10 +316,16 @@ class PreprocessedCache:
         When given, ``root`` is the cache folder and the root is ``root/<config hash>``.
     max_loaded : int, default 8
         Compressed recordings kept decompressed in memory (least recently used are dropped).
+    max_open : int, default 256
+        Memory-mapped recordings kept open (each holds a file descriptor; least recently used are closed).
     """
 
     def __init__(
-        self, root: str | os.PathLike[str], config: PreprocessConfig | None = None, max_loaded: int = 8
+        self,
+        root: str | os.PathLike[str],
+        config: PreprocessConfig | None = None,
+        max_loaded: int = 8,
+        max_open: int = 256,
     ):
         root = Path(root)
         if config is not None:
@@ -337,14 +343,15 @@ class PreprocessedCache:
         self.root = root
         self.config = PreprocessConfig.from_dict(manifest["config"])
         self._recordings: dict[str, dict] = dict(sorted(manifest["recordings"].items()))
-        self._opened: dict[str, dict[str, np.ndarray]] = {}
+        self._opened: OrderedDict[str, dict[str, np.ndarray]] = OrderedDict()
         self._loaded: OrderedDict[str, dict[str, np.ndarray]] = OrderedDict()
-        self._max_loaded = max_loaded
+        self._max_loaded = max(1, int(max_loaded))
+        self._max_open = max(1, int(max_open))
 
     def __getstate__(self) -> dict:
         # memory maps are reopened in each DataLoader worker rather than pickled
         state = self.__dict__.copy()
-        state["_opened"] = {}
+        state["_opened"] = OrderedDict()
         state["_loaded"] = OrderedDict()
         return state
 
@@ -371,24 +378,28 @@ class PreprocessedCache:
     def arrays(self, key: str) -> dict[str, np.ndarray]:
         """``data``, ``stages`` and ``onsets`` of a recording (memory-mapped unless compressed)."""
         meta = self.meta(key)
-        if key in self._opened:
-            return self._opened[key]
+        compressed = bool(meta.get("compressed"))
+        lru, limit = (self._loaded, self._max_loaded) if compressed else (self._opened, self._max_open)
+        if key in lru:
+            lru.move_to_end(key)
+            return lru[key]
         folder = self.root / "recordings" / meta["folder"]
-        if meta.get("compressed"):
-            if key in self._loaded:
-                self._loaded.move_to_end(key)
-                return self._loaded[key]
+        if compressed:
             with np.load(folder / "epochs.npz") as npz:
                 arrays = {name: npz[name] for name in _ARRAYS}
-            self._loaded[key] = arrays
-            while len(self._loaded) > self._max_loaded:
-                self._loaded.popitem(last=False)
-            return arrays
-        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
+        else:
+            # only the signal is mapped; the per-epoch arrays are small
+            arrays = {name: np.load(folder / f"{name}.npy") for name in _ARRAYS if name != "data"}
+            arrays["data"] = np.load(folder / "data.npy", mmap_mode="r")
         expected = (meta["n_epochs"], len(meta["channels"]), meta["samples_per_epoch"])
-        if arrays["data"].shape != expected:
-            raise ValueError(f"{folder / 'data.npy'}: shape {arrays['data'].shape}, manifest says {expected}")
-        self._opened[key] = arrays
+        if arrays["data"].shape != expected or arrays["stages"].shape != expected[:1]:
+            raise ValueError(
+                f"{folder}: arrays of shape {arrays['data'].shape} / {arrays['stages'].shape}, "
+                f"the manifest says {expected}; rebuild this entry (delete the folder and re-run)"
+            )
+        lru[key] = arrays
+        while len(lru) > limit:
+            lru.popitem(last=False)
         return arrays
 
     def epochs(self, key: str) -> np.ndarray:

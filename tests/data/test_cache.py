@@ -198,3 +198,20 @@ def test_window_longer_than_recording(tmp_path: Path) -> None:
         PairedWindowDataset(root)
     ds = PairedWindowDataset(root, skip_short=True)
     assert len(ds) == 1 and ds.window_key(0) == ("long", 0)
+
+
+def test_open_memory_maps_are_bounded(tmp_path: Path) -> None:
+    root = build_cache(_entries(3), tmp_path, CONFIG, progress=False)
+    cache = PreprocessedCache(root, max_open=2)
+    first = np.asarray(cache.epochs("sub00")).copy()
+    for key in cache.keys:
+        cache.epochs(key)
+    assert len(cache._opened) == 2 and "sub00" not in cache._opened
+    np.testing.assert_array_equal(cache.epochs("sub00"), first)  # reopened on demand
+
+
+def test_truncated_entry_is_reported(tmp_path: Path) -> None:
+    root = build_cache(_entries(1), tmp_path, CONFIG, progress=False)
+    np.save(root / "recordings" / "sub00" / "data.npy", np.zeros((3, 2, 3000), np.float32))
+    with pytest.raises(ValueError, match="sub00.*manifest says"):
+        PreprocessedCache(root).epochs("sub00")

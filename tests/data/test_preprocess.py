@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -202,3 +204,22 @@ def test_cli_errors_are_one_line(synthetic_dir: Path, tmp_path: Path, capsys: py
     assert main(argv + ["--workers", "1", "--channels", "eeg=C4-A1", "ecg"]) == 2
     err = capsys.readouterr().err
     assert "C4-A1" in err and "available channels" in err
+
+
+def test_package_import_is_cheap_and_exports_resolve() -> None:
+    """``import kdsleep.data`` compiles nothing and pulls in neither numba nor torch; every export resolves."""
+    code = (
+        "import sys\n"
+        "import kdsleep.data as d\n"
+        "heavy = [m for m in ('numba', 'torch', 'mne') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "missing = [n for n in d.__all__ if getattr(d, n, None) is None]\n"
+        "assert not missing, missing\n"
+        "import kdsleep.data.resample\n"
+        "assert callable(d.resample) and d.resample.__module__ == 'kdsleep.data.resample'\n"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
