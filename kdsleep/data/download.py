@@ -282,6 +282,8 @@ def download_dataset(
         raise ValueError(f"unknown dataset {name!r}; downloadable: {sorted(OPEN_DATASETS)}")
     remote = OPEN_DATASETS[name]
     base = base_url or remote.base_url
+    if urllib.parse.urlsplit(base).scheme not in ("http", "https"):
+        raise DownloadError(f"base URL {base!r} must start with http:// or https://")
     checksums = fetch_checksums(base, remote.checksums, timeout)
     patterns = tuple(include) if include else remote.include
     wanted = sorted(

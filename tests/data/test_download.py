@@ -200,3 +200,8 @@ def test_parse_checksums_rejects_unsafe_paths_and_garbage():
         parse_checksums("a" * 64 + " ../../etc/passwd\n")
     with pytest.raises(DownloadError, match="line 1 is not"):
         parse_checksums("<html>not found</html>\n")
+
+
+def test_base_url_must_be_http(tmp_path):
+    with pytest.raises(DownloadError, match="must start with http:// or https://"):
+        download_dataset("slpdb", tmp_path, base_url="127.0.0.1:8000/slpdb", progress=False)
