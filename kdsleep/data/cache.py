@@ -450,6 +450,8 @@ class _PairedWindows:
 
     Items are ``(eeg, ecg, labels)``: float tensors of shape (1, window_epochs * samples_per_epoch) and an
     int64 tensor of shape (window_epochs,) with ``-1`` for ignored epochs.
+    A window is its epochs' segments laid end to end; where segments overlap (MASS 20-s scorings widened to
+    30 s, ``epoch_step`` 20 s in the manifest) the window is not one continuous stretch of signal.
     """
 
     def __init__(
