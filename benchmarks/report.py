@@ -1,7 +1,7 @@
 """Turn a pytest-benchmark JSON file into the Markdown tables of benchmarks/RESULTS.md.
 
-    pytest benchmarks/test_bench_ops.py --benchmark-json=bench.json
-    python benchmarks/report.py bench.json >> benchmarks/RESULTS.md
+pytest benchmarks/test_bench_ops.py --benchmark-json=bench.json
+python benchmarks/report.py bench.json >> benchmarks/RESULTS.md
 """
 
 from __future__ import annotations
@@ -39,15 +39,21 @@ def render(data: dict) -> str:
         impl = bench["params"].get("impl", bench["name"])
         groups[bench["group"]][impl] = bench
     for group, impls in sorted(groups.items()):
-        lines += [f"**{group}**", "", "| implementation | median | IQR | peak memory | kept for backward | effective bandwidth | speed-up of fused |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            f"**{group}**",
+            "",
+            "| implementation | median | IQR | peak memory | kept for backward | effective bandwidth | speed-up of fused |",
+            "|---|---|---|---|---|---|---|",
+        ]
         fused = impls.get("fused")
         for impl in ("eager", "compiled", "fused"):
             if impl not in impls:
                 continue
             b = impls[impl]
             stats, extra = b["stats"], b.get("extra_info", {})
-            speedup = f"{stats['median'] / fused['stats']['median']:.2f}x" if fused and impl != "fused" else ""
+            speedup = (
+                f"{stats['median'] / fused['stats']['median']:.2f}x" if fused and impl != "fused" else ""
+            )
             bw = f"{extra['GBps']} GB/s" if "GBps" in extra else ""
             if "fraction_of_copy_bw" in extra:
                 bw += f" ({100 * extra['fraction_of_copy_bw']:.0f}% of copy)"

@@ -28,7 +28,7 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _compiled(name: str):
     fn = {
         "attention_transfer": reference.attention_transfer_loss,
@@ -74,7 +74,7 @@ def _saved_memory(fn, inputs: list[torch.Tensor]) -> int:
     return sum(saved.values())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _copy_bandwidth(device: str) -> float:
     """Device-to-device copy bandwidth in bytes/s (read + write), median of 20 copies of 1 GiB."""
     src = torch.empty(2**28, dtype=torch.float32, device=device)
@@ -135,7 +135,9 @@ def test_attention_transfer(benchmark, impl, phase, kd_size, kd_device):
     benchmark.extra_info["bytes_counted"] = in_bytes + out_bytes
     benchmark.extra_info["GBps"] = round((in_bytes + out_bytes) / median / 1e9, 2)
     if kd_device == "cuda":
-        benchmark.extra_info["fraction_of_copy_bw"] = round((in_bytes + out_bytes) / median / _copy_bandwidth("cuda"), 3)
+        benchmark.extra_info["fraction_of_copy_bw"] = round(
+            (in_bytes + out_bytes) / median / _copy_bandwidth("cuda"), 3
+        )
 
 
 @pytest.mark.parametrize("phase", PHASES)

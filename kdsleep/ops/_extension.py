@@ -15,7 +15,7 @@ class ExtensionMissingWarning(UserWarning):
     """The compiled kdsleep kernels are not available; a pure-PyTorch fallback is used."""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load() -> str | None:
     """Import ``kdsleep._C`` once. Returns the compiled backends (``"cpu"`` or ``"cpu,cuda"``), or None."""
     try:
@@ -40,7 +40,7 @@ def has_kernel(device: torch.device) -> bool:
     return device.type in BACKENDS
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def warn_fallback(op: str, device_type: str) -> None:
     """Warn once per (op, device type) that the reference implementation is used instead of a kernel."""
     if load() is None:

@@ -40,7 +40,9 @@ _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 def _check_layers(student: Sequence[Tensor], teacher: Sequence[Tensor]) -> None:
     if isinstance(student, Tensor) or isinstance(teacher, Tensor):
-        raise TypeError("attention_transfer_loss: student and teacher must be lists of (B, C, L) tensors, one per layer")
+        raise TypeError(
+            "attention_transfer_loss: student and teacher must be lists of (B, C, L) tensors, one per layer"
+        )
     if len(student) == 0:
         raise ValueError("attention_transfer_loss: the list of student feature maps is empty")
     if len(student) != len(teacher):
@@ -51,7 +53,9 @@ def _check_layers(student: Sequence[Tensor], teacher: Sequence[Tensor]) -> None:
     for side, layers in (("student", student), ("teacher", teacher)):
         for j, f in enumerate(layers):
             if not isinstance(f, Tensor):
-                raise TypeError(f"attention_transfer_loss: {side}[{j}] is a {type(f).__name__}, expected a Tensor")
+                raise TypeError(
+                    f"attention_transfer_loss: {side}[{j}] is a {type(f).__name__}, expected a Tensor"
+                )
             if f.dim() != 3:
                 raise ValueError(
                     f"attention_transfer_loss: {side}[{j}] must be (B, C, L), got shape {tuple(f.shape)}"
@@ -62,14 +66,16 @@ def _check_layers(student: Sequence[Tensor], teacher: Sequence[Tensor]) -> None:
                     "float32 or float64"
                 )
             if f.device != ref.device:
-                raise ValueError(f"attention_transfer_loss: {side}[{j}] is on {f.device}, student[0] on {ref.device}")
+                raise ValueError(
+                    f"attention_transfer_loss: {side}[{j}] is on {f.device}, student[0] on {ref.device}"
+                )
             if f.shape[0] != ref.shape[0]:
                 raise ValueError(
                     f"attention_transfer_loss: {side}[{j}] has batch size {f.shape[0]}, student[0] has {ref.shape[0]}"
                 )
             if f.shape[1] == 0 or f.shape[2] == 0 or f.shape[0] == 0:
                 raise ValueError(f"attention_transfer_loss: {side}[{j}] is empty: shape {tuple(f.shape)}")
-    for j, (s, t) in enumerate(zip(student, teacher)):
+    for j, (s, t) in enumerate(zip(student, teacher, strict=True)):
         if s.dtype != ref.dtype:
             raise TypeError(
                 f"attention_transfer_loss: student[{j}] has dtype {s.dtype} but student[0] has {ref.dtype}; "
@@ -123,8 +129,10 @@ def attention_transfer_loss(
     if distance not in ("squared", "l2"):
         raise ValueError(f"attention_transfer_loss: distance must be 'squared' or 'l2', got {distance!r}")
     if mode == "joshi" and distance != "squared":
-        raise ValueError("attention_transfer_loss: mode='joshi' uses the L1 distance of the authors' code; "
-                         "leave distance at its default")
+        raise ValueError(
+            "attention_transfer_loss: mode='joshi' uses the L1 distance of the authors' code; "
+            "leave distance at its default"
+        )
     p = float(p)
     if not p >= 1.0 or p == float("inf"):
         raise ValueError(f"attention_transfer_loss: p must be a finite number >= 1, got {p}")

@@ -100,7 +100,16 @@ def tempered_kl(
         _extension.warn_fallback("tempered_kl", student_logits.device.type)
         return reference.tempered_kl(student_logits, teacher_logits, temperature=temperature, mask=mask)
     loss, _ = torch.ops.kdsleep.softmax_distillation(
-        student_logits, teacher_logits, None, mask, None, -1, 0.0, 1.0, temperature, _wants_grad(student_logits)
+        student_logits,
+        teacher_logits,
+        None,
+        mask,
+        None,
+        -1,
+        0.0,
+        1.0,
+        temperature,
+        _wants_grad(student_logits),
     )
     return loss
 
@@ -144,7 +153,9 @@ def distillation_loss(
         if class_weights.dim() != 1 or class_weights.shape[0] != k:
             raise ValueError(f"{op}: class_weights must have shape ({k},), got {tuple(class_weights.shape)}")
         if class_weights.device != student_logits.device:
-            raise ValueError(f"{op}: class_weights on {class_weights.device}, logits on {student_logits.device}")
+            raise ValueError(
+                f"{op}: class_weights on {class_weights.device}, logits on {student_logits.device}"
+            )
     teacher_logits = teacher_logits.detach().to(student_logits.dtype)
     if not _extension.has_kernel(student_logits.device):
         _extension.warn_fallback(op, student_logits.device.type)
@@ -174,7 +185,18 @@ def distillation_loss(
 
 def _register() -> None:
     @torch.library.register_fake("kdsleep::softmax_distillation")
-    def _(student, teacher, labels, mask, class_weights, ignore_index, weight_ce, weight_kl, temperature, compute_grad):
+    def _(
+        student,
+        teacher,
+        labels,
+        mask,
+        class_weights,
+        ignore_index,
+        weight_ce,
+        weight_kl,
+        temperature,
+        compute_grad,
+    ):
         acc = torch.float64 if student.dtype == torch.float64 else torch.float32
         grad_shape = student.shape if compute_grad else (0,)
         return student.new_empty((), dtype=acc), student.new_empty(grad_shape)

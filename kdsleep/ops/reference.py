@@ -48,7 +48,7 @@ def attention_transfer_loss(
     if weights is None:
         weights = [1.0] * n if mode == "canonical" else [1.0 / n] * n
     total = None
-    for s, t, w in zip(student, teacher, weights):
+    for s, t, w in zip(student, teacher, weights, strict=True):
         t = t.detach()
         if mode == "canonical":
             qs = F.normalize(attention_map(s, p, "mean"), dim=1, eps=eps)

@@ -16,7 +16,9 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 def device(request) -> str:
     dev = request.param
     if dev == "cuda" and not ops.extension_available("cuda"):
-        pytest.fail("a GPU is visible but kdsleep was built without CUDA kernels (rebuild with a CUDA toolkit)")
+        pytest.fail(
+            "a GPU is visible but kdsleep was built without CUDA kernels (rebuild with a CUDA toolkit)"
+        )
     return dev
 
 

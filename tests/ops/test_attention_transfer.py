@@ -25,12 +25,16 @@ def _both(student, teacher, **kw):
 @pytest.mark.parametrize("p", [2.0, 1.5, 3.0])
 def test_gradcheck_float64(mode, distance, p):
     g = torch.Generator().manual_seed(1)
-    student = make_layers((3, [(4, 17), (2, 9), (5, 1)]), dtype=torch.float64, generator=g, requires_grad=True)
+    student = make_layers(
+        (3, [(4, 17), (2, 9), (5, 1)]), dtype=torch.float64, generator=g, requires_grad=True
+    )
     teacher = make_layers((3, [(6, 17), (3, 9), (1, 1)]), dtype=torch.float64, generator=g)
     weights = [1.0, 0.5, 2.0]
 
     def fn(*s):
-        return ops.attention_transfer_loss(list(s), teacher, p=p, weights=weights, mode=mode, distance=distance)
+        return ops.attention_transfer_loss(
+            list(s), teacher, p=p, weights=weights, mode=mode, distance=distance
+        )
 
     assert torch.autograd.gradcheck(fn, tuple(student))
 
@@ -48,7 +52,9 @@ def test_gradcheck_float64(mode, distance, p):
 def test_matches_reference_random_shapes(batch, layers, mode_distance, p, seed):
     mode, distance = mode_distance
     g = torch.Generator().manual_seed(seed)
-    student = make_layers((batch, [(cs, length) for cs, _, length in layers]), generator=g, requires_grad=True)
+    student = make_layers(
+        (batch, [(cs, length) for cs, _, length in layers]), generator=g, requires_grad=True
+    )
     teacher = make_layers((batch, [(ct, length) for _, ct, length in layers]), generator=g)
     weights = torch.rand(len(layers), generator=g).tolist()
     kw = dict(p=p, weights=weights, mode=mode, distance=distance)
@@ -56,7 +62,7 @@ def test_matches_reference_random_shapes(batch, layers, mode_distance, p, seed):
     torch.testing.assert_close(fused, ref, rtol=2e-4, atol=1e-7)
     g_fused = torch.autograd.grad(fused, student)
     g_ref = torch.autograd.grad(ref, student)
-    for a, b in zip(g_fused, g_ref):
+    for a, b in zip(g_fused, g_ref, strict=True):
         torch.testing.assert_close(a, b, rtol=2e-3, atol=1e-7)
 
 
@@ -70,21 +76,23 @@ def test_utime_like_layer_set_long_sequences(device):
     for mode, distance in MODES:
         fused, ref = _both(student, teacher, mode=mode, distance=distance)
         torch.testing.assert_close(fused, ref, rtol=1e-4, atol=1e-8)
-        for a, b in zip(torch.autograd.grad(fused, student), torch.autograd.grad(ref, student)):
+        for a, b in zip(torch.autograd.grad(fused, student), torch.autograd.grad(ref, student), strict=True):
             torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-9)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_inputs(device, dtype):
     g = torch.Generator().manual_seed(3)
-    student = make_layers((4, [(8, 500), (16, 100)]), dtype=dtype, device=device, generator=g, requires_grad=True)
+    student = make_layers(
+        (4, [(8, 500), (16, 100)]), dtype=dtype, device=device, generator=g, requires_grad=True
+    )
     teacher = make_layers((4, [(4, 500), (32, 100)]), dtype=dtype, device=device, generator=g)
     fused, ref = _both(student, teacher)
     assert fused.dtype == torch.float32
     torch.testing.assert_close(fused, ref, rtol=1e-3, atol=1e-6)
     grads = torch.autograd.grad(fused, student)
     ref_grads = torch.autograd.grad(ref, student)
-    for a, b in zip(grads, ref_grads):
+    for a, b in zip(grads, ref_grads, strict=True):
         assert a.dtype == dtype
         torch.testing.assert_close(a.float(), b.float(), rtol=2e-2, atol=1e-5)
 
@@ -112,8 +120,9 @@ def test_all_zero_feature_maps_give_finite_values(device, mode, distance):
     loss = ops.attention_transfer_loss(student, teacher, mode=mode, distance=distance)
     (grad,) = torch.autograd.grad(loss, student)
     assert torch.isfinite(loss) and torch.isfinite(grad).all()
-    both_zero = ops.attention_transfer_loss(student, [torch.zeros(2, 3, 50, device=device)], mode=mode,
-                                            distance=distance)
+    both_zero = ops.attention_transfer_loss(
+        student, [torch.zeros(2, 3, 50, device=device)], mode=mode, distance=distance
+    )
     assert both_zero.item() == 0.0
     (grad,) = torch.autograd.grad(both_zero, student)
     assert torch.count_nonzero(grad) == 0
@@ -137,18 +146,23 @@ def test_default_weights_and_joshi_mean():
     g = torch.Generator().manual_seed(5)
     student = make_layers((2, [(3, 20), (4, 10)]), generator=g)
     teacher = make_layers((2, [(3, 20), (4, 10)]), generator=g)
-    per_layer = [ops.attention_transfer_loss([s], [t], mode="joshi", weights=[1.0]) for s, t in zip(student, teacher)]
+    per_layer = [
+        ops.attention_transfer_loss([s], [t], mode="joshi", weights=[1.0])
+        for s, t in zip(student, teacher, strict=True)
+    ]
     mean = ops.attention_transfer_loss(student, teacher, mode="joshi")
     torch.testing.assert_close(mean, (per_layer[0] + per_layer[1]) / 2)
     total = ops.attention_transfer_loss(student, teacher)
-    parts = [ops.attention_transfer_loss([s], [t]) for s, t in zip(student, teacher)]
+    parts = [ops.attention_transfer_loss([s], [t]) for s, t in zip(student, teacher, strict=True)]
     torch.testing.assert_close(total, parts[0] + parts[1])
 
 
 def test_many_layers(device):
     """More layers than one CUDA launch holds: split into groups whose losses add up."""
     g = torch.Generator().manual_seed(6)
-    student = make_layers((2, [(3, 11 + j) for j in range(40)]), device=device, generator=g, requires_grad=True)
+    student = make_layers(
+        (2, [(3, 11 + j) for j in range(40)]), device=device, generator=g, requires_grad=True
+    )
     teacher = make_layers((2, [(2, 11 + j) for j in range(40)]), device=device, generator=g)
     fused, ref = _both(student, teacher)
     torch.testing.assert_close(fused, ref, rtol=1e-4, atol=1e-8)
@@ -171,9 +185,21 @@ def test_many_layers(device):
             "share one dtype",
         ),
         ([torch.randn(2, 3, 10)], [torch.randn(2, 3, 10)], {"mode": "zk"}, ValueError, "mode must be"),
-        ([torch.randn(2, 3, 10)], [torch.randn(2, 3, 10)], {"distance": "l1"}, ValueError, "distance must be"),
+        (
+            [torch.randn(2, 3, 10)],
+            [torch.randn(2, 3, 10)],
+            {"distance": "l1"},
+            ValueError,
+            "distance must be",
+        ),
         ([torch.randn(2, 3, 10)], [torch.randn(2, 3, 10)], {"p": 0.5}, ValueError, "p must be"),
-        ([torch.randn(2, 3, 10)], [torch.randn(2, 3, 10)], {"weights": [1.0, 2.0]}, ValueError, "2 weights for 1"),
+        (
+            [torch.randn(2, 3, 10)],
+            [torch.randn(2, 3, 10)],
+            {"weights": [1.0, 2.0]},
+            ValueError,
+            "2 weights for 1",
+        ),
         (torch.randn(2, 3, 10), torch.randn(2, 3, 10), {}, TypeError, "lists of"),
     ],
 )

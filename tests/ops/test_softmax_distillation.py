@@ -34,8 +34,12 @@ def test_matches_paper_formula_by_hand():
     s_rows, t_rows = s.movedim(1, -1).reshape(-1, 4), t.movedim(1, -1).reshape(-1, 4)
     temperature, alpha = 2.0, 0.5
     wce = F.cross_entropy(s_rows, y.reshape(-1), weight=w)
-    kl = F.kl_div(F.log_softmax(s_rows / temperature, 1), F.log_softmax(t_rows / temperature, 1),
-                  log_target=True, reduction="batchmean")
+    kl = F.kl_div(
+        F.log_softmax(s_rows / temperature, 1),
+        F.log_softmax(t_rows / temperature, 1),
+        log_target=True,
+        reduction="batchmean",
+    )
     expected = (1 - alpha) * wce + alpha * temperature**2 * kl
     got = ops.distillation_loss(s, t, y, class_weights=w, weight_kd=alpha, temperature=temperature)
     torch.testing.assert_close(got, expected)
@@ -49,9 +53,14 @@ def test_gradcheck_float64():
     w = torch.rand(5, dtype=torch.float64) + 0.1
     for temperature in (0.5, 1.0, 4.0):
         assert torch.autograd.gradcheck(
-            lambda x: ops.distillation_loss(x, t, y, class_weights=w, temperature=temperature, weight_kd=0.3), (s,)
+            lambda x, temp=temperature: ops.distillation_loss(
+                x, t, y, class_weights=w, temperature=temp, weight_kd=0.3
+            ),
+            (s,),
         )
-        assert torch.autograd.gradcheck(lambda x: ops.tempered_kl(x, t, temperature=temperature, mask=y >= 0), (s,))
+        assert torch.autograd.gradcheck(
+            lambda x, temp=temperature: ops.tempered_kl(x, t, temperature=temp, mask=y >= 0), (s,)
+        )
     s2 = _logits((20, 3), dtype=torch.float64, requires_grad=True)
     t2 = _logits((20, 3), dtype=torch.float64, seed=2)
     assert torch.autograd.gradcheck(lambda x: ops.distillation_loss(x, t2, _labels((20,), 3)), (s2,))
@@ -78,7 +87,9 @@ def test_matches_reference_random(batch, classes, n_epochs, temperature, weight_
     fused = ops.distillation_loss(s, t, y, **kw)
     ref = reference.distillation_loss(s, t, y, **kw)
     torch.testing.assert_close(fused, ref, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(torch.autograd.grad(fused, s)[0], torch.autograd.grad(ref, s)[0], rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        torch.autograd.grad(fused, s)[0], torch.autograd.grad(ref, s)[0], rtol=1e-4, atol=1e-6
+    )
     mask = y >= 0
     fused_kl = ops.tempered_kl(s, t, temperature=temperature, mask=mask)
     ref_kl = reference.tempered_kl(s, t, temperature=temperature, mask=mask)
@@ -87,7 +98,9 @@ def test_matches_reference_random(batch, classes, n_epochs, temperature, weight_
 
 @pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0, 10.0])
 def test_extreme_logits_are_finite(device, temperature):
-    s = torch.tensor([[1e4, -1e4, 0.0], [-1e4, -1e4, 1e4], [5.0, 5.0, 5.0]], device=device, requires_grad=True)
+    s = torch.tensor(
+        [[1e4, -1e4, 0.0], [-1e4, -1e4, 1e4], [5.0, 5.0, 5.0]], device=device, requires_grad=True
+    )
     t = torch.tensor([[-1e4, 1e4, 0.0], [1e4, -1e4, -1e4], [5.0, 5.0, 5.0]], device=device)
     y = torch.tensor([1, 0, 2], device=device)
     loss = ops.distillation_loss(s, t, y, temperature=temperature)
@@ -177,7 +190,11 @@ def test_bad_input_raises_clear_error(kwargs, exc, match):
     y = torch.zeros(kwargs.get("y_shape", (4,)), dtype=kwargs.get("y_dtype", torch.int64))
     with pytest.raises(exc, match=match):
         ops.distillation_loss(
-            s, t, y, temperature=kwargs.get("temperature", 1.0), weight_kd=kwargs.get("weight_kd", 0.5),
+            s,
+            t,
+            y,
+            temperature=kwargs.get("temperature", 1.0),
+            weight_kd=kwargs.get("weight_kd", 0.5),
             class_weights=kwargs.get("class_weights"),
         )
 
@@ -189,7 +206,9 @@ def test_label_out_of_range_is_an_error_on_cpu():
 
 @pytest.mark.cuda
 def test_label_out_of_range_gives_nan_on_cuda():
-    loss = ops.distillation_loss(torch.randn(3, 4).cuda(), torch.randn(3, 4).cuda(), torch.tensor([0, 7, -1]).cuda())
+    loss = ops.distillation_loss(
+        torch.randn(3, 4).cuda(), torch.randn(3, 4).cuda(), torch.tensor([0, 7, -1]).cuda()
+    )
     assert torch.isnan(loss)
 
 
