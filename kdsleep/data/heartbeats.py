@@ -632,21 +632,23 @@ def detect_heartbeats_with_quality(
         filtered[mask] = 0.0
 
     width = max(1, int(round(integration_window * sfreq)))
-    feature = _slope_feature(filtered, sfreq, width)
+    energy = _slope_feature(filtered, sfreq, width)
 
     refractory_n = int(round(refractory * sfreq))
-    peaks = _candidate_peaks(feature, mask, refractory_n // 2)
+    peaks = _candidate_peaks(energy, mask, refractory_n // 2)
     if peaks.size == 0:
         return HeartbeatDetection(no_beats, intervals, sfreq)
-    values = feature[peaks]
+    values = np.sqrt(energy[peaks])
     half_qrs = max(1, int(round(0.075 * sfreq)))
     slopes = _slopes(filtered, peaks, half_qrs)
-    gap_after = _gap_after(mask, peaks)
+    gap_after = _gap_after(mask, peaks) if has_mask else np.zeros(peaks.size, dtype=bool)
 
     # initial levels from the whole record, so that the first seconds need no separate learning phase:
     # the signal level from a low quantile of the per-2-s maxima (robust to artefacts in many windows),
     # the noise level from the median of the per-2-s medians
-    block_max, block_median = _block_levels(feature, mask, max(1, int(round(2.0 * sfreq))))
+    block_max, block_median = _block_levels(energy, mask, max(1, int(round(2.0 * sfreq))))
+    block_max = np.sqrt(block_max)
+    block_median = np.sqrt(block_median)
     signal_level0 = float(np.percentile(block_max, 25)) if block_max.size else float(values.max())
     noise_level0 = float(np.median(block_median)) if block_median.size else 0.0
 
@@ -679,37 +681,63 @@ def detect_heartbeats_with_quality(
     return HeartbeatDetection(beats.astype(np.int64), intervals, sfreq)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _squared_slope(filtered: np.ndarray, i: int, sfreq: float) -> float:
+    n = filtered.shape[0]
+    if i == 0:
+        d = (filtered[1] - filtered[0]) * sfreq
+    elif i == n - 1:
+        d = (filtered[n - 1] - filtered[n - 2]) * sfreq
+    else:
+        d = (filtered[i + 1] - filtered[i - 1]) * (0.5 * sfreq)
+    return d * d
+
+
 @numba.njit(cache=True, nogil=True)
 def _slope_feature(filtered: np.ndarray, sfreq: float, width: int) -> np.ndarray:
-    """RMS of the derivative of ``filtered`` over a centred window of ``width`` samples (one pass)."""
+    """Mean square of the derivative of ``filtered`` over a centred window of ``width`` samples.
+
+    Its square root is the feature signal; local maxima and block quantiles do not change under the
+    root, so it is taken only where values are needed. One pass: the squared slopes entering and
+    leaving the window are recomputed rather than stored.
+    """
     n = filtered.shape[0]
     out = np.empty(n)
     half_left = width // 2
     half_right = width - half_left - 1
-    scale = 0.5 * sfreq
     acc = 0.0
-    for i in range(-half_right, n):
-        ahead = i + half_right
-        if ahead < n:
-            if ahead == 0:
-                d = (filtered[1] - filtered[0]) * sfreq
-            elif ahead == n - 1:
-                d = (filtered[n - 1] - filtered[n - 2]) * sfreq
-            else:
-                d = (filtered[ahead + 1] - filtered[ahead - 1]) * scale
-            acc += d * d
-        if i < 0:
-            continue
-        behind = i - half_left - 1
-        if behind >= 0:
-            if behind == 0:
-                d = (filtered[1] - filtered[0]) * sfreq
-            else:
-                d = (filtered[behind + 1] - filtered[behind - 1]) * scale
-            acc -= d * d
-        count = min(n - 1, ahead) - max(0, i - half_left) + 1
-        mean = acc / count
-        out[i] = np.sqrt(mean) if mean > 0.0 else 0.0
+    for i in range(min(half_right, n)):
+        acc += _squared_slope(filtered, i, sfreq)
+    inv_width = 1.0 / width
+    interior_start = min(half_left + 1, n)
+    interior_stop = max(interior_start, n - half_right - 1)
+    for i in range(interior_start):
+        if i + half_right < n:
+            acc += _squared_slope(filtered, i + half_right, sfreq)
+        if i - half_left - 1 >= 0:
+            acc -= _squared_slope(filtered, i - half_left - 1, sfreq)
+        out[i] = acc / (min(n - 1, i + half_right) - max(0, i - half_left) + 1)
+    half = 0.5 * sfreq
+    for i in range(interior_start, interior_stop):
+        # both indices lie strictly inside the signal here, so the central difference applies
+        j = i + half_right
+        k = i - half_left - 1
+        d_in = (filtered[j + 1] - filtered[j - 1]) * half if k > 0 else 0.0
+        if k == 0:
+            acc += _squared_slope(filtered, j, sfreq) - _squared_slope(filtered, 0, sfreq)
+        else:
+            d_out = (filtered[k + 1] - filtered[k - 1]) * half
+            acc += d_in * d_in - d_out * d_out
+        out[i] = acc * inv_width
+    for i in range(interior_stop, n):
+        if i + half_right < n:
+            acc += _squared_slope(filtered, i + half_right, sfreq)
+        if i - half_left - 1 >= 0:
+            acc -= _squared_slope(filtered, i - half_left - 1, sfreq)
+        out[i] = acc / (min(n - 1, i + half_right) - max(0, i - half_left) + 1)
+    for i in range(n):
+        if out[i] < 0.0:  # rounding of the running sum
+            out[i] = 0.0
     return out
 
 
@@ -744,7 +772,7 @@ def _block_levels(feature: np.ndarray, mask: np.ndarray, win: int) -> tuple:
         block = feature[start : start + win]
         block_max[count] = block.max()
         # a strided subsample is enough for a starting value and five times cheaper
-        block_median[count] = np.median(block[::5])
+        block_median[count] = np.median(block[::8])
         count += 1
     if count == 0 and feature.shape[0] > 0:
         block_max[0] = feature.max()
@@ -912,6 +940,7 @@ def read_annotated_ecg(
     *,
     extension: str = "atr",
     lead: str | int | None = None,
+    annotated_span_only: bool = False,
 ) -> AnnotatedECG:
     """Read one lead and the beat annotations of a WFDB record (MIT-BIH arrhythmia, nstdb, svdb, LUDB).
 
@@ -924,6 +953,9 @@ def read_annotated_ecg(
     lead : str, int or None
         Lead name or channel index; None takes ``MLII`` when present (the second channel in mitdb 114),
         otherwise the first channel.
+    annotated_span_only : bool
+        Exclude everything before the first and after the last annotation from scoring (LUDB annotates
+        only the middle part of each record).
 
     Returns
     -------
@@ -960,6 +992,9 @@ def read_annotated_ecg(
     for start in starts:
         later = stops[stops >= start]
         exclude.append((start, later[0] if later.size else ecg.shape[0]))
+    if annotated_span_only and samples.size:
+        exclude.append((0, int(samples.min()) - 1))
+        exclude.append((int(samples.max()) + 1, ecg.shape[0]))
     return AnnotatedECG(
         name=os.path.basename(record_path),
         ecg=ecg,
