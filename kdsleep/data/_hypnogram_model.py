@@ -1,11 +1,17 @@
 """A time-of-night Markov model of hypnograms, fitted on real scorings.
 
 The synthetic PSG generator (:mod:`kdsleep.data.synthetic`) draws its hypnograms from a first-order Markov
-chain over the five AASM stages whose transition matrix depends on the hour of the night: sleep onset from
-wake in the first hour, most deep sleep in the first cycles, longer REM periods towards the morning. The
-matrices are estimated from the real hypnograms in ``../shared/data`` by :func:`fit_hypnogram_model` and
-written below as constants, so the generator needs no data at run time; a test refits them and checks that
-they match.
+chain over the five AASM stages with two refinements that give a night its shape:
+
+- the wake before sleep onset is a state of its own, with its own dwell time (the sleep latency: wake
+  epochs of a first-order chain would otherwise end after a few minutes) and its own exit distribution
+  (mostly into N1);
+- after sleep onset, the transition matrix depends on the hour since onset: most deep sleep in the first
+  cycles, longer REM periods towards the morning.
+
+All probabilities are estimated from the real hypnograms in ``../shared/data`` by
+:func:`fit_hypnogram_model` and written below as constants, so the generator needs no data at run time; a
+test refits them and checks that they match.
 
 Sources (``../shared/data``):
 
@@ -56,35 +62,50 @@ class ReferenceNight:
     stages: np.ndarray
     first_epoch: int = 0  # epochs elapsed in the night before this record's first epoch
     starts_night: bool = True  # whether its first scored epoch may inform the initial distribution
+    sleep_onset: int | None = None  # night epoch of sleep onset; default the record's first scored non-W
+
+    def onset_epoch(self) -> int | None:
+        """Sleep onset in epochs from the start of the night (None when it is unknown / never reached)."""
+        if self.sleep_onset is not None:
+            return self.sleep_onset
+        if not self.starts_night:
+            return None
+        stages = np.asarray(self.stages)
+        asleep = np.flatnonzero((stages > int(SleepStage.W)) & (stages <= int(SleepStage.R)))
+        return int(asleep[0]) + self.first_epoch if asleep.size else None
 
 
 @dataclass(frozen=True)
 class HypnogramModel:
-    """First-order Markov chain over W, N1, N2, N3, R whose transitions change with the hour of the night.
+    """Markov chain over W, N1, N2, N3, R with a sleep-onset state and transitions by hour since onset.
 
     Parameters
     ----------
     initial : np.ndarray, shape (5,)
-        Distribution of the first epoch's stage.
+        Distribution of the first epoch's stage; a night that starts in W starts in the pre-sleep wake.
     transitions : np.ndarray, shape (n_bins, 5, 5)
-        ``transitions[b, i, j]`` = P(next stage j | stage i) in time bin ``b``; rows sum to 1.
+        ``transitions[b, i, j]`` = P(next stage j | stage i) in time bin ``b`` after sleep onset; rows sum
+        to 1.
+    onset : np.ndarray, shape (5,)
+        Transition row of the pre-sleep wake: ``onset[0]`` = P(still awake at the next epoch), the others
+        the stage that sleep starts with.
     bin_starts_hours : tuple of float
-        Start of each bin in hours after the start of the night; the last bin is open-ended.
+        Start of each bin in hours after sleep onset; the last bin is open-ended.
     epoch_length : float
         Epoch length in seconds (30 s, AASM).
     """
 
     initial: np.ndarray
     transitions: np.ndarray
+    onset: np.ndarray
     bin_starts_hours: tuple[float, ...] = DEFAULT_BIN_STARTS_HOURS
     epoch_length: float = 30.0
 
     def __post_init__(self) -> None:
         initial = np.asarray(self.initial, dtype=np.float64)
         transitions = np.asarray(self.transitions, dtype=np.float64)
+        onset = np.asarray(self.onset, dtype=np.float64)
         n_bins = len(self.bin_starts_hours)
-        if initial.shape != (N_STAGES,):
-            raise ValueError(f"hypnogram model initial must have shape (5,), got {initial.shape}")
         if transitions.shape != (n_bins, N_STAGES, N_STAGES):
             raise ValueError(
                 f"hypnogram model transitions must have shape ({n_bins}, 5, 5) for {n_bins} time bins, "
@@ -92,15 +113,23 @@ class HypnogramModel:
             )
         if (transitions < 0).any() or not np.allclose(transitions.sum(-1), 1.0, atol=1e-3):
             raise ValueError("hypnogram model transitions must be non-negative with rows summing to 1")
-        if (initial < 0).any() or not np.isclose(initial.sum(), 1.0, atol=1e-3):
-            raise ValueError("hypnogram model initial must be a probability vector")
+        for name, vector in (("initial", initial), ("onset", onset)):
+            if vector.shape != (N_STAGES,):
+                raise ValueError(f"hypnogram model {name} must have shape (5,), got {vector.shape}")
+            if (vector < 0).any() or not np.isclose(vector.sum(), 1.0, atol=1e-3):
+                raise ValueError(
+                    f"hypnogram model {name} must be a probability vector, got {vector.tolist()}"
+                )
+        if onset[0] >= 1.0:
+            raise ValueError("hypnogram model onset[0] (staying awake before sleep onset) must be < 1")
         if list(self.bin_starts_hours) != sorted(self.bin_starts_hours) or self.bin_starts_hours[0] != 0:
             raise ValueError(f"bin_starts_hours must increase from 0, got {self.bin_starts_hours}")
         object.__setattr__(self, "initial", initial / initial.sum())
+        object.__setattr__(self, "onset", onset / onset.sum())
         object.__setattr__(self, "transitions", transitions / transitions.sum(-1, keepdims=True))
 
     def bin_of_epoch(self, epochs: np.ndarray | int) -> np.ndarray:
-        """Time-bin index of epoch number(s) ``epochs`` (counted from the start of the night)."""
+        """Time-bin index of epoch number(s) ``epochs`` (counted from sleep onset)."""
         starts = np.asarray(self.bin_starts_hours) * 3600.0 / self.epoch_length
         return np.searchsorted(starts, np.asarray(epochs), side="right") - 1
 
@@ -147,15 +176,27 @@ class HypnogramModel:
             )
         cumulative = np.cumsum(transitions, axis=-1)
         cumulative[..., -1] = 1.0
+        onset_cumulative = np.cumsum(self.onset)
+        onset_cumulative[-1] = 1.0
+        initial_cumulative = np.cumsum(self.initial)
+        initial_cumulative[-1] = 1.0
         bins = self.bin_of_epoch(np.arange(n_epochs))
         draws = rng.random(n_epochs)
         stages = np.empty(n_epochs, dtype=np.int8)
-        state = int(np.searchsorted(np.cumsum(self.initial), draws[0], side="right"))
-        state = min(state, N_STAGES - 1)
+        state = int(np.searchsorted(initial_cumulative, draws[0], side="right"))
+        awake_before_onset = state == int(SleepStage.W)
+        onset_epoch = 0
         stages[0] = state
         # A Markov chain is sequential by nature; a few thousand epochs per night make this loop cheap.
         for t in range(1, n_epochs):
-            state = int(np.searchsorted(cumulative[bins[t - 1], state], draws[t], side="right"))
+            if awake_before_onset:
+                state = int(np.searchsorted(onset_cumulative, draws[t], side="right"))
+                if state != int(SleepStage.W):
+                    awake_before_onset, onset_epoch = False, t
+            else:
+                state = int(
+                    np.searchsorted(cumulative[bins[t - 1 - onset_epoch], state], draws[t], side="right")
+                )
             stages[t] = state
         return stages
 
@@ -164,30 +205,43 @@ def count_transitions(
     nights: Iterable[ReferenceNight],
     bin_starts_hours: Sequence[float] = DEFAULT_BIN_STARTS_HOURS,
     epoch_length: float = 30.0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Count stage transitions per time-of-night bin.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Count stage transitions before sleep onset and per hour after it.
+
+    Pairs of consecutive epochs where either one is unscored are skipped. Records whose sleep onset is
+    unknown (a night that never reaches sleep) add no transitions.
 
     Returns
     -------
     counts : np.ndarray, shape (n_bins, 5, 5)
-        Transitions from stage i at epoch t to stage j at epoch t + 1, binned by the elapsed time of epoch t.
-        Pairs where either epoch is unscored are skipped.
+        Transitions from stage i at epoch t to stage j at epoch t + 1 after sleep onset, binned by the
+        time from sleep onset to epoch t.
     initial_counts : np.ndarray, shape (5,)
         Stage of the first scored epoch of each night that starts at lights-off.
+    onset_counts : np.ndarray, shape (5,)
+        Transitions out of the pre-sleep wake: W -> W, then W -> the stage that starts sleep.
     """
     starts = np.asarray(bin_starts_hours, dtype=np.float64) * 3600.0 / epoch_length
     counts = np.zeros((len(starts), N_STAGES, N_STAGES), dtype=np.int64)
     initial_counts = np.zeros(N_STAGES, dtype=np.int64)
+    onset_counts = np.zeros(N_STAGES, dtype=np.int64)
     for night in nights:
         stages = np.asarray(night.stages, dtype=np.int64)
         scored = stages <= int(SleepStage.R)
         if night.starts_night and scored.any():
             initial_counts[stages[np.argmax(scored)]] += 1
+        onset = night.onset_epoch()
+        if onset is None:
+            continue
         valid = scored[:-1] & scored[1:]
         t = np.nonzero(valid)[0]
-        bins = np.searchsorted(starts, t + night.first_epoch, side="right") - 1
-        np.add.at(counts, (bins, stages[t], stages[t + 1]), 1)
-    return counts, initial_counts
+        since_onset = t + night.first_epoch - onset
+        before = since_onset < 0
+        np.add.at(onset_counts, stages[t[before] + 1], 1)
+        after = t[~before]
+        bins = np.searchsorted(starts, since_onset[~before], side="right") - 1
+        np.add.at(counts, (bins, stages[after], stages[after + 1]), 1)
+    return counts, initial_counts, onset_counts
 
 
 def _read_ucddb(folder: Path) -> list[ReferenceNight]:
@@ -204,13 +258,12 @@ def _read_slpdb(folder: Path) -> list[ReferenceNight]:
     epoch_samples = 7500  # 30 s at 250 Hz; slpdb scores one annotation per epoch
     records = (folder / "RECORDS").read_text().split()
     starts: dict[str, _dt.datetime] = {}
-    lengths: dict[str, int] = {}
+    onsets: dict[str, int | None] = {}
     nights = []
     for record in records:
         header = wfdb.rdheader(str(folder / record))
         ann = wfdb.rdann(str(folder / record), "st")
         n_epochs = header.sig_len // epoch_samples
-        lengths[record] = n_epochs
         if header.base_time is not None and header.base_date is not None:
             starts[record] = _dt.datetime.combine(header.base_date, header.base_time)
         # Only the first word of an aux note is the stage; apnea codes follow.
@@ -222,12 +275,15 @@ def _read_slpdb(folder: Path) -> list[ReferenceNight]:
         epochs = np.asarray(ann.sample) // epoch_samples
         keep = epochs < n_epochs
         stages[epochs[keep]] = values[keep]
-        first_epoch, starts_night = 0, True
-        # Part b of a night: time of night counts from the start of part a (the clocks give the gap).
-        if record.endswith("b") and record[:-1] + "a" in starts and record in starts:
-            gap = (starts[record] - starts[record[:-1] + "a"]).total_seconds()
-            first_epoch, starts_night = int(round(gap / 30.0)), False
-        nights.append(ReferenceNight(record, stages, first_epoch, starts_night))
+        night = ReferenceNight(record, stages)
+        # Part b of a night: time counts from the start of part a (the header clocks give the gap), and
+        # sleep onset is part a's.
+        part_a = record[:-1] + "a"
+        if record.endswith("b") and part_a in starts and record in starts and part_a in onsets:
+            gap = (starts[record] - starts[part_a]).total_seconds()
+            night = ReferenceNight(record, stages, int(round(gap / 30.0)), False, onsets[part_a])
+        onsets[record] = night.onset_epoch()
+        nights.append(night)
     return nights
 
 
@@ -287,7 +343,8 @@ def fit_hypnogram_model(
 ) -> tuple[HypnogramModel, np.ndarray]:
     """Estimate the time-of-night Markov model from the real hypnograms in ``data_dir``.
 
-    Each hourly matrix is the maximum-likelihood estimate smoothed towards the pooled matrix:
+    The initial and sleep-onset rows are maximum-likelihood estimates (relative counts). Each hourly
+    matrix is the maximum-likelihood estimate smoothed towards the pooled matrix:
     ``P_b[i] = (C_b[i] + shrinkage * P_pooled[i]) / (sum(C_b[i]) + shrinkage)``.
 
     Parameters
@@ -295,7 +352,8 @@ def fit_hypnogram_model(
     data_dir : str or Path
         The folder holding ``ucddb-hypnograms/``, ``slpdb/`` and ``hmc/`` (``../shared/data``).
     bin_starts_hours : sequence of float
-        Start of each time bin in hours (default: one bin per hour up to 6 h, then one open-ended bin).
+        Start of each time bin in hours after sleep onset (default: one bin per hour up to 6 h, then one
+        open-ended bin).
     shrinkage : float
         Pseudo-count weight of the pooled matrix (default 40).
 
@@ -306,20 +364,26 @@ def fit_hypnogram_model(
         The raw transition counts.
     """
     nights = read_reference_hypnograms(data_dir)
-    counts, initial_counts = count_transitions(nights, bin_starts_hours)
+    counts, initial_counts, onset_counts = count_transitions(nights, bin_starts_hours)
     pooled_counts = counts.sum(0).astype(np.float64)
     pooled = pooled_counts / pooled_counts.sum(-1, keepdims=True)
     transitions = (counts + shrinkage * pooled) / (counts.sum(-1, keepdims=True) + shrinkage)
     initial = initial_counts / initial_counts.sum()
     logger.info("fitted hypnogram model on %d nights, %d transitions", len(nights), int(counts.sum()))
-    return HypnogramModel(initial, transitions, tuple(float(b) for b in bin_starts_hours)), counts
+    onset = onset_counts / onset_counts.sum()
+    bins = tuple(float(b) for b in bin_starts_hours)
+    return HypnogramModel(initial, transitions, onset, bins), counts
 
 
 def format_model_constants(model: HypnogramModel, counts: np.ndarray) -> str:
     """Python source for the constants below (used to regenerate them after a refit)."""
-    lines = [f"_FITTED_INITIAL = {np.round(model.initial, 4).tolist()}", "_FITTED_TRANSITIONS = ["]
+    lines = [
+        f"_FITTED_INITIAL = {np.round(model.initial, 4).tolist()}",
+        f"_FITTED_ONSET = {np.round(model.onset, 4).tolist()}",
+        "_FITTED_TRANSITIONS = [",
+    ]
     for b, start in enumerate(model.bin_starts_hours):
-        lines.append(f"    # from {start:g} h ({int(counts[b].sum())} transitions)")
+        lines.append(f"    # from {start:g} h after sleep onset ({int(counts[b].sum())} transitions)")
         lines.append("    [")
         for row in model.transitions[b]:
             lines.append("        [" + ", ".join(f"{p:.4f}" for p in row) + "],")
@@ -334,63 +398,66 @@ def format_model_constants(model: HypnogramModel, counts: np.ndarray) -> str:
 #              print(format_model_constants(m, c))"
 # Rows and columns: W, N1, N2, N3, R. tests/data/test_synthetic.py refits and compares.
 _FITTED_INITIAL = [0.8974, 0.0256, 0.0513, 0.0256, 0.0]
+_FITTED_ONSET = [0.9771, 0.0223, 0.0007, 0.0, 0.0]
 _FITTED_TRANSITIONS = [
-    # from 0 h (4602 transitions)
+    # from 0 h after sleep onset (4664 transitions)
     [
-        [0.8940, 0.0973, 0.0080, 0.0000, 0.0007],
-        [0.1098, 0.7789, 0.1046, 0.0000, 0.0067],
-        [0.0463, 0.0398, 0.8780, 0.0315, 0.0045],
-        [0.0043, 0.0027, 0.0759, 0.9171, 0.0000],
-        [0.0389, 0.0576, 0.0036, 0.0000, 0.8999],
+        [0.7063, 0.2652, 0.0247, 0.0000, 0.0038],
+        [0.1190, 0.7803, 0.0932, 0.0000, 0.0075],
+        [0.0428, 0.0325, 0.8833, 0.0368, 0.0046],
+        [0.0147, 0.0017, 0.0661, 0.9174, 0.0000],
+        [0.0517, 0.0467, 0.0077, 0.0000, 0.8939],
     ],
-    # from 1 h (4590 transitions)
+    # from 1 h after sleep onset (4590 transitions)
     [
-        [0.7984, 0.1687, 0.0263, 0.0009, 0.0058],
-        [0.1195, 0.7164, 0.1505, 0.0000, 0.0136],
-        [0.0433, 0.0423, 0.8786, 0.0265, 0.0093],
-        [0.0250, 0.0018, 0.0444, 0.9288, 0.0000],
-        [0.0400, 0.0333, 0.0055, 0.0000, 0.9212],
+        [0.8132, 0.1436, 0.0352, 0.0010, 0.0070],
+        [0.1116, 0.6784, 0.1975, 0.0000, 0.0124],
+        [0.0518, 0.0436, 0.8620, 0.0322, 0.0104],
+        [0.0124, 0.0027, 0.0581, 0.9269, 0.0000],
+        [0.0310, 0.0236, 0.0046, 0.0000, 0.9408],
     ],
-    # from 2 h (4439 transitions)
+    # from 2 h after sleep onset (4431 transitions)
     [
-        [0.8391, 0.1277, 0.0222, 0.0009, 0.0101],
-        [0.1220, 0.7161, 0.1583, 0.0000, 0.0036],
-        [0.0463, 0.0191, 0.8885, 0.0350, 0.0111],
-        [0.0136, 0.0029, 0.0637, 0.9198, 0.0000],
-        [0.0363, 0.0093, 0.0126, 0.0000, 0.9418],
+        [0.8246, 0.1410, 0.0216, 0.0010, 0.0117],
+        [0.1088, 0.7201, 0.1674, 0.0000, 0.0037],
+        [0.0409, 0.0148, 0.9151, 0.0216, 0.0076],
+        [0.0208, 0.0032, 0.0347, 0.9413, 0.0000],
+        [0.0343, 0.0088, 0.0119, 0.0000, 0.9451],
     ],
-    # from 3 h (4472 transitions)
+    # from 3 h after sleep onset (4420 transitions)
     [
-        [0.8653, 0.1050, 0.0198, 0.0000, 0.0099],
-        [0.1074, 0.7283, 0.1620, 0.0000, 0.0023],
-        [0.0393, 0.0100, 0.9222, 0.0217, 0.0067],
-        [0.0193, 0.0044, 0.0336, 0.9413, 0.0014],
-        [0.0328, 0.0044, 0.0114, 0.0000, 0.9514],
+        [0.8579, 0.1097, 0.0181, 0.0000, 0.0142],
+        [0.1186, 0.7200, 0.1589, 0.0000, 0.0025],
+        [0.0365, 0.0074, 0.9273, 0.0194, 0.0094],
+        [0.0230, 0.0038, 0.0396, 0.9318, 0.0018],
+        [0.0384, 0.0039, 0.0101, 0.0000, 0.9477],
     ],
-    # from 4 h (4315 transitions)
+    # from 4 h after sleep onset (4263 transitions)
     [
-        [0.7951, 0.1748, 0.0197, 0.0000, 0.0103],
-        [0.1199, 0.7131, 0.1621, 0.0000, 0.0049],
-        [0.0405, 0.0159, 0.9171, 0.0153, 0.0112],
-        [0.0234, 0.0027, 0.0383, 0.9356, 0.0000],
-        [0.0275, 0.0092, 0.0105, 0.0000, 0.9528],
+        [0.8030, 0.1685, 0.0227, 0.0000, 0.0058],
+        [0.1126, 0.7265, 0.1521, 0.0000, 0.0088],
+        [0.0432, 0.0199, 0.9050, 0.0169, 0.0149],
+        [0.0303, 0.0050, 0.0451, 0.9194, 0.0000],
+        [0.0235, 0.0107, 0.0135, 0.0000, 0.9524],
     ],
-    # from 5 h (4122 transitions)
+    # from 5 h after sleep onset (3783 transitions)
     [
-        [0.7794, 0.1879, 0.0248, 0.0000, 0.0079],
-        [0.0975, 0.7472, 0.1476, 0.0000, 0.0076],
-        [0.0425, 0.0310, 0.8959, 0.0142, 0.0164],
-        [0.0324, 0.0034, 0.0450, 0.9192, 0.0000],
-        [0.0297, 0.0079, 0.0102, 0.0000, 0.9522],
+        [0.7871, 0.1864, 0.0191, 0.0000, 0.0074],
+        [0.0926, 0.7531, 0.1502, 0.0000, 0.0041],
+        [0.0403, 0.0310, 0.9050, 0.0114, 0.0124],
+        [0.0259, 0.0050, 0.0493, 0.9197, 0.0001],
+        [0.0274, 0.0087, 0.0099, 0.0000, 0.9540],
     ],
-    # from 6 h (2958 transitions)
+    # from 6 h after sleep onset (1819 transitions)
     [
-        [0.8424, 0.1248, 0.0174, 0.0000, 0.0154],
-        [0.1064, 0.7322, 0.1500, 0.0000, 0.0114],
-        [0.0493, 0.0168, 0.9062, 0.0149, 0.0127],
-        [0.0418, 0.0069, 0.0800, 0.8712, 0.0001],
-        [0.0395, 0.0037, 0.0096, 0.0000, 0.9472],
+        [0.8324, 0.1377, 0.0135, 0.0000, 0.0163],
+        [0.1218, 0.7072, 0.1543, 0.0000, 0.0168],
+        [0.0583, 0.0254, 0.8841, 0.0141, 0.0181],
+        [0.0464, 0.0016, 0.1103, 0.8416, 0.0002],
+        [0.0488, 0.0030, 0.0092, 0.0000, 0.9390],
     ],
 ]
 
-FITTED_HYPNOGRAM_MODEL = HypnogramModel(np.array(_FITTED_INITIAL), np.array(_FITTED_TRANSITIONS))
+FITTED_HYPNOGRAM_MODEL = HypnogramModel(
+    np.array(_FITTED_INITIAL), np.array(_FITTED_TRANSITIONS), np.array(_FITTED_ONSET)
+)

@@ -47,6 +47,7 @@ __all__ = [
     "generate_synthetic_psg",
     "epoch_features",
     "mass_subject_id",
+    "plot_stage_epochs",
     "proxy_separability",
     "simulate_beat_times",
     "slpdb_subject_id",
@@ -1141,3 +1142,95 @@ def proxy_separability(
             predicted = model.predict(x[~train])
             result[f"{name}_f1{suffix}"] = float(f1_score(labels[~train], predicted, average="weighted"))
     return result
+
+
+def plot_stage_epochs(night: SyntheticNight, path: str | os.PathLike[str], zoom: float = 4.0) -> Path:
+    """Save a figure with one epoch of each stage of ``night``: EEG C3-A2 above, ECG lead I below.
+
+    For each stage the middle epoch of its longest run is shown (its most typical one), whole on the left
+    and, on the right, the ``zoom`` seconds where the stage's own band is strongest (alpha in W, theta in
+    N1 and R, spindles in N2, delta in N3), so that rhythms and spindles are visible.
+    Written atomically as PNG.
+
+    Parameters
+    ----------
+    night : SyntheticNight
+    path : path-like
+        Target ``.png``.
+    zoom : float
+        Seconds shown in the zoomed panels.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stages = [SleepStage.W, SleepStage.N1, SleepStage.N2, SleepStage.N3, SleepStage.R]
+    fig, axes = plt.subplots(
+        2 * len(stages),
+        2,
+        figsize=(11, 12),
+        gridspec_kw={"height_ratios": [2, 1] * len(stages), "width_ratios": [3, 1]},
+    )
+    epoch_samples = int(round(EPOCH_LENGTH * night.sfreq))
+    t = np.arange(epoch_samples) / night.sfreq
+    signature = {
+        SleepStage.W: (8, 12),
+        SleepStage.N1: (4, 8),
+        SleepStage.N2: (11, 16),
+        SleepStage.N3: (0.5, 2),
+        SleepStage.R: (4, 8),
+    }
+    for row, stage in enumerate(stages):
+        eeg_axes, ecg_axes = axes[2 * row], axes[2 * row + 1]
+        eeg_axes[0].set_ylabel(f"{stage.name}\nEEG (µV)")
+        ecg_axes[0].set_ylabel("ECG (mV)")
+        is_stage = (night.stages == stage).astype(np.int64)
+        if not is_stage.any():
+            eeg_axes[0].text(0.5, 0.5, "stage absent from this night", transform=eeg_axes[0].transAxes)
+            continue
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], is_stage, [0]])))
+        starts, stops = edges[::2], edges[1::2]
+        longest = int(np.argmax(stops - starts))
+        epoch = int((starts[longest] + stops[longest] - 1) // 2)
+        sl = night.epoch_slice(epoch)
+        eeg, ecg = night.eeg[sl], night.ecg[sl]
+        lo, hi = signature[stage]
+        spectrum = np.fft.rfft(eeg)
+        freqs = np.fft.rfftfreq(eeg.shape[0], 1.0 / night.sfreq)
+        band = np.fft.irfft(np.where((freqs >= lo) & (freqs < hi), spectrum, 0), eeg.shape[0])
+        window = int(zoom * night.sfreq)
+        power = np.convolve(band**2, np.ones(window), mode="valid")
+        zoom_from = float(np.argmax(power[: epoch_samples - window + 1]) / night.sfreq)
+        in_zoom = (t >= zoom_from) & (t < zoom_from + zoom)
+        for col, keep in enumerate((np.ones_like(in_zoom), in_zoom)):
+            eeg_axes[col].plot(t[keep], eeg[keep], lw=0.5 if col == 0 else 0.8, color="C0")
+            ecg_axes[col].plot(t[keep], ecg[keep], lw=0.5 if col == 0 else 0.8, color="C3")
+        eeg_axes[0].set_ylim(-200, 200)
+        eeg_axes[1].set_ylim(-200 if stage == SleepStage.N3 else -80, 200 if stage == SleepStage.N3 else 80)
+        ecg_axes[1].set_ylim(ecg_axes[0].get_ylim())
+        eeg_axes[0].axvspan(zoom_from, zoom_from + zoom, color="0.9", zorder=0)
+        beats = night.beat_times[
+            (night.beat_times >= sl.start / night.sfreq) & (night.beat_times < sl.stop / night.sfreq)
+        ]
+        rr = np.diff(beats)
+        if rr.size:
+            ecg_axes[0].set_title(
+                f"epoch {epoch}: HR {60 / rr.mean():.0f} bpm, RR SD {1000 * rr.std():.0f} ms",
+                fontsize=8,
+                loc="right",
+            )
+    axes[-1, 0].set_xlabel("time in epoch (s)")
+    axes[-1, 1].set_xlabel("zoom (s)")
+    fig.suptitle(f"Synthetic subject {night.subject}: one 30-s epoch per stage (EEG C3-A2, ECG lead I)")
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    try:
+        fig.savefig(tmp, dpi=72)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if tmp.exists():
+            tmp.unlink()
+    return path

@@ -37,11 +37,15 @@ W, N1, N2, N3, R = (int(s) for s in (SleepStage.W, SleepStage.N1, SleepStage.N2,
 
 def test_fitted_constants_match_a_refit_on_the_real_hypnograms(shared_data):
     model, counts = fit_hypnogram_model(shared_data)
-    # 25 UCDDB nights + 15 slpdb records + 1 HMC night; ~29.5 k transitions between scored epochs.
-    assert len(read_reference_hypnograms(shared_data)) == 41
-    assert counts.sum() == 29498
+    nights = read_reference_hypnograms(shared_data)
+    # 25 UCDDB nights + 15 slpdb records + 1 HMC night; 29 498 transitions between scored epochs, of
+    # which those before sleep onset feed the onset row.
+    assert len(nights) == 41
+    _, _, onset_counts = count_transitions(nights)
+    assert counts.sum() + onset_counts.sum() == 29498
     np.testing.assert_allclose(FITTED_HYPNOGRAM_MODEL.transitions, model.transitions, atol=2e-4)
     np.testing.assert_allclose(FITTED_HYPNOGRAM_MODEL.initial, model.initial, atol=2e-4)
+    np.testing.assert_allclose(FITTED_HYPNOGRAM_MODEL.onset, model.onset, atol=2e-4)
     assert FITTED_HYPNOGRAM_MODEL.bin_starts_hours == model.bin_starts_hours
 
 
@@ -61,19 +65,26 @@ def test_reference_hypnograms_map_rk_and_skip_unscored(shared_data):
 
 
 def test_transitions_are_not_counted_across_unscored_epochs():
-    u = int(SleepStage.UNSCORED)
-    night = ReferenceNight("toy", np.array([W, W, u, N1, N1, int(SleepStage.MOVEMENT), N2], dtype=np.int8))
-    counts, initial = count_transitions([night])
-    assert counts.sum() == 2
-    assert counts[0, W, W] == 1 and counts[0, N1, N1] == 1
+    u, mt = int(SleepStage.UNSCORED), int(SleepStage.MOVEMENT)
+    night = ReferenceNight("toy", np.array([W, W, W, u, W, N1, N1, mt, N2, N2, W], dtype=np.int8))
+    assert night.onset_epoch() == 5
+    counts, initial, onset = count_transitions([night])
+    # Before onset: W -> W twice, W -> N1 once (the pair around the unscored epoch is skipped).
+    assert onset.tolist() == [2, 1, 0, 0, 0]
+    # After onset: N1 -> N1, N2 -> N2, N2 -> W (the pairs around the movement epoch are skipped).
+    assert counts.sum() == 3
+    assert counts[0, N1, N1] == counts[0, N2, N2] == counts[0, N2, W] == 1
     assert initial.tolist() == [1, 0, 0, 0, 0]
 
 
 def test_model_rejects_bad_matrices():
+    onset = np.array([0.9, 0.1, 0, 0, 0])
     with pytest.raises(ValueError, match="shape"):
-        HypnogramModel(np.full(5, 0.2), np.full((2, 5, 5), 0.2))
+        HypnogramModel(np.full(5, 0.2), np.full((2, 5, 5), 0.2), onset)
     with pytest.raises(ValueError, match="rows summing to 1"):
-        HypnogramModel(np.full(5, 0.2), np.full((7, 5, 5), 0.5))
+        HypnogramModel(np.full(5, 0.2), np.full((7, 5, 5), 0.5), onset)
+    with pytest.raises(ValueError, match="onset"):
+        HypnogramModel(np.full(5, 0.2), np.full((7, 5, 5), 0.2), np.array([1.0, 0, 0, 0, 0]))
 
 
 def test_sampled_nights_have_a_realistic_structure():
@@ -83,6 +94,9 @@ def test_sampled_nights_have_a_realistic_structure():
         [FITTED_HYPNOGRAM_MODEL.sample(n_epochs, rng, subject_concentration=300) for _ in range(60)]
     )
     assert np.mean(nights[:, 0] == W) > 0.75  # nights start awake
+    # Sleep latency: median 5-40 min (the real nights: 17 min to the first N1).
+    latency = [np.flatnonzero(night != W)[0] / 2 for night in nights if (night != W).any()]
+    assert 5 <= np.median(latency) <= 40
     first, last = nights[:, : 3 * 120], nights[:, -3 * 120 :]
     assert np.mean(first == N3) > 1.5 * np.mean(last == N3)  # deep sleep early
     assert np.mean(last == R) > 1.5 * np.mean(first == R)  # REM late
@@ -286,3 +300,21 @@ def test_slpdb_driven_night_keeps_real_stages_and_beats(shared_data, tmp_path):
     # The maximum of the ECG within +-3 samples of each annotated beat lies within one sample of it (noise
     # and the 250 -> 256 Hz grid move it by a sample at most).
     assert np.mean(np.abs(np.argmax(windows, axis=0) - 3) <= 1) > 0.99
+
+
+def test_synth_command_writes_the_dataset_and_rejects_bad_arguments(tmp_path, capsys):
+    from kdsleep.cli import main
+
+    out = tmp_path / "synthetic"
+    assert main(["synth", "--out", str(out), "--subjects", "2", "--hours", "0.1", "--seed", "4"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "01-03-0001 Base.edf",
+        "01-03-0001 PSG.edf",
+        "01-03-0002 Base.edf",
+        "01-03-0002 PSG.edf",
+    ]
+    assert "wrote 4 files (2 nights)" in capsys.readouterr().out
+    assert main(["synth", "--out", str(out), "--subjects", "0"]) == 2
+    assert "--subjects must be >= 1" in capsys.readouterr().err
+    assert main(["synth", "--out", str(out), "--slpdb", str(tmp_path / "slp99")]) == 2
+    assert "missing" in capsys.readouterr().err
