@@ -116,6 +116,36 @@ def test_beat_symbols_are_the_standard_beat_classes() -> None:
     assert not {"+", "~", "|", "[", "]", "!", "x"} & BEAT_SYMBOLS
 
 
+def test_kernels_match_numpy_and_scipy_references() -> None:
+    from scipy import signal
+
+    from kdsleep.data.heartbeats import _bandpass, _slope_feature
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(3000).cumsum()
+    sos = signal.butter(2, [5.0, 20.0], btype="bandpass", fs=180.0, output="sos")
+    assert np.allclose(_bandpass(x, 180.0, 5.0, 20.0), signal.sosfiltfilt(sos, x), atol=1e-10)
+    # mean square of the central-difference slope over a centred window that shrinks at the edges
+    for n, width in [(3000, 27), (3000, 28), (20, 27), (2, 5)]:
+        f = x[:n]
+        squared = (np.gradient(f) * 180.0) ** 2
+        half_left, half_right = width // 2, width - width // 2 - 1
+        reference = np.array([squared[max(0, i - half_left) : i + half_right + 1].mean() for i in range(n)])
+        assert np.allclose(_slope_feature(f, 180.0, width), reference, rtol=1e-9, atol=1e-9)
+
+
+def test_coarse_quantisation_with_flat_baseline_is_not_clipping() -> None:
+    # a coarsely quantised recording (50 uV steps) whose isoelectric line is constant for long runs: only
+    # runs on the record's lowest or highest value count as clipping
+    sfreq = 250.0
+    ecg, truth = synthetic_ecg(sfreq, seed=6)
+    coarse = np.round(ecg * 20) / 20
+    assert np.max(np.diff(np.flatnonzero(np.diff(coarse) != 0))) > 0.1 * sfreq  # long flat runs exist
+    result = detect_heartbeats_with_quality(coarse, sfreq)
+    assert result.masked_intervals.shape == (0, 2)
+    assert _se_ppv(result.beats, truth, sfreq) == (100.0, 100.0)
+
+
 # --------------------------------------------------------------------------------------------------------
 # synthetic robustness
 # --------------------------------------------------------------------------------------------------------
@@ -176,6 +206,21 @@ def test_unusable_stretch_is_masked_and_reported(kind: str) -> None:
     se, ppv = _se_ppv(
         beats, outside, sfreq, exclude=np.array([[m_start - 0.2 * sfreq, m_stop + 0.2 * sfreq]])
     )
+    assert se == 100.0 and ppv == 100.0
+
+
+def test_mostly_lead_off_night_keeps_its_real_ecg() -> None:
+    # electrodes off (low noise, not exactly constant) for 60 % of the recording: the reference amplitude
+    # must still come from the ECG, so that the ECG is not taken for an artefact
+    sfreq = 250.0
+    ecg, truth = synthetic_ecg(sfreq, duration=300.0, seed=5)
+    cut = int(0.6 * ecg.size)
+    ecg[:cut] = 0.005 * np.random.default_rng(1).standard_normal(cut)
+    result = detect_heartbeats_with_quality(ecg, sfreq)
+    assert result.masked_intervals.shape == (1, 2)
+    assert result.masked_intervals[0, 0] == 0 and abs(result.masked_intervals[0, 1] - cut) <= 2 * sfreq
+    later = truth[truth > cut + sfreq]
+    se, ppv = _se_ppv(result.beats, later, sfreq, exclude=np.array([[0, cut + sfreq]]))
     assert se == 100.0 and ppv == 100.0
 
 
