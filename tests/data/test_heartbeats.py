@@ -209,6 +209,17 @@ def test_unusable_stretch_is_masked_and_reported(kind: str) -> None:
     assert se == 100.0 and ppv == 100.0
 
 
+@pytest.mark.parametrize("gain", [0.1, 10.0])
+def test_sudden_gain_change_is_followed(gain: float) -> None:
+    # an electrode or amplifier change halfway: the levels adapt within a few beats
+    sfreq = 250.0
+    ecg, truth = synthetic_ecg(sfreq, duration=600.0, seed=7)
+    ecg[int(300 * sfreq) :] *= gain
+    score = match_beats(detect_heartbeats(ecg, sfreq), truth, sfreq)
+    assert score.false_positives == 0
+    assert score.false_negatives <= 8  # measured: 5 for the tenfold drop, 0 for the rise
+
+
 def test_mostly_lead_off_night_keeps_its_real_ecg() -> None:
     # electrodes off (low noise, not exactly constant) for 60 % of the recording: the reference amplitude
     # must still come from the ECG, so that the ECG is not taken for an artefact
