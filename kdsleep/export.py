@@ -19,6 +19,7 @@ import io
 import json
 import logging
 import os
+import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ from kdsleep.inference import InferenceError
 
 if TYPE_CHECKING:
     from kdsleep.distill.checkpoint import Checkpoint
+    from kdsleep.models import UTime
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -120,33 +122,33 @@ def export_metadata(checkpoint: Checkpoint) -> dict[str, Any]:
     }
 
 
-def _eager_copy(model: torch.nn.Module) -> torch.nn.Module:
+def _eager_copy(model: UTime) -> UTime:
     # Export from a CPU copy in eval mode: batch norm uses its running statistics, the caller's model stays put.
     return copy.deepcopy(model).cpu().eval()
 
 
-def _onnx_bytes(model: torch.nn.Module, metadata: dict[str, Any], opset_version: int) -> bytes:
+def _onnx_bytes(model: UTime, metadata: dict[str, Any], opset_version: int) -> bytes:
     try:
         import onnx
     except ImportError as err:
         raise ExportError("ONNX export needs the 'onnx' package (pip install onnx)") from err
     example = torch.randn(2, model.n_chans, model.n_times)
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
+    with tempfile.TemporaryDirectory(prefix="kdsleep-onnx-") as folder, warnings.catch_warnings():
         # The TorchScript-based exporter announces its own deprecation; the exported graph is checked below.
         warnings.simplefilter("ignore", category=DeprecationWarning)
         warnings.simplefilter("ignore", category=FutureWarning)
+        graph_file = Path(folder) / "model.onnx"
         torch.onnx.export(
             model,
             (example,),
-            buffer,
+            graph_file,
             dynamo=False,  # the torch.export-based exporter needs onnxscript as well
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
             dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
             opset_version=opset_version,
         )
-    proto = onnx.load_from_string(buffer.getvalue())
+        proto = onnx.load(str(graph_file))
     onnx.helper.set_model_props(proto, {key: json.dumps(value) for key, value in metadata.items()})
     proto.doc_string = (
         f"kdsleep U-Time ({metadata['modality'].upper()}, {metadata['input']['channel']}): "
@@ -157,7 +159,7 @@ def _onnx_bytes(model: torch.nn.Module, metadata: dict[str, Any], opset_version:
     return proto.SerializeToString()
 
 
-def _torchscript_bytes(model: torch.nn.Module, metadata: dict[str, Any]) -> bytes:
+def _torchscript_bytes(model: UTime, metadata: dict[str, Any]) -> bytes:
     with warnings.catch_warnings():
         # torch.jit announces its deprecation in recent releases; the scripted module is checked below.
         warnings.simplefilter("ignore", category=DeprecationWarning)
@@ -206,11 +208,10 @@ def export_model(
         For an unknown format, a missing ``onnx`` package, or an export that does not reproduce the model.
     """
     from kdsleep.evaluation.report import atomic_write_bytes
-    from kdsleep.inference import load_model_checkpoint
+    from kdsleep.inference import as_checkpoint
 
     fmt = _check_format(format)
-    if not hasattr(checkpoint, "model"):
-        checkpoint = load_model_checkpoint(checkpoint)  # type: ignore[arg-type]
+    checkpoint = as_checkpoint(checkpoint)
     path = Path(path)
     model = _eager_copy(checkpoint.model)
     metadata = export_metadata(checkpoint)
@@ -278,7 +279,7 @@ def _sniff_format(path: Path) -> str:
 
 def verify_export(
     path: str | os.PathLike[str],
-    model: torch.nn.Module,
+    model: UTime,
     *,
     format: str | None = None,
     batch_sizes: tuple[int, ...] = (1, 3),

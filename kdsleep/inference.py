@@ -55,6 +55,7 @@ __all__ = [
     "Prediction",
     "annotation_descriptions",
     "annotation_label_mapping",
+    "as_checkpoint",
     "check_modality",
     "covering_window_starts",
     "load_model_checkpoint",
@@ -175,6 +176,15 @@ def load_model_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         else:
             message = str(err).splitlines()[0]
         raise InferenceError(message) from err
+
+
+def as_checkpoint(checkpoint: Checkpoint | str | os.PathLike[str]) -> Checkpoint:
+    """``checkpoint`` itself when already loaded, else :func:`load_model_checkpoint` of the file."""
+    from kdsleep.distill.checkpoint import Checkpoint
+
+    if isinstance(checkpoint, Checkpoint):
+        return checkpoint
+    return load_model_checkpoint(checkpoint)
 
 
 def check_modality(checkpoint: Checkpoint, expected: str = "ecg", *, allow_other: bool = False) -> None:
@@ -436,8 +446,7 @@ def predict_recording(
     from kdsleep.data.recording import Hypnogram
     from kdsleep.data.stages import SleepStage
 
-    if not hasattr(checkpoint, "model"):
-        checkpoint = load_model_checkpoint(checkpoint)  # type: ignore[arg-type]
+    checkpoint = as_checkpoint(checkpoint)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if expected_modality is not None:
