@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -200,6 +201,15 @@ def test_channel_override_and_aliases(folder, ecg_checkpoint) -> None:
     assert predict_recording(ecg_checkpoint, path, channel="Resp", progress=False).channel == "Resp"
 
 
+def test_bdf_recording(folder, ecg_checkpoint, ecg_night) -> None:
+    path = write_edf(folder / "night.bdf", [_ecg(300.0)], FILE_SFREQ, ["ECG I"], units="uV", bdf=True)
+    from_bdf = predict_recording(ecg_checkpoint, path, progress=False)
+    from_edf = predict_recording(ecg_checkpoint, ecg_night, progress=False)
+    # same signal, 24-bit instead of 16-bit samples: the same stages
+    np.testing.assert_array_equal(from_bdf.stages, from_edf.stages)
+    np.testing.assert_allclose(from_bdf.probabilities, from_edf.probabilities, atol=1e-3)
+
+
 def test_flat_signal_epochs_get_no_stage(folder, ecg_checkpoint) -> None:
     path = _ecg_only_edf(folder / "flat.edf", 8, flat=(95.0, 150.0))  # epochs 3 and 4 touched
     with pytest.warns(UserWarning, match="flat"):
@@ -355,3 +365,37 @@ def test_cuda_prediction_matches_cpu(ecg_checkpoint, ecg_night) -> None:
     on_cpu = predict_recording(ecg_checkpoint, ecg_night, progress=False)
     on_gpu = predict_recording(ecg_checkpoint, ecg_night, device="cuda", progress=False)
     np.testing.assert_allclose(on_gpu.probabilities, on_cpu.probabilities, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_paper_size_student_on_a_synthetic_hour(tmp_path) -> None:
+    """The default U-Time (35-epoch windows at 200 Hz, pools 10-5-5-4-3) on an hour of MASS-layout PSG."""
+    from kdsleep.data.synthetic import generate_synthetic_psg
+    from kdsleep.export import export_model, run_exported
+
+    psg, _base = generate_synthetic_psg(tmp_path, n_subjects=1, hours=1.0, sfreq=256.0, progress=False)
+    torch.manual_seed(0)
+    model = UTime(1, 4).eval()
+    path = save_checkpoint(
+        tmp_path / "student.pt",
+        model,
+        modality="ecg",
+        channel="ecg",
+        grouping="w-l-d-r",
+        preprocess=PreprocessConfig(),  # the paper's 200 Hz and the AASM ECG band
+        variant="at_cl",
+        metrics={},
+    )
+    prediction = predict_recording(path, psg, progress=False)
+    n_whole = int(read_edf(psg, ["ECG"])["ECG"].duration // 30)
+    assert prediction.n_epochs == n_whole
+    assert prediction.n_windows == -(-n_whole // 35)  # whole windows and one aligned to the end
+    assert prediction.channel == "ECG ECGI"
+    np.testing.assert_allclose(prediction.probabilities.sum(axis=1), 1.0, atol=1e-5)
+    onnx_path = tmp_path / "student.onnx"
+    if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnx"):
+        export_model(path, onnx_path, "onnx")
+        x = np.random.default_rng(0).standard_normal((2, 1, model.n_times)).astype(np.float32)
+        with torch.no_grad():
+            expected = model(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(run_exported(onnx_path, x), expected, atol=1e-4, rtol=0)
