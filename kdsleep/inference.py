@@ -14,9 +14,9 @@ Windows and the last, partial window
 
 Epochs covered by two windows
     An epoch takes the probabilities of the window in which it lies farther from the window's edges (the
-    one with more context on both sides); on a tie the earlier window wins. For the final, end-aligned
-    window this means that the overlapping epochs near its start keep the predictions of the regular
-    window when they sit in that window's middle, and take the final window's otherwise.
+    one with more context on both sides); on a tie the earlier window wins. With the end-aligned window
+    this splits the overlap: its first epochs lie near the end of the previous window and its own start,
+    and each goes to whichever of the two places it nearer the middle.
 
 Epochs whose raw signal is NaN or flat (a disconnected electrode, see
 :func:`kdsleep.data.readers.quality.mask_bad_epochs`) get no stage: class ``-1`` and NaN probabilities,
