@@ -188,6 +188,18 @@ def _register() -> None:
 
     torch.library.register_autograd("kdsleep::attention_transfer", backward, setup_context=setup_context)
 
+    def no_double_backward(ctx, *grads):
+        raise NotImplementedError(
+            "kdsleep attention_transfer_loss does not support double backward (create_graph=True); use "
+            "kdsleep.ops.reference.attention_transfer_loss for higher-order gradients"
+        )
+
+    torch.library.register_autograd(
+        "kdsleep::attention_transfer_backward",
+        no_double_backward,
+        setup_context=lambda ctx, inputs, output: None,
+    )
+
 
 if _extension.BACKENDS:
     _register()

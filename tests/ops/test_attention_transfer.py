@@ -227,8 +227,16 @@ def test_opcheck(device, mode, distance):
     grad = torch.ones((), device=device)
     torch.library.opcheck(
         torch.ops.kdsleep.attention_transfer_backward.default,
-        (grad, [s.detach() for s in student], saved, 2.0, mode),
+        (grad, [s.detach() for s in student], saved.detach(), 2.0, mode),
     )
+
+
+def test_double_backward_is_a_clear_error():
+    student = [torch.randn(2, 3, 20, dtype=torch.float64, requires_grad=True)]
+    teacher = [torch.randn(2, 3, 20, dtype=torch.float64)]
+    (grad,) = torch.autograd.grad(ops.attention_transfer_loss(student, teacher), student, create_graph=True)
+    with pytest.raises(NotImplementedError, match="double backward"):
+        grad.sum().backward()
 
 
 def test_torch_compile_fullgraph(device):
