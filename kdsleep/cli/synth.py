@@ -78,11 +78,16 @@ def run(args: argparse.Namespace) -> int:
         if args.subjects < 3:
             raise CLIError("--check needs --subjects >= 3 (subjects are split into training and test)")
         result = proxy_separability(args.subjects, args.hours, args.seed, args.sfreq, progress=True)
-        print(
-            "per-epoch features + logistic regression, held-out subjects (weighted F1):\n"
-            f"  5-class   EEG {result['eeg_f1']:.3f}   ECG {result['ecg_f1']:.3f}   chance {result['chance_f1']:.3f}\n"
-            f"  W-L-D-R   EEG {result['eeg_f1_wldr']:.3f}   ECG {result['ecg_f1_wldr']:.3f}   "
-            f"chance {result['chance_f1_wldr']:.3f}\n"
+        lines = ["per-epoch features + logistic regression, held-out subjects (weighted F1; per class):"]
+        for label, suffix, classes in (("5-class", "", "W N1 N2 N3 R"), ("W-L-D-R", "_wldr", "W L D R")):
+            for name in ("eeg", "ecg"):
+                per_class = "  ".join(f"{c} {result[f'{name}_f1{suffix}_{c}']:.2f}" for c in classes.split())
+                lines.append(
+                    f"  {label:8s} {name.upper()} {result[f'{name}_f1{suffix}']:.3f}   ({per_class})"
+                )
+            lines.append(f"  {label:8s} chance {result[f'chance_f1{suffix}']:.3f}")
+        lines.append(
             f"  ({int(result['n_train_epochs'])} training, {int(result['n_test_epochs'])} test epochs)"
         )
+        print("\n".join(lines))
     return 0

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import zlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -49,6 +50,7 @@ __all__ = [
     "mass_subject_id",
     "plot_stage_epochs",
     "proxy_separability",
+    "separability_of_nights",
     "simulate_beat_times",
     "slpdb_subject_id",
     "simulate_ecg",
@@ -217,10 +219,11 @@ class SyntheticNight:
 # --------------------------------------------------------------------------------------------------
 
 
-def _shaped_noises(n: int, sfreq: float, gains: list, rng: np.random.Generator) -> list[np.ndarray]:
+def _shaped_noises(n: int, sfreq: float, gains: list, rng: np.random.Generator) -> Iterator[np.ndarray]:
     """Filter one white Gaussian noise in the frequency domain by each ``gain(f)``; unit-RMS outputs.
 
     Outputs whose gains do not overlap in frequency are independent, so one forward transform serves all.
+    They are yielded one at a time so that a long night never holds them all in memory.
     """
     from scipy import fft
 
@@ -229,17 +232,17 @@ def _shaped_noises(n: int, sfreq: float, gains: list, rng: np.random.Generator) 
     n_fft = fft.next_fast_len(int(n), real=True)
     spectrum = fft.rfft(rng.standard_normal(n_fft, dtype=np.float32))
     freqs = fft.rfftfreq(n_fft, 1.0 / sfreq)
-    out = []
     for gain in gains:
         x = fft.irfft(spectrum * gain(freqs).astype(np.float32), n_fft)[:n].astype(np.float64)
-        rms = np.sqrt(np.mean(x**2))
-        out.append(x / rms if rms > 0 else x)
-    return out
+        rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+        if rms > 0:
+            x /= rms
+        yield x
 
 
 def _shaped_noise(n: int, sfreq: float, gain_of_freq, rng: np.random.Generator) -> np.ndarray:
     """White Gaussian noise filtered in the frequency domain by ``gain_of_freq(f)``, unit RMS."""
-    return _shaped_noises(n, sfreq, [gain_of_freq], rng)[0]
+    return next(_shaped_noises(n, sfreq, [gain_of_freq], rng))
 
 
 def _band(lo: float, hi: float, edge: float):
@@ -281,16 +284,17 @@ def _pink(high_pass: float, exponent: float = 1.0):
 
 
 def _envelope(per_epoch: np.ndarray, epoch_samples: int, n: int, smooth_samples: int) -> np.ndarray:
-    """Per-sample amplitude from per-epoch values, with smooth (moving-average) transitions."""
-    x = np.repeat(per_epoch.astype(np.float64), epoch_samples)[:n]
-    if x.shape[0] < n:
-        x = np.concatenate([x, np.full(n - x.shape[0], per_epoch[-1])])
-    if smooth_samples <= 1:
-        return x
-    pad = smooth_samples // 2
-    padded = np.concatenate([np.full(pad, x[0]), x, np.full(smooth_samples - pad, x[-1])])
-    c = np.concatenate([[0.0], np.cumsum(padded)])
-    return (c[smooth_samples : smooth_samples + n] - c[:n]) / smooth_samples
+    """Per-sample amplitude from per-epoch values, with linear ramps of ``smooth_samples`` between epochs.
+
+    This is the moving average (over ``smooth_samples``) of the step function, built directly by
+    interpolation between knots so that no step-function array of the full length is needed.
+    """
+    values = np.asarray(per_epoch, dtype=np.float64)
+    half = min(max(smooth_samples, 1) / 2.0, epoch_samples / 2.0 - 0.25)
+    starts = np.arange(values.shape[0]) * float(epoch_samples)
+    knots_x = np.stack([starts + half, starts + epoch_samples - half], axis=1).ravel()
+    knots_y = np.repeat(values, 2)
+    return np.interp(np.arange(n, dtype=np.float64), knots_x, knots_y)
 
 
 def _event_onsets(rate_per_min: np.ndarray, n_seconds: float, rng: np.random.Generator) -> np.ndarray:
@@ -382,12 +386,15 @@ def simulate_eeg(
     }
     # The rhythms occupy separate bands, so they share one white noise; the 1/f background gets its own.
     rhythms = ["delta", "theta", "alpha", "beta"]
-    noises = dict(zip(rhythms, _shaped_noises(n, sfreq, [gains[name] for name in rhythms], rng), strict=True))
-    noises["background"] = _shaped_noise(n, sfreq, gains["background"], rng)
     eeg = np.zeros(n)
-    for name in gains:
-        envelope = _envelope(blend(_EEG_RMS[name]) * jitter[name], epoch_samples, n, smooth)
-        eeg += envelope * noises[name]
+    for name, noise in zip(
+        rhythms, _shaped_noises(n, sfreq, [gains[name] for name in rhythms], rng), strict=True
+    ):
+        eeg += _envelope(blend(_EEG_RMS[name]) * jitter[name], epoch_samples, n, smooth) * noise
+    background = _shaped_noise(n, sfreq, gains["background"], rng)
+    eeg += (
+        _envelope(blend(_EEG_RMS["background"]) * jitter["background"], epoch_samples, n, smooth) * background
+    )
     n_seconds = n / sfreq
 
     # Sleep spindles: waxing-waning 11-16 Hz bursts of 0.5-2 s.
@@ -630,29 +637,45 @@ def simulate_ecg(
         _gaussian_waves_kernel()(ecg, float(sfreq), centres.ravel(), widths.ravel(), amps.ravel())
     ecg *= profile.ecg_polarity
 
-    # Respiration: amplitude modulation (heart axis moves with the diaphragm) and baseline wander.
-    grid_t = np.arange(breathing_phase.shape[0]) / _HR_GRID_SFREQ if breathing_phase is not None else None
+    # Respiration: amplitude modulation (heart axis moves with the diaphragm) and baseline wander. In-place
+    # operations keep an 8-hour night at 256 Hz to a few full-length arrays.
     if breathing_phase is not None:
-        phase = np.interp(t, grid_t, breathing_phase)
+        phase = np.interp(t, np.arange(breathing_phase.shape[0]) / _HR_GRID_SFREQ, breathing_phase)
     else:
         phase = 2 * np.pi * 0.25 * t
-    ecg *= 1.0 + 0.05 * np.sin(phase)
-    ecg += 0.06 * np.sin(phase + 1.0)
-    wander, emg = _shaped_noises(
-        n_samples, sfreq, [_band(0.02, 0.3, 0.05), _band(20.0, min(100.0, 0.9 * sfreq / 2), 5.0)], rng
-    )
-    ecg += 0.05 * wander
+    work = np.sin(phase)
+    work *= 0.05
+    work += 1.0
+    ecg *= work
+    np.add(phase, 1.0, out=work)
+    np.sin(work, out=work)
+    work *= 0.06
+    ecg += work
+    del phase
     # Muscle noise, louder in wake and movement.
     if stages is not None:
         stage_idx = _stage_grid(stages)
         epoch_samples = int(round(EPOCH_LENGTH * sfreq))
         emg_rms = _envelope(_ECG_EMG_RMS[stage_idx], epoch_samples, n_samples, int(2 * sfreq))
     else:
-        emg_rms = _ECG_EMG_RMS[SleepStage.N2]
-    ecg += emg_rms * emg
-    ecg += profile.ecg_noise * rng.standard_normal(n_samples)
+        emg_rms = np.full(n_samples, _ECG_EMG_RMS[SleepStage.N2])
+    wander_band, emg_band = _band(0.02, 0.3, 0.05), _band(20.0, min(100.0, 0.9 * sfreq / 2), 5.0)
+    for scale, noise in zip(
+        (0.05, emg_rms), _shaped_noises(n_samples, sfreq, [wander_band, emg_band], rng), strict=True
+    ):
+        noise *= scale
+        ecg += noise
+    del emg_rms
+    work[:] = rng.standard_normal(n_samples)
+    work *= profile.ecg_noise
+    ecg += work
     if sfreq > 2 * 65.0:
-        ecg += 0.004 * np.sin(2 * np.pi * 60.0 * t + rng.uniform(0, 2 * np.pi))  # mains hum (MASS: 60 Hz)
+        # Mains hum (MASS: 60 Hz).
+        np.multiply(t, 2 * np.pi * 60.0, out=work)
+        work += rng.uniform(0, 2 * np.pi)
+        np.sin(work, out=work)
+        work *= 0.004
+        ecg += work
     return ecg
 
 
@@ -1084,10 +1107,10 @@ def proxy_separability(
     n_test_subjects: int | None = None,
     progress: bool = False,
 ) -> dict[str, float]:
-    """Weighted F1 of a logistic regression on per-epoch EEG and ECG features, split by subject.
+    """Weighted F1 of a logistic regression on per-epoch EEG and ECG features of synthetic subjects.
 
     A cheap stand-in for the teacher (EEG) and student (ECG) models: the EEG should carry the stage well
-    (weighted F1 >= 0.8), the ECG weakly but above chance.
+    (weighted F1 >= 0.8), the ECG weakly but above chance. See :func:`separability_of_nights`.
 
     Parameters
     ----------
@@ -1096,39 +1119,62 @@ def proxy_separability(
     hours, seed, sfreq : see :func:`synthesize_night`.
     progress : bool
         Show a progress bar.
+    """
+    from tqdm.auto import tqdm
+
+    n_test = n_test_subjects if n_test_subjects is not None else max(1, n_subjects // 3)
+    if not 0 < n_test < n_subjects:
+        raise ValueError(f"need 0 < n_test_subjects < n_subjects, got {n_test} of {n_subjects}")
+    features = []
+    for index in tqdm(range(n_subjects), desc="proxy", disable=not progress):
+        features.append(epoch_features(synthesize_night(index, hours=hours, seed=seed, sfreq=sfreq)))
+    return separability_of_nights(features, [i >= n_subjects - n_test for i in range(n_subjects)])
+
+
+def separability_of_nights(
+    features: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], is_test: Sequence[bool]
+) -> dict[str, float]:
+    """Weighted F1 of a logistic regression on per-epoch features, trained and tested on different nights.
+
+    Parameters
+    ----------
+    features : sequence of (eeg_features, ecg_features, stages)
+        :func:`epoch_features` of each night; unscored epochs are left out.
+    is_test : sequence of bool
+        Which nights are held out (put all nights of one subject on the same side).
 
     Returns
     -------
     dict
-        ``eeg_f1``, ``ecg_f1`` (5-class weighted F1 on held-out subjects), ``eeg_f1_wldr``, ``ecg_f1_wldr``
-        (4-class W-L-D-R), ``chance_f1`` and ``chance_f1_wldr`` (weighted F1 of guessing by the training
-        class frequencies, in expectation), ``n_train_epochs``, ``n_test_epochs``.
+        ``eeg_f1``, ``ecg_f1`` (5-class weighted F1 on the held-out nights), ``eeg_f1_wldr``, ``ecg_f1_wldr``
+        (4-class W-L-D-R), per-class F1 as ``eeg_f1_N2``, ``ecg_f1_wldr_D``, ..., ``chance_f1`` and
+        ``chance_f1_wldr`` (weighted F1 of guessing by the training class frequencies, in expectation),
+        ``n_train_epochs``, ``n_test_epochs``.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-    from tqdm.auto import tqdm
 
-    from kdsleep.data.stages import W_L_D_R
+    from kdsleep.data.stages import AASM_5, W_L_D_R
 
-    n_test = n_test_subjects if n_test_subjects is not None else max(1, n_subjects // 3)
-    if not 0 < n_test < n_subjects:
-        raise ValueError(f"need 0 < n_test_subjects < n_subjects, got {n_test} of {n_subjects}")
-    eeg_x, ecg_x, y, subject = [], [], [], []
-    for index in tqdm(range(n_subjects), desc="proxy", disable=not progress):
-        night = synthesize_night(index, hours=hours, seed=seed, sfreq=sfreq)
-        e, c, s = epoch_features(night)
-        eeg_x.append(e)
-        ecg_x.append(c)
-        y.append(s.astype(np.int64))
-        subject.append(np.full(s.shape[0], index))
-    eeg_all, ecg_all, y_all, subj = map(np.concatenate, (eeg_x, ecg_x, y, subject))
-    train = subj < n_subjects - n_test
-    result: dict[str, float] = {"n_train_epochs": float(train.sum()), "n_test_epochs": float((~train).sum())}
-    for suffix, labels in (("", y_all), ("_wldr", W_L_D_R(y_all))):
-        freq = np.bincount(labels[train], minlength=labels.max() + 1) / train.sum()
-        test_freq = np.bincount(labels[~train], minlength=labels.max() + 1) / (~train).sum()
+    if len(features) != len(is_test) or all(is_test) or not any(is_test):
+        raise ValueError("need one is_test flag per night, with nights on both sides of the split")
+    eeg_all = np.concatenate([f[0] for f in features])
+    ecg_all = np.concatenate([f[1] for f in features])
+    y_all = np.concatenate([f[2] for f in features]).astype(np.int64)
+    test = np.concatenate([np.full(f[2].shape[0], flag) for f, flag in zip(features, is_test, strict=True)])
+    scored = y_all <= int(SleepStage.R)
+    eeg_all, ecg_all, y_all, test = eeg_all[scored], ecg_all[scored], y_all[scored], test[scored]
+    train = ~test
+    result: dict[str, float] = {"n_train_epochs": float(train.sum()), "n_test_epochs": float(test.sum())}
+    for suffix, labels, class_names in (
+        ("", y_all, AASM_5.class_names),
+        ("_wldr", W_L_D_R(y_all), W_L_D_R.class_names),
+    ):
+        n_classes = len(class_names)
+        freq = np.bincount(labels[train], minlength=n_classes) / train.sum()
+        test_freq = np.bincount(labels[test], minlength=n_classes) / test.sum()
         # A guess drawn from the training frequencies has per-class F1 2 p q / (p + q) in expectation.
         per_class = np.divide(
             2 * freq * test_freq, freq + test_freq, out=np.zeros_like(freq), where=(freq + test_freq) > 0
@@ -1139,8 +1185,15 @@ def proxy_separability(
                 StandardScaler(), LogisticRegression(max_iter=2000, class_weight="balanced")
             )
             model.fit(x[train], labels[train])
-            predicted = model.predict(x[~train])
-            result[f"{name}_f1{suffix}"] = float(f1_score(labels[~train], predicted, average="weighted"))
+            predicted = model.predict(x[test])
+            result[f"{name}_f1{suffix}"] = float(
+                f1_score(labels[test], predicted, average="weighted", zero_division=0)
+            )
+            per_class = f1_score(
+                labels[test], predicted, average=None, labels=np.arange(n_classes), zero_division=0
+            )
+            for class_name, value in zip(class_names, per_class, strict=True):
+                result[f"{name}_f1{suffix}_{class_name}"] = float(value)
     return result
 
 

@@ -22,6 +22,7 @@ from kdsleep.data.synthetic import (
     generate_from_slpdb,
     generate_synthetic_psg,
     proxy_separability,
+    separability_of_nights,
     simulate_beat_times,
     simulate_ecg,
     simulate_eeg,
@@ -265,6 +266,24 @@ def test_eeg_separates_stages_well_and_ecg_weakly_but_above_chance():
     assert result["ecg_f1_wldr"] >= result["chance_f1_wldr"] + 0.1
     assert result["ecg_f1"] <= result["eeg_f1"] - 0.2
     assert result["ecg_f1_wldr"] <= result["eeg_f1_wldr"] - 0.2
+
+
+def test_separability_leaves_unscored_epochs_out_and_needs_both_sides():
+    rng = np.random.default_rng(0)
+    nights = []
+    for _ in range(4):
+        stages = np.tile(np.array([W, N1, N2, N3, R, int(SleepStage.UNSCORED)], dtype=np.int8), 20)
+        eeg = rng.normal(size=(stages.shape[0], 7)) + 3.0 * stages[:, None]  # the stage shows in every feature
+        ecg = rng.normal(size=(stages.shape[0], 4))  # nothing to learn
+        nights.append((eeg, ecg, stages))
+    result = separability_of_nights(nights, [False, False, False, True])
+    assert (
+        result["n_test_epochs"] == 100 and result["n_train_epochs"] == 300
+    )  # the 20 "?" epochs of each night dropped
+    assert result["eeg_f1"] > 0.95
+    assert result["ecg_f1"] < 0.45
+    with pytest.raises(ValueError, match="both sides"):
+        separability_of_nights(nights, [False] * 4)
 
 
 def test_epoch_features_find_the_heart_beats():
