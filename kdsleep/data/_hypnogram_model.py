@@ -1,13 +1,17 @@
 """A time-of-night Markov model of hypnograms, fitted on real scorings.
 
-The synthetic PSG generator (:mod:`kdsleep.data.synthetic`) draws its hypnograms from a first-order Markov
-chain over the five AASM stages with two refinements that give a night its shape:
+The synthetic PSG generator (:mod:`kdsleep.data.synthetic`) draws its hypnograms from a Markov chain over
+the five AASM stages with three refinements that give a night its shape:
 
 - the wake before sleep onset is a state of its own, with its own dwell time (the sleep latency: wake
   epochs of a first-order chain would otherwise end after a few minutes) and its own exit distribution
   (mostly into N1);
-- after sleep onset, the transition matrix depends on the hour since onset: most deep sleep in the first
-  cycles, longer REM periods towards the morning.
+- after sleep onset, the transition matrices depend on the hour since onset: most deep sleep in the first
+  cycles, longer REM periods towards the morning;
+- a per-stage dwell-time adjustment: the first epoch of a bout has its own transition row. Real bouts
+  are more dispersed than the geometric lengths of a first-order chain (half of the wake bouts after sleep
+  onset are brief single-epoch awakenings, while the others last long); with separate rows for entering
+  and continuing a stage, both the share of single-epoch bouts and the mean bout length match.
 
 All probabilities are estimated from the real hypnograms in ``../shared/data`` by
 :func:`fit_hypnogram_model` and written below as constants, so the generator needs no data at run time; a
@@ -21,7 +25,8 @@ Sources (``../shared/data``):
 - ``hmc/SN001_sleepscoring.edf`` (EDF+ annotations, AASM).
 
 Transitions are counted between consecutive scored epochs only; an unscored epoch breaks the chain (its
-neighbours are not counted as a transition).
+neighbours are not counted as a transition, and the epoch after it is not counted either, since whether it
+starts a bout is unknown).
 """
 
 from __future__ import annotations
@@ -77,15 +82,17 @@ class ReferenceNight:
 
 @dataclass(frozen=True)
 class HypnogramModel:
-    """Markov chain over W, N1, N2, N3, R with a sleep-onset state and transitions by hour since onset.
+    """Markov chain over W, N1, N2, N3, R: sleep-onset state, transitions by hour since onset, bout entry rows.
 
     Parameters
     ----------
     initial : np.ndarray, shape (5,)
         Distribution of the first epoch's stage; a night that starts in W starts in the pre-sleep wake.
     transitions : np.ndarray, shape (n_bins, 5, 5)
-        ``transitions[b, i, j]`` = P(next stage j | stage i) in time bin ``b`` after sleep onset; rows sum
-        to 1.
+        ``transitions[b, i, j]`` = P(next stage j | stage i, the previous epoch also i) in time bin ``b``
+        after sleep onset; rows sum to 1.
+    entry : np.ndarray, shape (n_bins, 5, 5)
+        The same for the first epoch of a bout (the previous epoch had another stage, or sleep just began).
     onset : np.ndarray, shape (5,)
         Transition row of the pre-sleep wake: ``onset[0]`` = P(still awake at the next epoch), the others
         the stage that sleep starts with.
@@ -97,6 +104,7 @@ class HypnogramModel:
 
     initial: np.ndarray
     transitions: np.ndarray
+    entry: np.ndarray
     onset: np.ndarray
     bin_starts_hours: tuple[float, ...] = DEFAULT_BIN_STARTS_HOURS
     epoch_length: float = 30.0
@@ -104,15 +112,17 @@ class HypnogramModel:
     def __post_init__(self) -> None:
         initial = np.asarray(self.initial, dtype=np.float64)
         transitions = np.asarray(self.transitions, dtype=np.float64)
+        entry = np.asarray(self.entry, dtype=np.float64)
         onset = np.asarray(self.onset, dtype=np.float64)
         n_bins = len(self.bin_starts_hours)
-        if transitions.shape != (n_bins, N_STAGES, N_STAGES):
-            raise ValueError(
-                f"hypnogram model transitions must have shape ({n_bins}, 5, 5) for {n_bins} time bins, "
-                f"got {transitions.shape}"
-            )
-        if (transitions < 0).any() or not np.allclose(transitions.sum(-1), 1.0, atol=1e-3):
-            raise ValueError("hypnogram model transitions must be non-negative with rows summing to 1")
+        for name, matrices in (("transitions", transitions), ("entry", entry)):
+            if matrices.shape != (n_bins, N_STAGES, N_STAGES):
+                raise ValueError(
+                    f"hypnogram model {name} must have shape ({n_bins}, 5, 5) for {n_bins} time bins, "
+                    f"got {matrices.shape}"
+                )
+            if (matrices < 0).any() or not np.allclose(matrices.sum(-1), 1.0, atol=1e-3):
+                raise ValueError(f"hypnogram model {name} must be non-negative with rows summing to 1")
         for name, vector in (("initial", initial), ("onset", onset)):
             if vector.shape != (N_STAGES,):
                 raise ValueError(f"hypnogram model {name} must have shape (5,), got {vector.shape}")
@@ -127,17 +137,12 @@ class HypnogramModel:
         object.__setattr__(self, "initial", initial / initial.sum())
         object.__setattr__(self, "onset", onset / onset.sum())
         object.__setattr__(self, "transitions", transitions / transitions.sum(-1, keepdims=True))
+        object.__setattr__(self, "entry", entry / entry.sum(-1, keepdims=True))
 
     def bin_of_epoch(self, epochs: np.ndarray | int) -> np.ndarray:
         """Time-bin index of epoch number(s) ``epochs`` (counted from sleep onset)."""
         starts = np.asarray(self.bin_starts_hours) * 3600.0 / self.epoch_length
         return np.searchsorted(starts, np.asarray(epochs), side="right") - 1
-
-    def stationary(self, time_bin: int = -1) -> np.ndarray:
-        """Stationary distribution of the chain of one time bin (the stage mix late in that hour)."""
-        values, vectors = np.linalg.eig(self.transitions[time_bin].T)
-        v = np.real(vectors[:, np.argmin(np.abs(values - 1.0))])
-        return v / v.sum()
 
     def sample(
         self,
@@ -165,16 +170,15 @@ class HypnogramModel:
         """
         if n_epochs < 1:
             raise ValueError(f"n_epochs must be >= 1, got {n_epochs}")
-        transitions = self.transitions
+        # rows[b, 0] = entry rows, rows[b, 1] = rows for continuing a bout.
+        rows = np.stack([self.entry, self.transitions], axis=1)
         if subject_concentration is not None:
             if subject_concentration <= 0:
                 raise ValueError(f"subject_concentration must be > 0, got {subject_concentration}")
             # A small floor keeps the Dirichlet parameters positive for transitions never observed.
-            alpha = subject_concentration * transitions + 1e-3
-            transitions = np.stack(
-                [[rng.dirichlet(alpha[b, i]) for i in range(N_STAGES)] for b in range(len(transitions))]
-            )
-        cumulative = np.cumsum(transitions, axis=-1)
+            alpha = subject_concentration * rows + 1e-3
+            rows = np.apply_along_axis(rng.dirichlet, -1, alpha)
+        cumulative = np.cumsum(rows, axis=-1)
         cumulative[..., -1] = 1.0
         onset_cumulative = np.cumsum(self.onset)
         onset_cumulative[-1] = 1.0
@@ -186,17 +190,19 @@ class HypnogramModel:
         state = int(np.searchsorted(initial_cumulative, draws[0], side="right"))
         awake_before_onset = state == int(SleepStage.W)
         onset_epoch = 0
+        continuing = 0  # 1 when the previous epoch had the same stage
         stages[0] = state
         # A Markov chain is sequential by nature; a few thousand epochs per night make this loop cheap.
         for t in range(1, n_epochs):
             if awake_before_onset:
                 state = int(np.searchsorted(onset_cumulative, draws[t], side="right"))
                 if state != int(SleepStage.W):
-                    awake_before_onset, onset_epoch = False, t
+                    awake_before_onset, onset_epoch, continuing = False, t, 0
             else:
-                state = int(
-                    np.searchsorted(cumulative[bins[t - 1 - onset_epoch], state], draws[t], side="right")
-                )
+                row = cumulative[bins[t - 1 - onset_epoch], continuing, state]
+                new_state = int(np.searchsorted(row, draws[t], side="right"))
+                continuing = int(new_state == state)
+                state = new_state
             stages[t] = state
         return stages
 
@@ -206,23 +212,25 @@ def count_transitions(
     bin_starts_hours: Sequence[float] = DEFAULT_BIN_STARTS_HOURS,
     epoch_length: float = 30.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Count stage transitions before sleep onset and per hour after it.
+    """Count stage transitions before sleep onset and per hour after it, entering or continuing a bout.
 
-    Pairs of consecutive epochs where either one is unscored are skipped. Records whose sleep onset is
-    unknown (a night that never reaches sleep) add no transitions.
+    Pairs of consecutive epochs where either one is unscored are skipped, and so are pairs after sleep
+    onset whose first epoch follows an unscored one (whether it starts a bout is unknown). Records whose
+    sleep onset is unknown (a night that never reaches sleep) add no transitions.
 
     Returns
     -------
-    counts : np.ndarray, shape (n_bins, 5, 5)
-        Transitions from stage i at epoch t to stage j at epoch t + 1 after sleep onset, binned by the
-        time from sleep onset to epoch t.
+    counts : np.ndarray, shape (n_bins, 2, 5, 5)
+        ``counts[b, k, i, j]``: transitions from stage i at epoch t to stage j at epoch t + 1 after sleep
+        onset, binned by the time from sleep onset to epoch t; ``k`` = 0 when epoch t starts a bout (the
+        epoch before it had another stage), 1 when it continues one.
     initial_counts : np.ndarray, shape (5,)
         Stage of the first scored epoch of each night that starts at lights-off.
     onset_counts : np.ndarray, shape (5,)
         Transitions out of the pre-sleep wake: W -> W, then W -> the stage that starts sleep.
     """
     starts = np.asarray(bin_starts_hours, dtype=np.float64) * 3600.0 / epoch_length
-    counts = np.zeros((len(starts), N_STAGES, N_STAGES), dtype=np.int64)
+    counts = np.zeros((len(starts), 2, N_STAGES, N_STAGES), dtype=np.int64)
     initial_counts = np.zeros(N_STAGES, dtype=np.int64)
     onset_counts = np.zeros(N_STAGES, dtype=np.int64)
     for night in nights:
@@ -238,9 +246,12 @@ def count_transitions(
         since_onset = t + night.first_epoch - onset
         before = since_onset < 0
         np.add.at(onset_counts, stages[t[before] + 1], 1)
-        after = t[~before]
-        bins = np.searchsorted(starts, since_onset[~before], side="right") - 1
-        np.add.at(counts, (bins, stages[after], stages[after + 1]), 1)
+        after = ~before & (t >= 1)
+        after[after] &= scored[t[after] - 1]
+        t_after = t[after]
+        kind = (stages[t_after - 1] == stages[t_after]).astype(np.int64)
+        bins = np.searchsorted(starts, since_onset[after], side="right") - 1
+        np.add.at(counts, (bins, kind, stages[t_after], stages[t_after + 1]), 1)
     return counts, initial_counts, onset_counts
 
 
@@ -344,7 +355,8 @@ def fit_hypnogram_model(
     """Estimate the time-of-night Markov model from the real hypnograms in ``data_dir``.
 
     The initial and sleep-onset rows are maximum-likelihood estimates (relative counts). Each hourly
-    matrix is the maximum-likelihood estimate smoothed towards the pooled matrix:
+    matrix (entry and continuing separately) is the maximum-likelihood estimate smoothed towards the
+    matrix pooled over the night:
     ``P_b[i] = (C_b[i] + shrinkage * P_pooled[i]) / (sum(C_b[i]) + shrinkage)``.
 
     Parameters
@@ -360,19 +372,23 @@ def fit_hypnogram_model(
     Returns
     -------
     model : HypnogramModel
-    counts : np.ndarray, shape (n_bins, 5, 5)
-        The raw transition counts.
+    counts : np.ndarray, shape (n_bins, 2, 5, 5)
+        The raw transition counts after sleep onset (see :func:`count_transitions`).
     """
     nights = read_reference_hypnograms(data_dir)
     counts, initial_counts, onset_counts = count_transitions(nights, bin_starts_hours)
-    pooled_counts = counts.sum(0).astype(np.float64)
+    pooled_counts = counts.sum(0, keepdims=True).astype(np.float64)
     pooled = pooled_counts / pooled_counts.sum(-1, keepdims=True)
-    transitions = (counts + shrinkage * pooled) / (counts.sum(-1, keepdims=True) + shrinkage)
+    matrices = (counts + shrinkage * pooled) / (counts.sum(-1, keepdims=True) + shrinkage)
     initial = initial_counts / initial_counts.sum()
-    logger.info("fitted hypnogram model on %d nights, %d transitions", len(nights), int(counts.sum()))
+    logger.info(
+        "fitted hypnogram model on %d nights, %d transitions",
+        len(nights),
+        int(counts.sum() + onset_counts.sum()),
+    )
     onset = onset_counts / onset_counts.sum()
     bins = tuple(float(b) for b in bin_starts_hours)
-    return HypnogramModel(initial, transitions, onset, bins), counts
+    return HypnogramModel(initial, matrices[:, 1], matrices[:, 0], onset, bins), counts
 
 
 def format_model_constants(model: HypnogramModel, counts: np.ndarray) -> str:
@@ -380,15 +396,21 @@ def format_model_constants(model: HypnogramModel, counts: np.ndarray) -> str:
     lines = [
         f"_FITTED_INITIAL = {np.round(model.initial, 4).tolist()}",
         f"_FITTED_ONSET = {np.round(model.onset, 4).tolist()}",
-        "_FITTED_TRANSITIONS = [",
     ]
-    for b, start in enumerate(model.bin_starts_hours):
-        lines.append(f"    # from {start:g} h after sleep onset ({int(counts[b].sum())} transitions)")
-        lines.append("    [")
-        for row in model.transitions[b]:
-            lines.append("        [" + ", ".join(f"{p:.4f}" for p in row) + "],")
-        lines.append("    ],")
-    lines.append("]")
+    for name, kind, matrices in (
+        ("_FITTED_ENTRY", 0, model.entry),
+        ("_FITTED_TRANSITIONS", 1, model.transitions),
+    ):
+        lines.append(f"{name} = [")
+        for b, start in enumerate(model.bin_starts_hours):
+            lines.append(
+                f"    # from {start:g} h after sleep onset ({int(counts[b, kind].sum())} transitions)"
+            )
+            lines.append("    [")
+            for row in matrices[b]:
+                lines.append("        [" + ", ".join(f"{p:.4f}" for p in row) + "],")
+            lines.append("    ],")
+        lines.append("]")
     return "\n".join(lines)
 
 
@@ -396,68 +418,127 @@ def format_model_constants(model: HypnogramModel, counts: np.ndarray) -> str:
 # slpdb/*.st (15 records) and hmc/SN001_sleepscoring.edf; regenerate with
 #   python -c "from kdsleep.data._hypnogram_model import *; m, c = fit_hypnogram_model('../shared/data'); \
 #              print(format_model_constants(m, c))"
-# Rows and columns: W, N1, N2, N3, R. tests/data/test_synthetic.py refits and compares.
+# Rows and columns: W, N1, N2, N3, R; _FITTED_ENTRY for the first epoch of a bout, _FITTED_TRANSITIONS for
+# the others. tests/data/test_synthetic.py refits and compares.
 _FITTED_INITIAL = [0.8974, 0.0256, 0.0513, 0.0256, 0.0]
 _FITTED_ONSET = [0.9771, 0.0223, 0.0007, 0.0, 0.0]
+_FITTED_ENTRY = [
+    # from 0 h after sleep onset (854 transitions)
+    [
+        [0.4348, 0.4769, 0.0730, 0.0002, 0.0152],
+        [0.1544, 0.7218, 0.1110, 0.0000, 0.0128],
+        [0.0804, 0.1182, 0.7343, 0.0602, 0.0069],
+        [0.0154, 0.0000, 0.2532, 0.7314, 0.0000],
+        [0.0789, 0.0723, 0.0099, 0.0000, 0.8389],
+    ],
+    # from 1 h after sleep onset (727 transitions)
+    [
+        [0.4348, 0.3673, 0.1561, 0.0047, 0.0372],
+        [0.0822, 0.6509, 0.2425, 0.0000, 0.0243],
+        [0.0468, 0.1159, 0.7758, 0.0513, 0.0102],
+        [0.0054, 0.0000, 0.2959, 0.6987, 0.0000],
+        [0.0530, 0.0752, 0.0223, 0.0000, 0.8496],
+    ],
+    # from 2 h after sleep onset (539 transitions)
+    [
+        [0.4806, 0.3601, 0.0972, 0.0053, 0.0567],
+        [0.1202, 0.7050, 0.1620, 0.0000, 0.0128],
+        [0.0597, 0.0758, 0.8377, 0.0073, 0.0194],
+        [0.0064, 0.0000, 0.1495, 0.8440, 0.0000],
+        [0.1017, 0.0808, 0.0239, 0.0000, 0.7936],
+    ],
+    # from 3 h after sleep onset (487 transitions)
+    [
+        [0.4322, 0.3945, 0.1048, 0.0003, 0.0683],
+        [0.1692, 0.6671, 0.1549, 0.0000, 0.0088],
+        [0.0627, 0.0445, 0.8558, 0.0269, 0.0101],
+        [0.0207, 0.0000, 0.1892, 0.7901, 0.0000],
+        [0.0921, 0.0326, 0.0217, 0.0000, 0.8537],
+    ],
+    # from 4 h after sleep onset (576 transitions)
+    [
+        [0.4909, 0.4090, 0.0786, 0.0003, 0.0212],
+        [0.1453, 0.6786, 0.1517, 0.0000, 0.0244],
+        [0.0535, 0.1427, 0.7356, 0.0386, 0.0296],
+        [0.0075, 0.0000, 0.2326, 0.7600, 0.0000],
+        [0.0509, 0.0588, 0.0080, 0.0000, 0.8823],
+    ],
+    # from 5 h after sleep onset (522 transitions)
+    [
+        [0.5287, 0.3665, 0.0708, 0.0003, 0.0336],
+        [0.1268, 0.6520, 0.2185, 0.0000, 0.0026],
+        [0.0342, 0.1333, 0.7994, 0.0186, 0.0146],
+        [0.0269, 0.0000, 0.1752, 0.7978, 0.0000],
+        [0.0719, 0.0659, 0.0090, 0.0000, 0.8533],
+    ],
+    # from 6 h after sleep onset (263 transitions)
+    [
+        [0.4664, 0.4175, 0.0662, 0.0005, 0.0494],
+        [0.1274, 0.7200, 0.1394, 0.0000, 0.0132],
+        [0.0422, 0.0925, 0.8149, 0.0138, 0.0365],
+        [0.0106, 0.0000, 0.2044, 0.7850, 0.0000],
+        [0.0447, 0.0383, 0.0096, 0.0000, 0.9075],
+    ],
+]
 _FITTED_TRANSITIONS = [
-    # from 0 h after sleep onset (4664 transitions)
+    # from 0 h after sleep onset (3800 transitions)
     [
-        [0.7063, 0.2652, 0.0247, 0.0000, 0.0038],
-        [0.1190, 0.7803, 0.0932, 0.0000, 0.0075],
-        [0.0428, 0.0325, 0.8833, 0.0368, 0.0046],
-        [0.0147, 0.0017, 0.0661, 0.9174, 0.0000],
-        [0.0517, 0.0467, 0.0077, 0.0000, 0.8939],
+        [0.8245, 0.1703, 0.0051, 0.0000, 0.0001],
+        [0.1088, 0.7956, 0.0895, 0.0000, 0.0061],
+        [0.0369, 0.0201, 0.9057, 0.0329, 0.0045],
+        [0.0145, 0.0019, 0.0453, 0.9383, 0.0000],
+        [0.0454, 0.0396, 0.0087, 0.0000, 0.9063],
     ],
-    # from 1 h after sleep onset (4590 transitions)
+    # from 1 h after sleep onset (3861 transitions)
     [
-        [0.8132, 0.1436, 0.0352, 0.0010, 0.0070],
-        [0.1116, 0.6784, 0.1975, 0.0000, 0.0124],
-        [0.0518, 0.0436, 0.8620, 0.0322, 0.0104],
-        [0.0124, 0.0027, 0.0581, 0.9269, 0.0000],
-        [0.0310, 0.0236, 0.0046, 0.0000, 0.9408],
+        [0.9018, 0.0932, 0.0049, 0.0000, 0.0001],
+        [0.1280, 0.6948, 0.1710, 0.0000, 0.0062],
+        [0.0528, 0.0321, 0.8756, 0.0288, 0.0106],
+        [0.0133, 0.0029, 0.0359, 0.9479, 0.0000],
+        [0.0308, 0.0189, 0.0028, 0.0000, 0.9475],
     ],
-    # from 2 h after sleep onset (4431 transitions)
+    # from 2 h after sleep onset (3891 transitions)
     [
-        [0.8246, 0.1410, 0.0216, 0.0010, 0.0117],
-        [0.1088, 0.7201, 0.1674, 0.0000, 0.0037],
-        [0.0409, 0.0148, 0.9151, 0.0216, 0.0076],
-        [0.0208, 0.0032, 0.0347, 0.9413, 0.0000],
-        [0.0343, 0.0088, 0.0119, 0.0000, 0.9451],
+        [0.8976, 0.0958, 0.0052, 0.0000, 0.0013],
+        [0.1052, 0.7253, 0.1690, 0.0000, 0.0004],
+        [0.0390, 0.0097, 0.9213, 0.0236, 0.0065],
+        [0.0221, 0.0034, 0.0312, 0.9432, 0.0000],
+        [0.0290, 0.0039, 0.0107, 0.0000, 0.9564],
     ],
-    # from 3 h after sleep onset (4420 transitions)
+    # from 3 h after sleep onset (3930 transitions)
     [
-        [0.8579, 0.1097, 0.0181, 0.0000, 0.0142],
-        [0.1186, 0.7200, 0.1589, 0.0000, 0.0025],
-        [0.0365, 0.0074, 0.9273, 0.0194, 0.0094],
-        [0.0230, 0.0038, 0.0396, 0.9318, 0.0018],
-        [0.0384, 0.0039, 0.0101, 0.0000, 0.9477],
+        [0.9303, 0.0624, 0.0032, 0.0000, 0.0041],
+        [0.0959, 0.7428, 0.1609, 0.0000, 0.0005],
+        [0.0343, 0.0059, 0.9312, 0.0190, 0.0095],
+        [0.0226, 0.0041, 0.0315, 0.9399, 0.0019],
+        [0.0337, 0.0039, 0.0090, 0.0000, 0.9534],
     ],
-    # from 4 h after sleep onset (4263 transitions)
+    # from 4 h after sleep onset (3686 transitions)
     [
-        [0.8030, 0.1685, 0.0227, 0.0000, 0.0058],
-        [0.1126, 0.7265, 0.1521, 0.0000, 0.0088],
-        [0.0432, 0.0199, 0.9050, 0.0169, 0.0149],
-        [0.0303, 0.0050, 0.0451, 0.9194, 0.0000],
-        [0.0235, 0.0107, 0.0135, 0.0000, 0.9524],
+        [0.8781, 0.1095, 0.0096, 0.0000, 0.0028],
+        [0.0992, 0.7456, 0.1529, 0.0000, 0.0023],
+        [0.0416, 0.0068, 0.9237, 0.0147, 0.0131],
+        [0.0326, 0.0054, 0.0292, 0.9328, 0.0000],
+        [0.0231, 0.0081, 0.0142, 0.0000, 0.9547],
     ],
-    # from 5 h after sleep onset (3783 transitions)
+    # from 5 h after sleep onset (3260 transitions)
     [
-        [0.7871, 0.1864, 0.0191, 0.0000, 0.0074],
-        [0.0926, 0.7531, 0.1502, 0.0000, 0.0041],
-        [0.0403, 0.0310, 0.9050, 0.0114, 0.0124],
-        [0.0259, 0.0050, 0.0493, 0.9197, 0.0001],
-        [0.0274, 0.0087, 0.0099, 0.0000, 0.9540],
+        [0.8579, 0.1363, 0.0056, 0.0000, 0.0001],
+        [0.0826, 0.7858, 0.1265, 0.0000, 0.0052],
+        [0.0415, 0.0191, 0.9161, 0.0111, 0.0122],
+        [0.0232, 0.0055, 0.0456, 0.9256, 0.0001],
+        [0.0255, 0.0061, 0.0103, 0.0000, 0.9582],
     ],
-    # from 6 h after sleep onset (1819 transitions)
+    # from 6 h after sleep onset (1556 transitions)
     [
-        [0.8324, 0.1377, 0.0135, 0.0000, 0.0163],
-        [0.1218, 0.7072, 0.1543, 0.0000, 0.0168],
-        [0.0583, 0.0254, 0.8841, 0.0141, 0.0181],
-        [0.0464, 0.0016, 0.1103, 0.8416, 0.0002],
-        [0.0488, 0.0030, 0.0092, 0.0000, 0.9390],
+        [0.9205, 0.0693, 0.0029, 0.0000, 0.0073],
+        [0.1195, 0.7000, 0.1628, 0.0000, 0.0178],
+        [0.0608, 0.0186, 0.8903, 0.0155, 0.0147],
+        [0.0518, 0.0019, 0.1013, 0.8449, 0.0002],
+        [0.0510, 0.0029, 0.0096, 0.0000, 0.9364],
     ],
 ]
 
 FITTED_HYPNOGRAM_MODEL = HypnogramModel(
-    np.array(_FITTED_INITIAL), np.array(_FITTED_TRANSITIONS), np.array(_FITTED_ONSET)
+    np.array(_FITTED_INITIAL), np.array(_FITTED_TRANSITIONS), np.array(_FITTED_ENTRY), np.array(_FITTED_ONSET)
 )

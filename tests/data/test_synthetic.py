@@ -39,12 +39,15 @@ W, N1, N2, N3, R = (int(s) for s in (SleepStage.W, SleepStage.N1, SleepStage.N2,
 def test_fitted_constants_match_a_refit_on_the_real_hypnograms(shared_data):
     model, counts = fit_hypnogram_model(shared_data)
     nights = read_reference_hypnograms(shared_data)
-    # 25 UCDDB nights + 15 slpdb records + 1 HMC night; 29 498 transitions between scored epochs, of
-    # which those before sleep onset feed the onset row.
+    # 25 UCDDB nights + 15 slpdb records + 1 HMC night; 29 498 pairs of scored epochs, of which 1 528 before
+    # sleep onset feed the onset row and 18 (after an unscored epoch) cannot tell bout entry from
+    # continuation.
     assert len(nights) == 41
     _, _, onset_counts = count_transitions(nights)
-    assert counts.sum() + onset_counts.sum() == 29498
+    assert onset_counts.sum() == 1528
+    assert counts.sum() + onset_counts.sum() == 29498 - 18
     np.testing.assert_allclose(FITTED_HYPNOGRAM_MODEL.transitions, model.transitions, atol=2e-4)
+    np.testing.assert_allclose(FITTED_HYPNOGRAM_MODEL.entry, model.entry, atol=2e-4)
     np.testing.assert_allclose(FITTED_HYPNOGRAM_MODEL.initial, model.initial, atol=2e-4)
     np.testing.assert_allclose(FITTED_HYPNOGRAM_MODEL.onset, model.onset, atol=2e-4)
     assert FITTED_HYPNOGRAM_MODEL.bin_starts_hours == model.bin_starts_hours
@@ -67,25 +70,27 @@ def test_reference_hypnograms_map_rk_and_skip_unscored(shared_data):
 
 def test_transitions_are_not_counted_across_unscored_epochs():
     u, mt = int(SleepStage.UNSCORED), int(SleepStage.MOVEMENT)
-    night = ReferenceNight("toy", np.array([W, W, W, u, W, N1, N1, mt, N2, N2, W], dtype=np.int8))
+    night = ReferenceNight("toy", np.array([W, W, W, u, W, N1, N1, N2, mt, N2, N2, W], dtype=np.int8))
     assert night.onset_epoch() == 5
     counts, initial, onset = count_transitions([night])
     # Before onset: W -> W twice, W -> N1 once (the pair around the unscored epoch is skipped).
     assert onset.tolist() == [2, 1, 0, 0, 0]
-    # After onset: N1 -> N1, N2 -> N2, N2 -> W (the pairs around the movement epoch are skipped).
-    assert counts.sum() == 3
-    assert counts[0, N1, N1] == counts[0, N2, N2] == counts[0, N2, W] == 1
+    # After onset, entering a bout: N1 -> N1 (sleep starts), N2 -> N2 is skipped (the pairs around the
+    # movement epoch, and the pair after it, whose bout status is unknown). Continuing: N1 -> N2, N2 -> W.
+    entering, continuing = counts[0, 0], counts[0, 1]
+    assert entering.sum() == 1 and entering[N1, N1] == 1
+    assert continuing.sum() == 2 and continuing[N1, N2] == 1 and continuing[N2, W] == 1
     assert initial.tolist() == [1, 0, 0, 0, 0]
 
 
 def test_model_rejects_bad_matrices():
-    onset = np.array([0.9, 0.1, 0, 0, 0])
+    onset, ok = np.array([0.9, 0.1, 0, 0, 0]), np.full((7, 5, 5), 0.2)
     with pytest.raises(ValueError, match="shape"):
-        HypnogramModel(np.full(5, 0.2), np.full((2, 5, 5), 0.2), onset)
-    with pytest.raises(ValueError, match="rows summing to 1"):
-        HypnogramModel(np.full(5, 0.2), np.full((7, 5, 5), 0.5), onset)
+        HypnogramModel(np.full(5, 0.2), np.full((2, 5, 5), 0.2), ok, onset)
+    with pytest.raises(ValueError, match="entry must be non-negative with rows summing to 1"):
+        HypnogramModel(np.full(5, 0.2), ok, np.full((7, 5, 5), 0.5), onset)
     with pytest.raises(ValueError, match="onset"):
-        HypnogramModel(np.full(5, 0.2), np.full((7, 5, 5), 0.2), np.array([1.0, 0, 0, 0, 0]))
+        HypnogramModel(np.full(5, 0.2), ok, ok, np.array([1.0, 0, 0, 0, 0]))
 
 
 def test_sampled_nights_have_a_realistic_structure():
@@ -101,6 +106,16 @@ def test_sampled_nights_have_a_realistic_structure():
     first, last = nights[:, : 3 * 120], nights[:, -3 * 120 :]
     assert np.mean(first == N3) > 1.5 * np.mean(last == N3)  # deep sleep early
     assert np.mean(last == R) > 1.5 * np.mean(first == R)  # REM late
+    # Bouts: about half of the wake bouts after sleep onset are single-epoch awakenings (real: 52 %), and
+    # N3 bouts last several minutes on average (real: 6.6 min).
+    bouts: dict[int, list[int]] = {s: [] for s in range(5)}
+    for night in nights:
+        sleep = night[np.flatnonzero(night != W)[0] :] if (night != W).any() else night[:0]
+        for run in np.split(sleep, np.flatnonzero(np.diff(sleep)) + 1):
+            if run.size:
+                bouts[int(run[0])].append(run.size)
+    assert 0.35 < np.mean(np.array(bouts[W]) == 1) < 0.7
+    assert 4.0 < np.mean(bouts[N3]) / 2 < 10.0
     # Every stage occurs, with N2 the most common sleep stage.
     fractions = np.bincount(nights.ravel(), minlength=5) / nights.size
     assert fractions.min() > 0.05
@@ -259,7 +274,7 @@ def test_same_seed_gives_identical_files_whatever_the_number_of_subjects(tmp_pat
 def test_eeg_separates_stages_well_and_ecg_weakly_but_above_chance():
     # Cheap stand-in for the teacher / student gap: logistic regression on per-epoch features,
     # held-out subjects. Real data: EEG ~0.85, ECG ~0.45 weighted F1 (4-class, Joshi et al. Table I).
-    result = proxy_separability(n_subjects=8, hours=4.0, seed=0, sfreq=100.0)
+    result = proxy_separability(n_subjects=10, hours=4.0, seed=0, sfreq=100.0)
     assert result["eeg_f1"] >= 0.8
     assert result["eeg_f1_wldr"] >= 0.8
     assert result["ecg_f1"] >= result["chance_f1"] + 0.1
@@ -273,7 +288,9 @@ def test_separability_leaves_unscored_epochs_out_and_needs_both_sides():
     nights = []
     for _ in range(4):
         stages = np.tile(np.array([W, N1, N2, N3, R, int(SleepStage.UNSCORED)], dtype=np.int8), 20)
-        eeg = rng.normal(size=(stages.shape[0], 7)) + 3.0 * stages[:, None]  # the stage shows in every feature
+        eeg = (
+            rng.normal(size=(stages.shape[0], 7)) + 3.0 * stages[:, None]
+        )  # the stage shows in every feature
         ecg = rng.normal(size=(stages.shape[0], 4))  # nothing to learn
         nights.append((eeg, ecg, stages))
     result = separability_of_nights(nights, [False, False, False, True])
