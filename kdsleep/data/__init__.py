@@ -49,6 +49,12 @@ _LAZY = {
     "detect_dataset": "kdsleep.data.datasets",
     "get_adapter": "kdsleep.data.datasets",
     "generate_synthetic_psg": "kdsleep.data.synthetic",
+    # heartbeats and heart rate
+    "detect_heartbeats": "kdsleep.data.heartbeats",
+    "detect_heartbeats_with_quality": "kdsleep.data.heartbeats",
+    "match_beats": "kdsleep.data.heartbeats",
+    "rr_intervals": "kdsleep.data.heart_rate",
+    "heart_rate_signal": "kdsleep.data.heart_rate",
 }
 
 __all__ = ["resample", *_LAZY]

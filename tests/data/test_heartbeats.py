@@ -450,3 +450,10 @@ def test_at_least_as_accurate_as_sleepecg(ecg_beats: Path) -> None:
     theirs_mean = np.mean(theirs, axis=0)
     assert ours_mean[0] >= theirs_mean[0]
     assert ours_mean[1] >= theirs_mean[1]
+
+
+def test_public_entry_point_is_the_detector():
+    import kdsleep.data
+
+    assert kdsleep.data.detect_heartbeats is detect_heartbeats
+    assert callable(kdsleep.data.heart_rate_signal) and callable(kdsleep.data.rr_intervals)
