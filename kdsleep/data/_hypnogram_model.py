@@ -46,6 +46,7 @@ __all__ = [
     "HypnogramModel",
     "count_transitions",
     "fit_hypnogram_model",
+    "format_model_constants",
     "read_reference_hypnograms",
 ]
 
