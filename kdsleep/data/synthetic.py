@@ -720,22 +720,17 @@ def _render_night(
     if beat_times is None:
         beats_grid, breathing = simulate_beat_times(padded, n_grid / sfreq, rng, profile)
         beat_times = beats_grid - lead
-        keep = (beat_times >= 0) & (beat_times < duration)
-        beat_times = beat_times[keep]
-        breathing = breathing[int(round(lead * _HR_GRID_SFREQ)) :]
+        beat_times = beat_times[(beat_times >= 0) & (beat_times < duration)]
     else:
-        breathing = None
-    stage_samples = np.concatenate([padded, padded[-1:]])
+        breathing = None  # real beats: a regular 0.25-Hz breathing drives the baseline wander
     ecg_full = simulate_ecg(
         beat_times + lead,
         n_grid,
         sfreq,
         rng,
         profile,
-        stages=stage_samples,
-        breathing_phase=None
-        if breathing is None
-        else np.concatenate([np.zeros(int(round(lead * _HR_GRID_SFREQ))), breathing]),
+        stages=padded,
+        breathing_phase=breathing,
         ventricular=ventricular,
     )
     ecg = ecg_full[start:]
