@@ -1,0 +1,145 @@
+"""``kdsleep train``: train one variant (and the EEG teacher it needs) and print its test metrics."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+DATASET_CHOICES = ("synthetic", "mass", "hmc", "sleep-edf", "slpdb", "shhs", "nsrr", "generic", "auto")
+CLASSES = {3: "w-n-r", 4: "w-l-d-r", 5: "aasm-5"}
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``train`` and ``experiment``."""
+    parser.add_argument(
+        "--dataset",
+        choices=DATASET_CHOICES,
+        help="dataset layout (default: synthetic, generated on first use)",
+    )
+    parser.add_argument("--data-dir", type=Path, help="dataset folder (for synthetic: where the nights go)")
+    parser.add_argument("--config", type=Path, help="TOML or YAML configuration (see configs/paper.toml)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="training device (default: auto)")
+    parser.add_argument("--epochs", type=int, help="training epochs per stage (paper: 150)")
+    parser.add_argument("--patience", type=int, help="early stopping after N epochs without improvement")
+    parser.add_argument("--batch-size", type=int, help="windows per batch")
+    parser.add_argument("--seed", type=int, help="seed of the split, initial weights and batch order")
+    parser.add_argument("--eeg-channel", help="EEG channel (default: the paper's C3-A2, else C4-A1)")
+    parser.add_argument("--ecg-channel", help="ECG channel (default: lead I)")
+    parser.add_argument("--at-mode", choices=("canonical", "joshi"), help="attention-transfer formula")
+    parser.add_argument("--run-dir", type=Path, help="run folder (default: runs/<dataset>-<classes>)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --run-dir")
+    parser.add_argument("--teacher", type=Path, metavar="CKPT", help="use this EEG checkpoint as the teacher")
+    parser.add_argument(
+        "--split", type=Path, metavar="FILE", help="reuse the subject split of an earlier run"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "train",
+        help="train an ECG student (or a baseline) and print its test metrics",
+        description=(
+            "Train one variant of EEG-to-ECG distillation on a subject-wise 80:10:10 split: the EEG teacher "
+            "first (or --teacher), then the variant's stages; print the test metrics. With no arguments it "
+            "runs the AT+CL student on the synthetic default data (generated once, then reused)."
+        ),
+    )
+    parser.add_argument(
+        "--variant",
+        default="at_cl",
+        choices=("eeg_baseline", "ecg_baseline", "at", "at_cl", "sd_cl", "at_sd_cl"),
+        help="what to train (default: at_cl)",
+    )
+    parser.add_argument(
+        "--classes", type=int, choices=sorted(CLASSES), help="3 (W-N-R), 4 (W-L-D-R, default), 5"
+    )
+    add_common_arguments(parser)
+    return parser
+
+
+def resolve_config(args: argparse.Namespace, grouping: str | None = None):
+    """The TrainConfig of the command: preset, then --config, then the command-line options."""
+    from kdsleep.cli import CLIError
+    from kdsleep.distill.config import SYNTHETIC_QUICKSTART, ConfigError, load_config
+
+    overrides: dict[str, Any] = {
+        "dataset": args.dataset,
+        "data_dir": str(args.data_dir) if args.data_dir else None,
+        "device": args.device,
+        "epochs": args.epochs,
+        "patience": args.patience,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "eeg_channel": args.eeg_channel,
+        "ecg_channel": args.ecg_channel,
+        "at_mode": args.at_mode,
+        "split_file": str(args.split) if args.split else None,
+        "grouping": grouping,
+    }
+    # without a configuration file the synthetic default gets the quick preset (minutes on a CPU); real data
+    # gets the paper's protocol
+    base = SYNTHETIC_QUICKSTART if args.config is None and args.dataset in (None, "synthetic") else None
+    try:
+        return load_config(args.config, overrides, base=base)
+    except ConfigError as err:
+        raise CLIError(str(err)) from None
+
+
+def default_run_dir(config) -> Path:
+    return Path("runs") / f"{config.dataset}-{config.grouping}"
+
+
+def make_pipeline(args: argparse.Namespace, config):
+    from kdsleep.cli import CLIError
+    from kdsleep.distill.checkpoint import CheckpointError
+    from kdsleep.distill.experiment import Pipeline
+
+    run_dir = args.run_dir or default_run_dir(config)
+    try:
+        return Pipeline(
+            config,
+            run_dir,
+            resume=args.resume,
+            teacher_checkpoint=args.teacher,
+            progress=not args.no_progress,
+        )
+    except (ValueError, FileNotFoundError, FileExistsError, CheckpointError) as err:
+        raise CLIError(str(err)) from None
+
+
+def format_metrics(name: str, metrics) -> str:
+    f1 = "  ".join(f"{c} {v:.3f}" for c, v in zip(metrics.class_names, metrics.f1, strict=True))
+    return (
+        f"{name:<14} weighted F1 {metrics.weighted_f1:.3f}  accuracy {metrics.accuracy:.3f}  "
+        f"kappa {metrics.cohen_kappa:.3f}  macro F1 {metrics.macro_f1:.3f}  | per-class F1: {f1}"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from kdsleep.cli import CLIError
+    from kdsleep.distill.checkpoint import CheckpointError
+
+    grouping = CLASSES[args.classes] if args.classes else None
+    config = resolve_config(args, grouping)
+    pipeline = make_pipeline(args, config)
+    try:
+        outcomes = []
+        if args.variant != "eeg_baseline" and pipeline.teacher_checkpoint is None:
+            outcomes.append(pipeline.run_variant("eeg_baseline", config.grouping))
+        outcomes.append(pipeline.run_variant(args.variant, config.grouping))
+    except (ValueError, FileExistsError, CheckpointError) as err:
+        raise CLIError(str(err)) from None
+    if pipeline.rank != 0:
+        return 0
+    pipeline.write_report(outcomes, name=f"report-{args.variant}")
+    n_test = len(pipeline.split.subjects["test"])
+    print(f"test metrics ({config.grouping}, {n_test} test subjects, run folder {pipeline.run_dir}):")
+    for outcome in outcomes:
+        print(format_metrics(outcome.variant, outcome.metrics))
+    print(f"model: {outcomes[-1].checkpoint}")
+    return 0

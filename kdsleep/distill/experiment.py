@@ -1,0 +1,573 @@
+"""The distillation pipeline: data, split, teacher, variants, test evaluation and the Table I / II report.
+
+A :class:`Pipeline` owns one run folder::
+
+    RUN_DIR/
+      config.json             resolved TrainConfig, kdsleep version, git commit, command line
+      split.json              subject-wise split (reusable with --split)
+      <grouping>/             one folder per class set (w-l-d-r, w-n-r, aasm-5)
+        eeg_baseline/         the EEG teacher (it is the EEG baseline of the tables)
+          final/              stage folder: best.pt, state.pt, log.csv, done.json
+          model.pt            best checkpoint with its test metrics
+          test.json           test metrics, pooled and per subject
+          predictions.npz     test labels and predictions per window
+        at_cl/at/, at_cl/final/, ...
+      report.md, report.json  Table I / Table II with paired per-subject comparisons
+
+The teacher is trained first (or loaded with ``teacher_checkpoint``), frozen, and shared by every variant of
+the run; all variants use the same split.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from kdsleep.distill._provenance import git_commit, kdsleep_version, write_json_atomic
+from kdsleep.distill.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from kdsleep.distill.config import TrainConfig
+from kdsleep.distill.losses import class_weights
+from kdsleep.distill.split import SubjectSplit, load_split, split_subjects
+from kdsleep.distill.trainer import StageSpec, dist_info, predict, resolve_device, train_stage
+from kdsleep.distill.variants import TABLE_VARIANTS, Variant, get_variant
+from kdsleep.models import UTime
+
+__all__ = ["Pipeline", "VariantOutcome", "kdsleep_home", "prepare_synthetic"]
+
+logger = logging.getLogger(__name__)
+
+
+def kdsleep_home() -> Path:
+    """Folder for generated data and caches: ``$KDSLEEP_HOME``, default ``~/.cache/kdsleep``."""
+    return Path(os.environ.get("KDSLEEP_HOME") or Path.home() / ".cache" / "kdsleep")
+
+
+def prepare_synthetic(config: TrainConfig, progress: bool = True) -> Path:
+    """Generate the synthetic dataset of ``config`` once; later calls reuse it (a marker file says it is whole)."""
+    from kdsleep.data.synthetic import generate_synthetic_psg
+
+    data_dir = (
+        Path(config.data_dir)
+        if config.data_dir
+        else kdsleep_home()
+        / (
+            f"synthetic-{config.synthetic_subjects}x{config.synthetic_hours:g}h-{config.synthetic_sfreq:g}Hz-seed0"
+        )
+    )
+    marker = data_dir / ".kdsleep-synthetic-complete"
+    if marker.exists():
+        logger.info("reusing synthetic data in %s", data_dir)
+        return data_dir
+    logger.info("generating %d synthetic nights in %s", config.synthetic_subjects, data_dir)
+    # the dataset has its own fixed seed: changing the training seed must not change the data
+    generate_synthetic_psg(
+        data_dir,
+        n_subjects=config.synthetic_subjects,
+        hours=config.synthetic_hours,
+        seed=0,
+        sfreq=config.synthetic_sfreq,
+        progress=progress,
+    )
+    marker.write_text("complete\n", encoding="utf-8")
+    return data_dir
+
+
+@dataclass
+class VariantOutcome:
+    """Test results of one variant on one class set."""
+
+    variant: str
+    grouping: str
+    metrics: Any  # StagingMetrics
+    per_subject: dict[str, Any]
+    checkpoint: Path
+    stages: dict[str, Any] = field(default_factory=dict)
+
+
+class Pipeline:
+    """Data, split and teacher of one run, and the variants trained on them.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The resolved configuration.
+    run_dir : path-like
+        Run folder.
+    resume : bool
+        Continue an interrupted stage in ``run_dir`` from its saved state (finished stages are always reused).
+    teacher_checkpoint : path-like, optional
+        Use this EEG model as the teacher instead of training one.
+    progress : bool
+        Progress bars.
+    loss_backend : {"fused", "reference"}
+        Loss implementation.
+    command : list of str, optional
+        Recorded in ``config.json``.
+    record : bool
+        Write ``config.json`` and ``split.json`` (``False`` to re-evaluate a finished run as it is).
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        run_dir: str | os.PathLike[str],
+        *,
+        resume: bool = False,
+        teacher_checkpoint: str | os.PathLike[str] | None = None,
+        progress: bool = True,
+        loss_backend: str = "fused",
+        command: Sequence[str] | None = None,
+        record: bool = True,
+    ) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.resume = resume
+        self.teacher_checkpoint = Path(teacher_checkpoint) if teacher_checkpoint else None
+        self.progress = progress
+        self.loss_backend = loss_backend
+        self.command = list(command if command is not None else sys.argv)
+        self.record = record
+        self._init_distributed()
+        self.rank, self.world = dist_info()
+        self.device = resolve_device(config.device)
+        self._datasets: dict[tuple[str, str], Any] = {}
+        self._teachers: dict[str, UTime] = {}
+        self._setup()
+
+    # ------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _init_distributed() -> None:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+            torch.distributed.init_process_group(backend=backend)
+
+    def _rank_zero_first(self, fn):
+        # data preparation writes files: process 0 does it, the others then read the result
+        if self.rank == 0:
+            result = fn()
+        if self.world > 1:
+            torch.distributed.barrier()
+        if self.rank != 0:
+            result = fn()
+        return result
+
+    def _setup(self) -> None:
+        from kdsleep.data.cache import PreprocessedCache, build_cache
+        from kdsleep.data.preprocess import PreprocessConfig, channel_request, dataset_entries
+
+        config = self.config
+        self._check_run_dir()
+        if config.dataset == "synthetic":
+            data_dir = self._rank_zero_first(
+                lambda: prepare_synthetic(config, self.progress and self.rank == 0)
+            )
+        else:
+            if not config.data_dir:
+                raise ValueError(
+                    f"dataset {config.dataset!r} needs --data-dir (the folder with its recordings)"
+                )
+            data_dir = Path(config.data_dir)
+        self.data_dir = data_dir
+        entries = dataset_entries(config.dataset, data_dir)
+        specs = tuple(
+            (name, spec) for name, spec in (("eeg", config.eeg_channel), ("ecg", config.ecg_channel)) if spec
+        )
+        self.preprocess = PreprocessConfig(
+            channels=("eeg", "ecg"),
+            channel_specs=specs or None,
+            sfreq=config.sfreq,
+            eeg_band=tuple(config.eeg_band),
+            ecg_band=tuple(config.ecg_band),
+            stage_grouping=config.grouping,
+        )
+        request = channel_request(self.preprocess, entries[0])
+        self.channels = {name: str(spec if isinstance(spec, str) else spec) for name, spec in request.items()}
+        cache_dir = Path(config.cache_dir) if config.cache_dir else self._default_cache_dir(data_dir)
+
+        def build() -> Path:
+            try:
+                return build_cache(
+                    entries, cache_dir, self.preprocess, progress=self.progress and self.rank == 0
+                )
+            except (KeyError, ValueError, FileNotFoundError) as err:
+                raise ValueError(
+                    f"{data_dir}: preprocessing failed (channels requested: EEG {self.channels['eeg']!r}, ECG "
+                    f"{self.channels['ecg']!r}): {err}"
+                ) from err
+
+        self.cache = PreprocessedCache(self._rank_zero_first(build))
+        subjects = {key: str(self.cache.meta(key).get("subject") or key) for key in self.cache.keys}
+        self.split = self._rank_zero_first(lambda: self._make_split(subjects))
+        if self.rank == 0 and self.record:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.split.save(self.run_dir / "split.json")
+            write_json_atomic(
+                self.run_dir / "config.json",
+                {
+                    "config": config.to_dict(),
+                    "preprocess": self.preprocess.to_dict(),
+                    "channels": self.channels,
+                    "data_dir": str(data_dir),
+                    "cache": str(self.cache.root),
+                    "teacher_checkpoint": str(self.teacher_checkpoint) if self.teacher_checkpoint else None,
+                    "device": str(self.device),
+                    "world_size": self.world,
+                    "kdsleep_version": kdsleep_version(),
+                    "git_commit": git_commit(),
+                    "torch_version": torch.__version__,
+                    "command": self.command,
+                },
+            )
+
+    #: Fields that may change between calls on the same run folder (they do not change the results).
+    _VOLATILE = ("device", "num_workers", "split_file", "data_dir", "cache_dir")
+
+    def _check_run_dir(self) -> None:
+        """A run folder is reused only with the configuration it was made with (finished stages are kept)."""
+        path = self.run_dir / "config.json"
+        if not path.exists():
+            return
+        import json
+
+        saved = json.loads(path.read_text(encoding="utf-8")).get("config", {})
+        current = self.config.to_dict()
+        changed = [
+            f"{key} ({saved.get(key)!r} there, {current[key]!r} now)"
+            for key in current
+            if key not in self._VOLATILE and saved.get(key) != current[key]
+        ]
+        if changed:
+            raise ValueError(
+                f"{self.run_dir}: this run folder was made with another configuration: {'; '.join(changed[:4])}; "
+                f"choose another --run-dir (or use the same settings to add variants to it)"
+            )
+
+    @staticmethod
+    def _default_cache_dir(data_dir: Path) -> Path:
+        if os.access(data_dir, os.W_OK):
+            return data_dir / ".kdsleep-cache"
+        return kdsleep_home() / "cache"
+
+    def _make_split(self, subjects: dict[str, str]) -> SubjectSplit:
+        config = self.config
+        path = config.split_file
+        if path is None and (self.run_dir / "split.json").exists():
+            path = self.run_dir / "split.json"
+        if path is not None:
+            split = load_split(path)
+            split.check_available(self.cache.keys, str(path))
+            return split
+        return split_subjects(
+            subjects, fractions=config.split_fractions, seed=config.seed, source=f"{self.data_dir}"
+        )
+
+    # ------------------------------------------------------------------------------------------------
+    def dataset(self, part: str, grouping: str):
+        """Windows of one split part for one class set."""
+        from kdsleep.data.cache import PairedWindowDataset
+
+        key = (part, grouping)
+        if key not in self._datasets:
+            self._datasets[key] = PairedWindowDataset(
+                self.cache,
+                self.split.keys(part),
+                window_epochs=self.config.window_epochs,
+                grouping=grouping,
+                skip_short=True,
+            )
+            if len(self._datasets[key]) == 0:
+                raise ValueError(
+                    f"the {part!r} part of the split ({len(self.split.subjects[part])} subjects) has no window of "
+                    f"{self.config.window_epochs} epochs with a scored epoch"
+                )
+        return self._datasets[key]
+
+    def class_weights(self, grouping: str) -> torch.Tensor:
+        """WCE weights ``N / (K n_k)`` from the scored epochs of the training recordings."""
+        from kdsleep.data.stages import get_grouping
+
+        n_classes = get_grouping(grouping).n_classes
+        counts = np.zeros(n_classes, dtype=np.int64)
+        for key in self.split.keys("train"):
+            labels = self.cache.labels(key, grouping)
+            counts += np.bincount(labels[labels >= 0], minlength=n_classes)[:n_classes]
+        return class_weights(counts, source=f"training split of {self.data_dir} ({grouping})")
+
+    def new_model(self, grouping: str) -> UTime:
+        """A freshly initialised U-Time (seeded) for ``grouping``."""
+        from kdsleep.data.stages import get_grouping
+
+        torch.manual_seed(self.config.seed)
+        return UTime(
+            1,
+            get_grouping(grouping).n_classes,
+            sfreq=self.config.sfreq,
+            n_epochs=self.config.window_epochs,
+            pools=self.config.pools,
+            filters=self.config.filters,
+        )
+
+    def _meta(self, modality: str, grouping: str) -> dict[str, Any]:
+        return {
+            "channel": self.channels[modality],
+            "grouping": grouping,
+            "preprocess": self.preprocess.to_dict(),
+        }
+
+    # ------------------------------------------------------------------------------------------------
+    def teacher(self, grouping: str) -> UTime:
+        """The frozen EEG teacher of ``grouping``: loaded from ``teacher_checkpoint`` or trained (EEG baseline)."""
+        if grouping in self._teachers:
+            return self._teachers[grouping]
+        if self.teacher_checkpoint is not None:
+            model = self._load_teacher(grouping)
+        else:
+            self.run_variant("eeg_baseline", grouping)
+            model = self._teachers[grouping]
+        return model
+
+    def _load_teacher(self, grouping: str) -> UTime:
+        path = self.teacher_checkpoint
+        checkpoint = load_checkpoint(path)
+        try:
+            checkpoint.check_compatible(grouping=grouping, modality="eeg")
+        except CheckpointError as err:
+            raise CheckpointError(f"teacher {err}") from None
+        student = self.new_model(grouping)
+        teacher = checkpoint.model
+        if (
+            teacher.tap_shapes
+            and {k: v[1] for k, v in teacher.tap_shapes.items()}
+            != {k: v[1] for k, v in student.tap_shapes.items()}
+            or teacher.n_times != student.n_times
+        ):
+            raise CheckpointError(
+                f"teacher {path}: its window ({teacher.n_epochs} epochs x {teacher.samples_per_epoch} samples at "
+                f"{teacher.sfreq:g} Hz, pools {teacher.pools}) does not match the student's ({student.n_epochs} "
+                f"epochs x {student.samples_per_epoch} samples at {student.sfreq:g} Hz, pools {student.pools}); "
+                f"the feature maps must have the same lengths"
+            )
+        self._freeze(teacher)
+        self._teachers[grouping] = teacher
+        return teacher
+
+    def _freeze(self, model: UTime) -> None:
+        model.to(self.device).eval()
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
+
+    def run_variant(
+        self, name: str | Variant, grouping: str | None = None, *, on_epoch_end=None
+    ) -> VariantOutcome:
+        """Train (or reuse) every stage of a variant, then evaluate it on the test subjects."""
+        variant = name if isinstance(name, Variant) else get_variant(name)
+        grouping = grouping or self.config.grouping
+        out = self.run_dir / grouping / variant.name
+        if variant.name == "eeg_baseline" and self.teacher_checkpoint is not None:
+            model = self.teacher(grouping)
+            stages: dict[str, Any] = {"teacher_checkpoint": str(self.teacher_checkpoint)}
+        else:
+            teacher = self.teacher(grouping) if variant.needs_teacher else None
+            weights = self.class_weights(grouping)
+            model = self.new_model(grouping)
+            stages = {}
+            for stage in variant.stages:
+                spec = StageSpec(
+                    name=f"{variant.name}/{stage}" if len(variant.stages) > 1 else variant.name,
+                    kind=stage,
+                    modality=variant.modality,
+                    out_dir=out / stage,
+                    epochs=(self.config.at_epochs or self.config.epochs)
+                    if stage == "at"
+                    else self.config.epochs,
+                    weight_kd=variant.weight_kd if stage == "final" else 0.0,
+                    variant={
+                        **variant.to_dict(),
+                        "stage": stage,
+                        "at_mode": self.config.at_mode,
+                        "temperature": self.config.temperature,
+                    },
+                )
+                # step 2 starts from step 1's weights: the same model object carries them over
+                result = train_stage(
+                    spec,
+                    model,
+                    train_set=self.dataset("train", grouping),
+                    val_set=self.dataset("val", grouping),
+                    class_weights=weights,
+                    teacher=teacher,
+                    config=self.config,
+                    checkpoint_meta=self._meta(variant.modality, grouping),
+                    device=self.device,
+                    resume=self.resume,
+                    loss_backend=self.loss_backend,
+                    progress=self.progress,
+                    on_epoch_end=on_epoch_end,
+                )
+                stages[stage] = {
+                    "best_epoch": result.best_epoch,
+                    result.score_name: result.best_score,
+                    "epochs_run": result.epochs_run,
+                }
+            if variant.name == "eeg_baseline":
+                self._freeze(model)
+                self._teachers[grouping] = model
+        return self.evaluate_variant(variant, grouping, model, stages)
+
+    def evaluate_variant(
+        self, variant: Variant, grouping: str, model: UTime, stages: dict[str, Any] | None = None
+    ) -> VariantOutcome:
+        """Test metrics (pooled and per subject) of a trained model; writes ``model.pt`` and ``test.json``."""
+        from kdsleep.data.stages import get_grouping
+        from kdsleep.evaluation.metrics import SubjectConfusion
+
+        out = self.run_dir / grouping / variant.name
+        test_set = self.dataset("test", grouping)
+        was_training = model.training
+        labels, preds = predict(
+            model,
+            test_set,
+            variant.modality,
+            self.device,
+            batch_size=self.config.batch_size,
+            amp=self.config.amp,
+        )
+        model.train(was_training)
+        class_names = get_grouping(grouping).class_names
+        keys = [test_set.window_key(i) for i in range(len(test_set))]
+        subjects = [str(self.cache.meta(k).get("subject") or k) for k, _ in keys]
+        accumulator = SubjectConfusion(len(class_names), class_names)
+        accumulator.update(subjects, labels, preds)
+        metrics = accumulator.overall().compute()
+        per_subject = accumulator.compute()
+        path = out / "model.pt"
+        if self.rank == 0:
+            summary = {"test": _short(metrics), "stages": stages or {}}
+            save_checkpoint(
+                path,
+                model,
+                modality=variant.modality,
+                variant=variant.to_dict(),
+                metrics=summary,
+                **self._meta(variant.modality, grouping),
+            )
+            write_json_atomic(
+                out / "test.json",
+                {
+                    "variant": variant.name,
+                    "grouping": grouping,
+                    "stages": stages or {},
+                    "metrics": metrics.to_dict(),
+                    "per_subject": {s: m.to_dict() for s, m in per_subject.items()},
+                },
+            )
+            tmp = out / ".predictions.tmp.npz"
+            np.savez(
+                tmp,
+                recordings=np.array([k for k, _ in keys]),
+                starts=np.array([s for _, s in keys]),
+                labels=labels,
+                predictions=preds,
+            )
+            os.replace(tmp, out / "predictions.npz")
+        return VariantOutcome(variant.name, grouping, metrics, per_subject, path, stages or {})
+
+    def write_report(
+        self, outcomes: Sequence[VariantOutcome], name: str = "report"
+    ) -> tuple[Path, Path] | None:
+        """Table I / II report of ``outcomes`` with paired per-subject comparisons against the ECG baseline."""
+        return (
+            write_run_report(
+                self.run_dir,
+                outcomes,
+                name=name,
+                metadata={
+                    "dataset": self.config.dataset,
+                    "data_dir": str(self.data_dir),
+                    "split": {p: len(self.split.subjects[p]) for p in ("train", "val", "test")},
+                    "epochs": self.config.epochs,
+                    "sfreq": self.config.sfreq,
+                    "window_epochs": self.config.window_epochs,
+                    "kdsleep_version": kdsleep_version(),
+                    "git_commit": git_commit(),
+                },
+            )
+            if self.rank == 0
+            else None
+        )
+
+
+def _short(metrics: Any) -> dict[str, Any]:
+    return {
+        "weighted_f1": float(metrics.weighted_f1),
+        "accuracy": float(metrics.accuracy),
+        "macro_f1": float(metrics.macro_f1),
+        "cohen_kappa": float(metrics.cohen_kappa),
+        "f1": dict(zip(metrics.class_names, [float(f) for f in metrics.f1], strict=True)),
+        "n_epochs": metrics.n_epochs,
+    }
+
+
+def write_run_report(
+    run_dir: Path,
+    outcomes: Sequence[VariantOutcome],
+    *,
+    name: str = "report",
+    metadata: dict[str, Any] | None = None,
+) -> tuple[Path, Path]:
+    """Write ``report.md`` / ``report.json`` of a run (Table I, Table II, paired comparisons)."""
+    from kdsleep.evaluation.compare import paired_comparison
+    from kdsleep.evaluation.metrics import metric_by_subject
+    from kdsleep.evaluation.report import VariantResult, write_report
+
+    results = [VariantResult(o.variant, o.grouping, o.metrics, o.per_subject) for o in outcomes]
+    comparisons = []
+    groupings = sorted({o.grouping for o in outcomes})
+    for grouping in groupings:
+        by_variant = {o.variant: o for o in outcomes if o.grouping == grouping}
+        reference = by_variant.get("ecg_baseline")
+        if reference is None:
+            continue
+        prefix = f"{grouping}: " if len(groupings) > 1 else ""
+        for variant, outcome in by_variant.items():
+            if variant in ("ecg_baseline", "eeg_baseline"):
+                continue
+            comparisons.append(
+                paired_comparison(
+                    metric_by_subject(reference.per_subject, "weighted_f1"),
+                    metric_by_subject(outcome.per_subject, "weighted_f1"),
+                    metric="weighted_f1",
+                    variant_a=f"{prefix}ecg_baseline",
+                    variant_b=f"{prefix}{variant}",
+                )
+            )
+    return write_report(
+        results,
+        run_dir,
+        name=name,
+        comparisons=comparisons,
+        title="EEG-to-ECG knowledge distillation: test results",
+        metadata=metadata,
+    )
+
+
+def run_variants(
+    pipeline: Pipeline, variants: Sequence[str], groupings: Sequence[str]
+) -> list[VariantOutcome]:
+    """Run ``variants`` for every class set (the teacher first) and return their outcomes."""
+    outcomes = []
+    for grouping in groupings:
+        for name in variants:
+            outcomes.append(pipeline.run_variant(name, grouping))
+    return outcomes
+
+
+__all__ += ["TABLE_VARIANTS", "run_variants", "write_run_report"]

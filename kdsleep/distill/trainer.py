@@ -1,0 +1,527 @@
+"""The one training loop behind every variant.
+
+:func:`train_stage` trains one model for one stage:
+
+* ``kind="final"`` -- the baselines and step 2: ``(1 - weight_kd) * WCE + weight_kd * T**2 * KL`` against
+  the frozen teacher's logits (the teacher is only run when ``weight_kd > 0``); the best epoch is the one
+  with the highest validation weighted F1.
+* ``kind="at"`` -- step 1: attention transfer against the frozen teacher's feature maps; the best epoch is
+  the one with the lowest validation AT loss (as the authors checkpoint it).
+
+After every epoch the stage folder receives, atomically: ``log.csv`` (one row per epoch), ``state.pt``
+(model, optimiser, RNG states, epoch, best score, early-stopping counter and the log), and ``best.pt`` (a
+:mod:`~kdsleep.distill.checkpoint` of the best epoch) when the score improved; ``done.json`` marks a finished
+stage. With ``resume=True`` an interrupted stage continues from ``state.pt`` and ends with the same weights
+as an uninterrupted run (the batch order depends only on the seed and the epoch number).
+
+Under ``torchrun`` the model is wrapped in ``DistributedDataParallel``, every process trains on its shard of
+the batches (``DistributedSampler``), validates on the whole validation set, and process 0 writes the files.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data.distributed import DistributedSampler
+
+from kdsleep.distill._provenance import atomic_write, write_json_atomic, write_text_atomic
+from kdsleep.distill.checkpoint import save_checkpoint
+from kdsleep.distill.losses import FeatureLoss, FinalLoss
+from kdsleep.evaluation.metrics import ConfusionMatrix
+from kdsleep.models import FeatureTaps, UTime
+
+__all__ = ["StageResult", "StageSpec", "dist_info", "predict", "resolve_device", "train_stage"]
+
+logger = logging.getLogger(__name__)
+
+STATE_FORMAT = "kdsleep-train-state"
+
+
+def dist_info() -> tuple[int, int]:
+    """(rank, world size) of this process; (0, 1) outside ``torch.distributed``."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _barrier() -> None:
+    if dist_info()[1] > 1:
+        torch.distributed.barrier()
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` is CUDA when available (the local rank's GPU under ``torchrun``), else CPU."""
+    import os
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError("device 'cuda' was requested but this PyTorch build or machine has no CUDA GPU")
+        if device == "cuda" and dist_info()[1] > 1:
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    return torch.device(device)
+
+
+@dataclass
+class StageSpec:
+    """One stage of a variant.
+
+    Attributes
+    ----------
+    name : str
+        For logs and progress bars, e.g. ``"at_cl/at"``.
+    kind : {"final", "at"}
+        Classification (WCE, optionally with distillation) or attention transfer.
+    modality : {"eeg", "ecg"}
+        The input the trained model reads.
+    out_dir : Path
+        Stage folder.
+    epochs : int
+        Training epochs.
+    weight_kd : float
+        Weight of the distillation term (``kind="final"``).
+    variant : dict
+        Stored in the checkpoints.
+    """
+
+    name: str
+    kind: str
+    modality: str
+    out_dir: Path
+    epochs: int
+    weight_kd: float = 0.0
+    variant: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StageResult:
+    """Outcome of :func:`train_stage`: the best epoch and its validation figures."""
+
+    best_epoch: int
+    best_score: float
+    score_name: str
+    epochs_run: int
+    checkpoint: Path
+    history: list[dict[str, float]]
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if enabled and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _inputs(
+    batch: tuple, modality: str, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    eeg, ecg, labels = batch
+    x = eeg if modality == "eeg" else ecg
+    return (
+        x.to(device, non_blocking=True),
+        eeg.to(device, non_blocking=True),
+        labels.to(device, non_blocking=True),
+    )
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _save_torch_atomic(path: Path, payload: Any) -> None:
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write(path, lambda fh: fh.write(buffer.getbuffer()))
+
+
+def _write_log(path: Path, history: list[dict[str, float]]) -> None:
+    if not history:
+        return
+    columns = list(history[0])
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    write_text_atomic(path, out.getvalue())
+
+
+class _TensorBoard:
+    """TensorBoard scalars when the ``tensorboard`` package is installed; silently nothing otherwise."""
+
+    def __init__(self, log_dir: Path, enabled: bool) -> None:
+        self.writer = None
+        if not enabled:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            logger.debug("tensorboard not installed; logging to CSV only")
+            return
+        self.writer = SummaryWriter(log_dir=str(log_dir))
+
+    def log(self, row: dict[str, float]) -> None:
+        if self.writer is None:
+            return
+        for key, value in row.items():
+            if key != "epoch" and isinstance(value, (int, float)) and math.isfinite(value):
+                self.writer.add_scalar(key, value, int(row["epoch"]))
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    dataset: Dataset,
+    modality: str,
+    device: torch.device,
+    *,
+    batch_size: int = 16,
+    amp: bool = True,
+    progress: bool = False,
+    desc: str = "predict",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and predicted classes of every window of ``dataset``: two ``(n_windows, n_epochs)`` arrays."""
+    from tqdm.auto import tqdm
+
+    model.eval()
+    labels_all, preds_all = [], []
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    for batch in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress):
+        x, _, labels = _inputs(batch, modality, device)
+        with _autocast(device, amp):
+            logits = model(x)
+        labels_all.append(labels.cpu().numpy())
+        preds_all.append(logits.float().argmax(dim=1).cpu().numpy())
+    n_epochs = getattr(model, "n_epochs", 1)
+    if not labels_all:
+        return np.zeros((0, n_epochs), np.int64), np.zeros((0, n_epochs), np.int64)
+    return np.concatenate(labels_all), np.concatenate(preds_all)
+
+
+def _train_loader(
+    dataset: Dataset, batch_size: int, seed: int, epoch: int, max_windows: int | None, num_workers: int
+) -> DataLoader:
+    rank, world = dist_info()
+    if max_windows is not None and max_windows < len(dataset):
+        # a fresh random subset every epoch, drawn from the seed and the epoch number only
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        subset = torch.randperm(len(dataset), generator=generator)[:max_windows]
+        dataset = Subset(dataset, subset.tolist())
+    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed)
+    sampler.set_epoch(epoch)
+    return DataLoader(
+        dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=False
+    )
+
+
+def train_stage(
+    spec: StageSpec,
+    model: UTime,
+    *,
+    train_set: Dataset,
+    val_set: Dataset,
+    class_weights: torch.Tensor,
+    teacher: UTime | None,
+    config: Any,
+    checkpoint_meta: dict[str, Any],
+    device: torch.device,
+    resume: bool = False,
+    loss_backend: str = "fused",
+    progress: bool = True,
+    on_epoch_end: Callable[[int], None] | None = None,
+) -> StageResult:
+    """Train ``model`` for one stage and leave it holding the best epoch's weights.
+
+    Parameters
+    ----------
+    spec : StageSpec
+        What to train and where to write.
+    model : UTime
+        The model (already initialised, on any device; moved to ``device``).
+    train_set, val_set : Dataset
+        ``(eeg, ecg, labels)`` windows (:class:`~kdsleep.data.PairedWindowDataset`).
+    class_weights : Tensor
+        Weights of the cross-entropy, from the training split.
+    teacher : UTime or None
+        Frozen EEG teacher (needed for ``kind="at"`` and ``weight_kd > 0``).
+    config : TrainConfig
+        ``lr``, ``batch_size``, ``patience``, ``seed``, ``amp``, ``num_workers``, ``max_train_windows``,
+        ``at_mode``, ``at_p``, ``at_distance``, ``temperature``.
+    checkpoint_meta : dict
+        ``channel``, ``grouping`` and ``preprocess`` for :func:`save_checkpoint`.
+    device : torch.device
+        Where to train.
+    resume : bool
+        Continue from ``state.pt`` of an interrupted run; otherwise an existing state is an error. A finished
+        stage (``done.json``) is always reused.
+    loss_backend : {"fused", "reference"}
+        Loss implementation.
+    progress : bool
+        Show progress bars.
+    on_epoch_end : callable, optional
+        Called with the epoch number after its state is saved (used by tests to interrupt a run).
+    """
+    from tqdm.auto import tqdm
+
+    rank, world = dist_info()
+    out = Path(spec.out_dir)
+    state_path, best_path, done_path, log_path = (
+        out / n for n in ("state.pt", "best.pt", "done.json", "log.csv")
+    )
+    if spec.kind not in ("final", "at"):
+        raise ValueError(f"stage kind must be 'final' or 'at', got {spec.kind!r}")
+    if (spec.kind == "at" or spec.weight_kd > 0) and teacher is None:
+        raise ValueError(f"stage {spec.name}: needs the EEG teacher")
+    if len(train_set) == 0 or len(val_set) == 0:
+        raise ValueError(
+            f"stage {spec.name}: {len(train_set)} training and {len(val_set)} validation windows; both parts "
+            f"of the split need recordings at least one window long"
+        )
+    model.to(device)
+    if teacher is not None:
+        teacher.to(device).eval()
+        for parameter in teacher.parameters():
+            parameter.requires_grad_(False)
+    maximise = spec.kind == "final"
+    score_name = "val_weighted_f1" if maximise else "val_at_loss"
+
+    if done_path.exists():
+        done = json.loads(done_path.read_text(encoding="utf-8"))
+        from kdsleep.distill.checkpoint import read_checkpoint_payload
+
+        model.load_state_dict(read_checkpoint_payload(best_path)["state_dict"])
+        logger.info(
+            "%s: already finished (best epoch %d), reusing %s", spec.name, done["best_epoch"], best_path
+        )
+        return StageResult(
+            done["best_epoch"],
+            done["best_score"],
+            score_name,
+            done["epochs_run"],
+            best_path,
+            done.get("history", []),
+        )
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    start_epoch, best_score, best_epoch, bad_epochs = 1, -math.inf if maximise else math.inf, 0, 0
+    history: list[dict[str, float]] = []
+    if state_path.exists():
+        if not resume:
+            raise FileExistsError(
+                f"{out}: holds an interrupted run (state.pt); pass --resume to continue it or choose a new --run-dir"
+            )
+        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        if state.get("format") != STATE_FORMAT:
+            raise ValueError(f"{state_path}: not a kdsleep training state")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        _set_rng_state(state["rng"])
+        start_epoch = state["epoch"] + 1
+        best_score, best_epoch, bad_epochs, history = (
+            state["best_score"],
+            state["best_epoch"],
+            state["bad_epochs"],
+            state["history"],
+        )
+        logger.info("%s: resuming after epoch %d", spec.name, state["epoch"])
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+
+    inner = model
+    if world > 1:
+        # step 1 leaves the classifier unused (its output is not part of the AT loss)
+        model = nn.parallel.DistributedDataParallel(
+            inner,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=spec.kind == "at",
+        )
+    final_loss = FinalLoss(class_weights, spec.weight_kd, config.temperature, backend=loss_backend)
+    at_weights = inner.joshi_tap_weights() if config.at_mode == "joshi" else None
+    feature_loss = FeatureLoss(
+        at_weights, config.at_mode, config.at_p, config.at_distance, backend=loss_backend
+    )
+    use_teacher_logits = spec.kind == "final" and spec.weight_kd > 0
+    amp = bool(config.amp)
+    board = _TensorBoard(out / "tensorboard", enabled=rank == 0)
+
+    def step_loss(batch: tuple, net: nn.Module) -> torch.Tensor:
+        x, eeg, labels = _inputs(batch, spec.modality, device)
+        with _autocast(device, amp):
+            if spec.kind == "at":
+                with torch.no_grad():
+                    _, teacher_maps = teacher.features(eeg, detach=True)
+                with FeatureTaps(inner, inner.tap_names) as taps:
+                    net(x)
+                return feature_loss(taps.features, teacher_maps)
+            teacher_logits = None
+            if use_teacher_logits:
+                with torch.no_grad():
+                    teacher_logits = teacher(eeg)
+            return final_loss(net(x), labels, teacher_logits)
+
+    epoch = start_epoch - 1
+    try:
+        for epoch in range(start_epoch, spec.epochs + 1):
+            started = time.perf_counter()
+            model.train()
+            loader = _train_loader(
+                train_set, config.batch_size, config.seed, epoch, config.max_train_windows, config.num_workers
+            )
+            total, count = 0.0, 0
+            bar = tqdm(
+                loader,
+                desc=f"{spec.name} {epoch}/{spec.epochs}",
+                unit="batch",
+                leave=False,
+                disable=not progress or rank != 0,
+            )
+            for batch in bar:
+                optimizer.zero_grad(set_to_none=True)
+                loss = step_loss(batch, model)
+                loss.backward()
+                optimizer.step()
+                total += float(loss.detach())
+                count += 1
+                bar.set_postfix(loss=f"{total / count:.4f}")
+            bar.close()
+
+            # validation on the whole validation set in every process (no sharding, exact figures)
+            inner.eval()
+            confusion = ConfusionMatrix(inner.n_outputs)
+            val_total, val_count = 0.0, 0
+            with torch.no_grad():
+                for batch in DataLoader(val_set, batch_size=config.batch_size, shuffle=False):
+                    x, eeg, labels = _inputs(batch, spec.modality, device)
+                    with _autocast(device, amp):
+                        if spec.kind == "at":
+                            _, teacher_maps = teacher.features(eeg, detach=True)
+                            logits, student_maps = inner.features(x)
+                            loss = feature_loss(student_maps, teacher_maps)
+                        else:
+                            logits = inner(x)
+                            loss = final_loss(logits, labels, teacher(eeg) if use_teacher_logits else None)
+                    val_total += float(loss) * len(labels)
+                    val_count += len(labels)
+                    confusion.update(labels, logits.float())
+            metrics = confusion.compute()
+            row = {
+                "epoch": epoch,
+                "train_loss": total / max(count, 1),
+                "val_loss": val_total / max(val_count, 1),
+                "val_weighted_f1": float(metrics.weighted_f1),
+                "val_accuracy": float(metrics.accuracy),
+                "lr": float(optimizer.param_groups[0]["lr"]),
+                "seconds": time.perf_counter() - started,
+            }
+            history.append(row)
+            score = row["val_weighted_f1"] if maximise else row["val_loss"]
+            improved = (score > best_score) if maximise else (score < best_score)
+            if not math.isfinite(score):
+                improved = False
+            if improved:
+                best_score, best_epoch, bad_epochs = score, epoch, 0
+            else:
+                bad_epochs += 1
+            if rank == 0:
+                if improved:
+                    save_checkpoint(
+                        best_path,
+                        inner,
+                        modality=spec.modality,
+                        variant=spec.variant,
+                        metrics={
+                            "epoch": epoch,
+                            score_name: score,
+                            "val_weighted_f1": row["val_weighted_f1"],
+                            "val_accuracy": row["val_accuracy"],
+                        },
+                        **checkpoint_meta,
+                    )
+                _write_log(log_path, history)
+                board.log(row)
+                _save_torch_atomic(
+                    state_path,
+                    {
+                        "format": STATE_FORMAT,
+                        "epoch": epoch,
+                        "model": inner.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "rng": _rng_state(),
+                        "best_score": best_score,
+                        "best_epoch": best_epoch,
+                        "bad_epochs": bad_epochs,
+                        "history": history,
+                    },
+                )
+            _barrier()
+            logger.info(
+                "%s epoch %d/%d: train loss %.4f, val loss %.4f, val weighted F1 %.3f%s",
+                spec.name,
+                epoch,
+                spec.epochs,
+                row["train_loss"],
+                row["val_loss"],
+                row["val_weighted_f1"],
+                " (best)" if improved else "",
+            )
+            if on_epoch_end is not None:
+                on_epoch_end(epoch)
+            if config.patience is not None and bad_epochs >= config.patience:
+                logger.info(
+                    "%s: no better %s for %d epochs, stopping early", spec.name, score_name, bad_epochs
+                )
+                break
+    finally:
+        board.close()
+
+    from kdsleep.distill.checkpoint import read_checkpoint_payload
+
+    inner.load_state_dict(read_checkpoint_payload(best_path, map_location=device)["state_dict"])
+    if rank == 0:
+        write_json_atomic(
+            done_path,
+            {
+                "best_epoch": best_epoch,
+                "best_score": best_score,
+                "score": score_name,
+                "epochs_run": len(history),
+                "history": history,
+            },
+        )
+    _barrier()
+    return StageResult(best_epoch, best_score, score_name, len(history), best_path, history)

@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from kdsleep.distill.config import (
+    SYNTHETIC_QUICKSTART,
+    ConfigError,
+    TrainConfig,
+    load_config,
+    load_config_file,
+)
+from kdsleep.distill.losses import FinalLoss, class_weights
+from kdsleep.distill.split import EmptySplitError, load_split, split_subjects
+from kdsleep.distill.variants import VARIANTS, get_variant, paper_alpha_to_weight_kd
+from kdsleep.ops import reference
+
+
+def test_toml_sections_and_overrides(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('[training]\nepochs = 7\nlr = 0.01\n[data]\ngrouping = "w-n-r"\n')
+    config = load_config(path, {"epochs": 3, "seed": None})
+    assert config.epochs == 3 and config.lr == 0.01 and config.grouping == "w-n-r" and config.seed == 0
+
+
+def test_yaml_config(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("model:\n  window_epochs: 5\nat_mode: joshi\n")
+    assert load_config_file(path) == {"window_epochs": 5, "at_mode": "joshi"}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[training]\nlearning_rate = 0.1\n", r"run.toml: unknown key 'learning_rate' in \[training\]"),
+        (
+            "[training]\nsfreq = 100\n",
+            r"run.toml: unknown key 'sfreq' in \[training\] \(it belongs in \[data\]\)",
+        ),
+        ("epohcs = 3\n", r"run.toml: unknown key 'epohcs'"),
+        ("[training]\nepochs = 0\n", r"run.toml: epochs = 0, expected a positive integer"),
+        ('[distillation]\nat_mode = "fancy"\n', r"at_mode = 'fancy'"),
+    ],
+)
+def test_bad_config_names_key_and_file(tmp_path, text, message):
+    path = tmp_path / "run.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_paper_config_file_is_the_paper_protocol():
+    from pathlib import Path
+
+    config = load_config(Path(__file__).resolve().parents[2] / "configs" / "paper.toml")
+    assert (config.epochs, config.lr, config.sfreq, config.window_epochs) == (150, 1e-3, 200.0, 35)
+    assert config.split_fractions == [0.8, 0.1, 0.1] and config.temperature == 1.0
+    TrainConfig.from_dict(SYNTHETIC_QUICKSTART)  # the quick preset is valid
+
+
+def test_split_is_subject_wise_seeded_and_reloadable(tmp_path):
+    recordings = {f"s{i:02d}-n{n}": f"s{i:02d}" for i in range(20) for n in (1, 2)}
+    split = split_subjects(recordings, seed=3)
+    assert [len(split.subjects[p]) for p in ("train", "val", "test")] == [16, 2, 2]
+    parts = [set(split.subjects[p]) for p in ("train", "val", "test")]
+    assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+    # both nights of a subject stay together
+    assert (
+        all(k.split("-")[0] in split.subjects["test"] for k in split.keys("test"))
+        and len(split.keys("test")) == 4
+    )
+    assert split_subjects(recordings, seed=3).subjects == split.subjects
+    assert split_subjects(recordings, seed=4).subjects != split.subjects
+    loaded = load_split(split.save(tmp_path / "split.json"))
+    assert loaded.subjects == split.subjects and loaded.keys("train") == split.keys("train")
+
+
+def test_empty_split_is_an_error(tmp_path):
+    with pytest.raises(EmptySplitError, match="2 subject.*at least 3 subjects"):
+        split_subjects({"a": "a", "b": "b"})
+    path = tmp_path / "split.json"
+    path.write_text(
+        json.dumps({"format": "kdsleep-split", "subjects": {"train": ["a"], "val": [], "test": ["b"]}})
+    )
+    with pytest.raises(EmptySplitError, match="'val' part"):
+        load_split(path)
+
+
+def test_variants_are_configurations_of_one_loop():
+    assert [v.stages for v in VARIANTS.values()] == [
+        ["final"],
+        ["final"],
+        ["at"],
+        ["at", "final"],
+        ["final"],
+        ["at", "final"],
+    ]
+    assert {n: v.weight_kd for n, v in VARIANTS.items() if v.final_step} == {
+        "eeg_baseline": 0.0,
+        "ecg_baseline": 0.0,
+        "at_cl": 0.0,
+        "sd_cl": 0.5,
+        "at_sd_cl": 0.5,
+    }
+    assert not VARIANTS["ecg_baseline"].needs_teacher and VARIANTS["sd_cl"].needs_teacher
+    assert get_variant("AT+SD+CL").name == "at_sd_cl"
+    assert paper_alpha_to_weight_kd(0.5) == 0.5
+    with pytest.raises(ValueError, match="unknown variant 'kd'"):
+        get_variant("kd")
+
+
+def test_class_weights_formula_and_use():
+    weights = class_weights([600, 200, 100, 100])
+    torch.testing.assert_close(weights, torch.tensor([1000 / 2400, 1000 / 800, 1000 / 400, 1000 / 400]))
+    with pytest.raises(ValueError, match=r"classes \[2\] have no scored epoch"):
+        class_weights([5, 5, 0])
+    torch.manual_seed(0)
+    logits = torch.randn(3, 4, 6)
+    labels = torch.randint(0, 4, (3, 6))
+    labels[0, 0] = -1
+    loss = FinalLoss(weights)(logits, labels)
+    rows, targets = logits.permute(0, 2, 1).reshape(-1, 4), labels.reshape(-1)
+    expected = torch.nn.functional.cross_entropy(rows, targets, weight=weights, ignore_index=-1)
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+    unweighted = torch.nn.functional.cross_entropy(rows, targets, ignore_index=-1)
+    assert abs(float(loss) - float(unweighted)) > 1e-3
+    # with a teacher, the fused loss equals the reference loss
+    teacher = torch.randn(3, 4, 6)
+    torch.testing.assert_close(
+        FinalLoss(weights, weight_kd=0.5)(logits, labels, teacher),
+        reference.distillation_loss(logits, teacher, labels, class_weights=weights, weight_kd=0.5),
+        rtol=1e-5,
+        atol=1e-6,
+    )

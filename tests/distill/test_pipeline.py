@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from kdsleep.distill.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    read_checkpoint_payload,
+    save_checkpoint,
+)
+from kdsleep.distill.experiment import Pipeline
+
+
+def state_dicts_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_distilled_variant_end_to_end(tiny_config, tmp_path, monkeypatch):
+    import kdsleep.ops
+
+    seen_weights = []
+    original = kdsleep.ops.distillation_loss
+
+    def spy(*args, **kwargs):
+        seen_weights.append(kwargs["class_weights"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(kdsleep.ops, "distillation_loss", spy)
+    run_dir = tmp_path / "run"
+    pipeline = Pipeline(tiny_config(), run_dir, progress=False, command=["test"])
+    teacher_outcome = pipeline.run_variant("eeg_baseline")
+    teacher = pipeline.teacher("w-l-d-r")
+    frozen = {k: v.clone() for k, v in teacher.state_dict().items()}
+    outcome = pipeline.run_variant("at_sd_cl")
+
+    # the class weights of the training split reach every WCE evaluation
+    expected = pipeline.class_weights("w-l-d-r")
+    assert seen_weights and all(torch.equal(w.cpu(), expected) for w in seen_weights)
+    assert not torch.allclose(expected, torch.ones(4))
+    # the teacher stays frozen, in eval mode, without gradients
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    assert state_dicts_equal(frozen, teacher.state_dict())
+    # files of the run folder
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["config"]["epochs"] == 2 and config["kdsleep_version"] and "git_commit" in config
+    split = json.loads((run_dir / "split.json").read_text())
+    assert len(split["subjects"]["test"]) == 1
+    for stage in ("at", "final"):
+        folder = run_dir / "w-l-d-r" / "at_sd_cl" / stage
+        assert (folder / "best.pt").exists() and (folder / "done.json").exists()
+        log = (folder / "log.csv").read_text().splitlines()
+        assert log[0].startswith("epoch,train_loss,val_loss,val_weighted_f1")
+    assert len((run_dir / "w-l-d-r" / "at_sd_cl" / "final" / "log.csv").read_text().splitlines()) == 3
+    checkpoint = load_checkpoint(outcome.checkpoint)
+    assert checkpoint.modality == "ecg" and checkpoint.variant["weight_kd"] == 0.5
+    assert checkpoint.metrics["test"]["weighted_f1"] == pytest.approx(outcome.metrics.weighted_f1)
+    assert 0 <= outcome.metrics.weighted_f1 <= 1 and outcome.metrics.n_epochs > 0
+    assert teacher_outcome.per_subject and set(outcome.per_subject) == set(split["subjects"]["test"])
+    # the report lists both, with a paired comparison only when the ECG baseline is there
+    markdown, _ = pipeline.write_report([teacher_outcome, outcome])
+    assert "AT+SD+CL" in markdown.read_text() and "EEG baseline" in markdown.read_text()
+
+
+def test_resume_reproduces_an_uninterrupted_run_bit_for_bit(tiny_config, tmp_path):
+    config = tiny_config(epochs=3)
+    whole = Pipeline(config, tmp_path / "whole", progress=False).run_variant("ecg_baseline")
+
+    class Interrupt(Exception):
+        pass
+
+    def interrupt_after_two(epoch):
+        if epoch == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        Pipeline(config, tmp_path / "cut", progress=False).run_variant(
+            "ecg_baseline", on_epoch_end=interrupt_after_two
+        )
+    stage = tmp_path / "cut" / "w-l-d-r" / "ecg_baseline" / "final"
+    assert (stage / "state.pt").exists() and not (stage / "done.json").exists()
+    with pytest.raises(FileExistsError, match="--resume"):
+        Pipeline(config, tmp_path / "cut", progress=False).run_variant("ecg_baseline")
+    resumed = Pipeline(config, tmp_path / "cut", resume=True, progress=False).run_variant("ecg_baseline")
+
+    a, b = (read_checkpoint_payload(o.checkpoint)["state_dict"] for o in (whole, resumed))
+    assert state_dicts_equal(a, b)
+    states = [
+        torch.load(p / "w-l-d-r" / "ecg_baseline" / "final" / "state.pt", weights_only=False)
+        for p in (tmp_path / "whole", tmp_path / "cut")
+    ]
+    assert states[0]["epoch"] == states[1]["epoch"] == 3
+    assert states[0]["best_epoch"] == states[1]["best_epoch"]
+    assert state_dicts_equal(states[0]["model"], states[1]["model"])
+    opt = [s["optimizer"]["state"] for s in states]
+    assert all(torch.equal(opt[0][i]["exp_avg_sq"], opt[1][i]["exp_avg_sq"]) for i in opt[0])
+    assert whole.metrics.weighted_f1 == resumed.metrics.weighted_f1
+
+
+def test_bad_input_errors(tiny_config, tmp_path):
+    pipeline = Pipeline(tiny_config(), tmp_path / "run", progress=False)
+    teacher = pipeline.new_model("w-l-d-r")
+    meta = {
+        "channel": "C3-A2",
+        "preprocess": pipeline.preprocess.to_dict(),
+        "variant": "eeg_baseline",
+        "metrics": {},
+    }
+    path = save_checkpoint(tmp_path / "t4.pt", teacher, modality="eeg", grouping="w-l-d-r", **meta)
+    # a teacher trained for another class set
+    three = Pipeline(
+        tiny_config(grouping="w-n-r"), tmp_path / "run3", teacher_checkpoint=path, progress=False
+    )
+    with pytest.raises(CheckpointError, match="4-class grouping 'w-l-d-r'.*3-class 'w-n-r'"):
+        three.teacher("w-n-r")
+    # a teacher whose window does not match the student's
+    other = Pipeline(tiny_config(window_epochs=4), tmp_path / "run4", teacher_checkpoint=path, progress=False)
+    with pytest.raises(CheckpointError, match="does not match the student's"):
+        other.teacher("w-l-d-r")
+    # an ECG model is no teacher
+    ecg = save_checkpoint(tmp_path / "ecg.pt", teacher, modality="ecg", grouping="w-l-d-r", **meta)
+    with pytest.raises(CheckpointError, match="ECG model"):
+        Pipeline(tiny_config(), tmp_path / "run5", teacher_checkpoint=ecg, progress=False).teacher("w-l-d-r")
+    # a recording without the requested channel
+    with pytest.raises(ValueError, match="ECG V5"):
+        Pipeline(tiny_config(ecg_channel="ECG V5"), tmp_path / "run6", progress=False)
+    # a run folder reused with another configuration
+    with pytest.raises(ValueError, match="another configuration: epochs"):
+        Pipeline(tiny_config(epochs=5), tmp_path / "run", progress=False)
+
+
+def test_empty_split_from_too_few_subjects(tiny_config, tiny_data, tmp_path):
+    from kdsleep.distill.split import EmptySplitError
+
+    small = tmp_path / "two"
+    small.mkdir()
+    for path in sorted(tiny_data.glob("01-03-000[12]*.edf")):
+        (small / path.name).symlink_to(path)
+    with pytest.raises(EmptySplitError, match="2 subject"):
+        Pipeline(tiny_config(dataset="mass", data_dir=str(small)), tmp_path / "run", progress=False)
