@@ -57,6 +57,10 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.out.exists() and not args.out.is_dir():
         raise CLIError(f"--out {args.out} exists and is not a folder")
+    if args.check and args.slpdb:
+        raise CLIError("--check measures the Markov-hypnogram subjects; it cannot be combined with --slpdb")
+    if args.check and args.subjects < 3:
+        raise CLIError("--check needs --subjects >= 3 (subjects are split into training and test)")
 
     if args.slpdb:
         paths = []
@@ -75,8 +79,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {len(paths)} files ({len(paths) // 2} nights) to {args.out}")
 
     if args.check:
-        if args.subjects < 3:
-            raise CLIError("--check needs --subjects >= 3 (subjects are split into training and test)")
         result = proxy_separability(args.subjects, args.hours, args.seed, args.sfreq, progress=True)
         lines = ["per-epoch features + logistic regression, held-out subjects (weighted F1; per class):"]
         for label, suffix, classes in (("5-class", "", "W N1 N2 N3 R"), ("W-L-D-R", "_wldr", "W L D R")):

@@ -354,3 +354,6 @@ def test_synth_command_writes_the_dataset_and_rejects_bad_arguments(tmp_path, ca
     assert "--subjects must be >= 1" in capsys.readouterr().err
     assert main(["synth", "--out", str(out), "--slpdb", str(tmp_path / "slp99")]) == 2
     assert "missing" in capsys.readouterr().err
+    assert main(["synth", "--out", str(tmp_path / "new"), "--subjects", "2", "--check"]) == 2
+    assert "--check needs --subjects >= 3" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()  # rejected before anything is written
