@@ -37,7 +37,7 @@ import numpy as np
 
 from kdsleep.data.epoching import DEFAULT_WINDOW_EPOCHS, epoch_labels, window_starts
 from kdsleep.data.preprocess import PreprocessConfig, channel_request, preprocess_recording
-from kdsleep.data.stages import SleepStage, get_grouping
+from kdsleep.data.stages import SleepStage, StageGrouping, get_grouping
 
 __all__ = [
     "PairedWindowDataset",
@@ -124,7 +124,7 @@ def _process_entry(entry: Any, config_dict: dict, records_dir: str, compress: bo
     try:
         if compress:
             with open(tmp / "epochs.npz", "wb") as fh:
-                np.savez_compressed(fh, **arrays)
+                np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]  # numpy stubs mistype **kwargs
                 fh.flush()
                 os.fsync(fh.fileno())
         else:
@@ -410,7 +410,7 @@ class PreprocessedCache:
         """SleepStage per epoch (epochs with bad signal are ``ARTEFACT``)."""
         return np.asarray(self.arrays(key)["stages"])
 
-    def labels(self, key: str, grouping: str | int | None = None) -> np.ndarray:
+    def labels(self, key: str, grouping: str | int | StageGrouping | None = None) -> np.ndarray:
         """Class per epoch in ``grouping`` (default: the config's), ``-1`` where ignored."""
         stages = self.stages(key)
         return epoch_labels(stages, np.zeros(stages.shape, bool), grouping or self.config.stage_grouping)

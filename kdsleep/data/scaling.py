@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 import numpy as np
 
@@ -58,7 +59,7 @@ def robust_scale(
     iqr = q75 - q25
     bad = ~(iqr > 0)
     if bad.any():
-        flat = np.argwhere(np.squeeze(bad, axis=axis)).tolist()
+        flat: list[Any] = np.argwhere(np.squeeze(bad, axis=axis)).tolist()
         if channel_names is not None and x.ndim == 2:
             flat = [channel_names[i[0]] for i in flat]
         raise ValueError(

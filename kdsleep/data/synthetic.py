@@ -32,6 +32,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -399,10 +400,10 @@ def simulate_eeg(
 
     # Sleep spindles: waxing-waning 11-16 Hz bursts of 0.5-2 s.
     onsets = _event_onsets(blend(_SPINDLES_PER_MIN), n_seconds, rng)
-    durations = rng.uniform(0.5, 2.0, onsets.shape[0])
+    durations = np.asarray(rng.uniform(0.5, 2.0, onsets.shape[0]))
     freqs = np.clip(profile.spindle_freq + rng.normal(0.0, 0.5, onsets.shape[0]), 11.0, 16.0)
     amplitudes = 22.0 * profile.eeg_gain * np.exp(rng.normal(0.0, 0.25, onsets.shape[0]))
-    phases = rng.uniform(0, 2 * np.pi, onsets.shape[0])
+    phases = np.asarray(rng.uniform(0, 2 * np.pi, onsets.shape[0]))
 
     def spindle(i: int):
         t = np.arange(int(durations[i] * sfreq)) / sfreq
@@ -427,8 +428,8 @@ def simulate_eeg(
 
     # REM sawtooth waves: bursts of 2-5 s of 2-3.5 Hz triangular waves.
     onsets = _event_onsets(blend(_SAWTOOTH_BURSTS_PER_MIN), n_seconds, rng)
-    saw_dur = rng.uniform(2.0, 5.0, onsets.shape[0])
-    saw_freq = rng.uniform(2.0, 3.5, onsets.shape[0])
+    saw_dur = np.asarray(rng.uniform(2.0, 5.0, onsets.shape[0]))
+    saw_freq = np.asarray(rng.uniform(2.0, 3.5, onsets.shape[0]))
     saw_amp = 15.0 * profile.eeg_gain * np.exp(rng.normal(0.0, 0.2, onsets.shape[0]))
 
     def sawtooth(i: int):
@@ -660,8 +661,9 @@ def simulate_ecg(
     else:
         emg_rms = np.full(n_samples, _ECG_EMG_RMS[SleepStage.N2])
     wander_band, emg_band = _band(0.02, 0.3, 0.05), _band(20.0, min(100.0, 0.9 * sfreq / 2), 5.0)
+    scales: tuple[Any, ...] = (0.05, emg_rms)
     for scale, noise in zip(
-        (0.05, emg_rms), _shaped_noises(n_samples, sfreq, [wander_band, emg_band], rng), strict=True
+        scales, _shaped_noises(n_samples, sfreq, [wander_band, emg_band], rng), strict=True
     ):
         noise *= scale
         ecg += noise

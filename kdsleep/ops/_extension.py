@@ -19,7 +19,7 @@ class ExtensionMissingWarning(UserWarning):
 def load() -> str | None:
     """Import ``kdsleep._C`` once. Returns the compiled backends (``"cpu"`` or ``"cpu,cuda"``), or None."""
     try:
-        from kdsleep import _C  # noqa: F401
+        from kdsleep import _C  # type: ignore[attr-defined]  # noqa: F401  (compiled at install)
     except ImportError as err:
         logger.debug("kdsleep._C could not be imported: %s", err)
         return None
