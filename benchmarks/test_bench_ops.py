@@ -21,6 +21,8 @@ IMPLS = ["eager", "compiled", "fused"]
 PHASES = ["fwd", "fwdbwd"]
 BATCH = {"small": 2, "paper": 12}
 SD_SHAPE = {"small": (12, 5, 35), "paper": (12, 5, 35)}  # 12 windows x 35 epochs, 5 stages
+# DINO: 10 student views (2 global + 8 local crops), 2 teacher views, batch N, head of K outputs
+DINO_SHAPE = {"small": (10, 2, 16, 4096), "paper": (10, 2, 64, 65536)}
 
 
 def _sync(device: str) -> None:
@@ -33,6 +35,7 @@ def _compiled(name: str):
     fn = {
         "attention_transfer": reference.attention_transfer_loss,
         "distillation_loss": reference.distillation_loss,
+        "self_distillation_loss": reference.self_distillation_loss,
     }[name]
     return torch.compile(fn)
 
@@ -158,3 +161,22 @@ def test_distillation_loss(benchmark, impl, phase, kd_size, kd_device):
             torch.autograd.grad(loss, student)
 
     _run_bench(benchmark, fn, kd_device, rounds=200, inputs=[student, teacher, labels, weights])
+
+
+@pytest.mark.parametrize("phase", PHASES)
+@pytest.mark.parametrize("impl", IMPLS)
+def test_self_distillation_loss(benchmark, impl, phase, kd_size, kd_device):
+    benchmark.group = f"self_distillation_loss {phase} {kd_size} {kd_device}"
+    n_student, n_teacher, rows, classes = DINO_SHAPE[kd_size]
+    g = torch.Generator().manual_seed(0)
+    student = torch.randn(n_student, rows, classes, generator=g).to(kd_device).requires_grad_(True)
+    teacher = torch.randn(n_teacher, rows, classes, generator=g).to(kd_device)
+    center = (torch.randn(classes, generator=g) * 0.1).to(kd_device)
+    loss_fn = _impl("self_distillation_loss", impl)
+
+    def fn():
+        loss = loss_fn(student, teacher, center, student_temperature=0.1, teacher_temperature=0.04)
+        if phase == "fwdbwd":
+            torch.autograd.grad(loss, student)
+
+    _run_bench(benchmark, fn, kd_device, rounds=20, inputs=[student, teacher, center])

@@ -4,6 +4,7 @@
 
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <cmath>
 
 namespace kdsleep {
@@ -116,6 +117,36 @@ std::pair<int64_t, int64_t> check_softmax_distillation_inputs(
     TORCH_CHECK(w.device() == student.device(), "softmax_distillation: class_weights on ", w.device());
   }
   return {rows, classes};
+}
+
+std::tuple<int64_t, int64_t, int64_t, int64_t> check_self_distillation_inputs(const at::Tensor& student,
+                                                                              const at::Tensor& teacher,
+                                                                              const at::Tensor& center,
+                                                                              double student_temperature,
+                                                                              double teacher_temperature) {
+  TORCH_CHECK(student.dim() == 3 && teacher.dim() == 3,
+              "self_distillation: student and teacher outputs must be (views, N, K), got ", student.sizes(), " and ",
+              teacher.sizes());
+  TORCH_CHECK(student.size(1) == teacher.size(1) && student.size(2) == teacher.size(2),
+              "self_distillation: student ", student.sizes(), " and teacher ", teacher.sizes(),
+              " differ in rows or classes");
+  TORCH_CHECK(supported_float(student.scalar_type()) && teacher.scalar_type() == student.scalar_type(),
+              "self_distillation: outputs must share one floating dtype, got ", student.scalar_type(), " and ",
+              teacher.scalar_type());
+  TORCH_CHECK(teacher.device() == student.device() && center.device() == student.device(),
+              "self_distillation: student, teacher and center must be on one device");
+  TORCH_CHECK(center.dim() == 1 && center.size(0) == student.size(2), "self_distillation: center must be (",
+              student.size(2), ",), got ", center.sizes());
+  TORCH_CHECK(student.size(0) >= 1 && teacher.size(0) >= 1 && student.size(0) <= 64 && teacher.size(0) <= 64,
+              "self_distillation: between 1 and 64 views each, got ", student.size(0), " student and ",
+              teacher.size(0), " teacher views");
+  TORCH_CHECK(student.size(0) * teacher.size(0) > std::min(student.size(0), teacher.size(0)),
+              "self_distillation: no (teacher view, other student view) pair: use at least two views");
+  TORCH_CHECK(std::isfinite(student_temperature) && student_temperature > 0.0 &&
+                  std::isfinite(teacher_temperature) && teacher_temperature > 0.0,
+              "self_distillation: temperatures must be > 0, got ", student_temperature, " and ",
+              teacher_temperature);
+  return {student.size(0), teacher.size(0), student.size(1), student.size(2)};
 }
 
 }  // namespace kdsleep

@@ -58,6 +58,9 @@ TORCH_LIBRARY(kdsleep, m) {
       "softmax_distillation(Tensor student, Tensor teacher, Tensor? labels, Tensor? mask, Tensor? class_weights, "
       "int ignore_index, float weight_ce, float weight_kl, float temperature, bool compute_grad) "
       "-> (Tensor, Tensor)");
+  m.def(
+      "self_distillation(Tensor student, Tensor teacher, Tensor center, float student_temperature, "
+      "float teacher_temperature, bool compute_grad) -> (Tensor, Tensor)");
   m.def("build_info() -> str", &kdsleep::build_info);
 }
 
@@ -65,6 +68,7 @@ TORCH_LIBRARY_IMPL(kdsleep, CPU, m) {
   m.impl("attention_transfer", &kdsleep::at_forward<kdsleep::attention_transfer_cpu>);
   m.impl("attention_transfer_backward", &kdsleep::at_backward<kdsleep::attention_transfer_backward_cpu>);
   m.impl("softmax_distillation", &kdsleep::softmax_distillation_cpu);
+  m.impl("self_distillation", &kdsleep::self_distillation_cpu);
 }
 
 #ifdef KDSLEEP_WITH_CUDA
@@ -72,5 +76,6 @@ TORCH_LIBRARY_IMPL(kdsleep, CUDA, m) {
   m.impl("attention_transfer", &kdsleep::at_forward<kdsleep::attention_transfer_cuda>);
   m.impl("attention_transfer_backward", &kdsleep::at_backward<kdsleep::attention_transfer_backward_cuda>);
   m.impl("softmax_distillation", &kdsleep::softmax_distillation_cuda);
+  m.impl("self_distillation", &kdsleep::self_distillation_cuda);
 }
 #endif

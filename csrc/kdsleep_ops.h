@@ -31,6 +31,13 @@ std::pair<int64_t, int64_t> check_softmax_distillation_inputs(
     const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& class_weights,
     double temperature);
 
+// Checks of the self-distillation op. Returns (student views, teacher views, rows, classes).
+std::tuple<int64_t, int64_t, int64_t, int64_t> check_self_distillation_inputs(const at::Tensor& student,
+                                                                              const at::Tensor& teacher,
+                                                                              const at::Tensor& center,
+                                                                              double student_temperature,
+                                                                              double teacher_temperature);
+
 // ---- CPU ----
 std::tuple<at::Tensor, at::Tensor> attention_transfer_cpu(at::TensorList student, at::TensorList teacher,
                                                           double p, at::ArrayRef<double> weights,
@@ -43,6 +50,10 @@ std::tuple<at::Tensor, at::Tensor> softmax_distillation_cpu(
     const at::Tensor& student, const at::Tensor& teacher, const std::optional<at::Tensor>& labels,
     const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& class_weights,
     int64_t ignore_index, double weight_ce, double weight_kl, double temperature, bool compute_grad);
+
+std::tuple<at::Tensor, at::Tensor> self_distillation_cpu(const at::Tensor& student, const at::Tensor& teacher,
+                                                         const at::Tensor& center, double student_temperature,
+                                                         double teacher_temperature, bool compute_grad);
 
 #ifdef KDSLEEP_WITH_CUDA
 // ---- CUDA ----
@@ -57,6 +68,9 @@ std::tuple<at::Tensor, at::Tensor> softmax_distillation_cuda(
     const at::Tensor& student, const at::Tensor& teacher, const std::optional<at::Tensor>& labels,
     const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& class_weights,
     int64_t ignore_index, double weight_ce, double weight_kl, double temperature, bool compute_grad);
+std::tuple<at::Tensor, at::Tensor> self_distillation_cuda(const at::Tensor& student, const at::Tensor& teacher,
+                                                          const at::Tensor& center, double student_temperature,
+                                                          double teacher_temperature, bool compute_grad);
 #endif
 
 }  // namespace kdsleep

@@ -1,4 +1,4 @@
-"""Fused distillation losses: attention transfer and softmax distillation, on CPU and CUDA.
+"""Fused distillation losses: attention transfer, softmax distillation and self-distillation, on CPU and CUDA.
 
 The compiled kernels are registered as ``torch.library`` custom ops in the ``kdsleep`` namespace
 (``torch.ops.kdsleep.*``), with fake kernels and autograd registered here, so they work with
@@ -12,6 +12,7 @@ from kdsleep.ops import reference
 from kdsleep.ops._extension import BACKENDS, ExtensionMissingWarning
 from kdsleep.ops.attention import attention_transfer_loss
 from kdsleep.ops.distill import distillation_loss, tempered_kl
+from kdsleep.ops.self_distill import self_distillation_loss
 
 __all__ = [
     "BACKENDS",
@@ -20,6 +21,7 @@ __all__ = [
     "distillation_loss",
     "extension_available",
     "reference",
+    "self_distillation_loss",
     "tempered_kl",
 ]
 

@@ -19,6 +19,7 @@ __all__ = [
     "attention_transfer_loss",
     "tempered_kl",
     "distillation_loss",
+    "self_distillation_loss",
 ]
 
 
@@ -117,3 +118,28 @@ def distillation_loss(
     kl_rows = torch.where(valid, kl_rows, torch.zeros_like(kl_rows))
     kl = kl_rows.sum() / valid.sum().clamp_min(1).to(kl_rows.dtype)
     return (1.0 - weight_kd) * wce + weight_kd * temperature**2 * kl
+
+
+def self_distillation_loss(
+    student: Tensor,
+    teacher: Tensor,
+    center: Tensor,
+    *,
+    student_temperature: float = 0.1,
+    teacher_temperature: float = 0.04,
+) -> Tensor:
+    """Reference DINO cross-entropy over (teacher view, other student view) pairs; see
+    :func:`kdsleep.ops.self_distillation_loss`."""
+    log_ps = F.log_softmax(_opmath(student) / student_temperature, dim=-1)
+    pt = F.softmax((_opmath(teacher.detach()) - _opmath(center.detach())) / teacher_temperature, dim=-1)
+    total = None
+    pairs = 0
+    for vt in range(pt.shape[0]):
+        for vs in range(log_ps.shape[0]):
+            if vs == vt:
+                continue
+            term = -(pt[vt] * log_ps[vs]).sum(-1).mean()
+            total = term if total is None else total + term
+            pairs += 1
+    assert total is not None
+    return total / pairs
