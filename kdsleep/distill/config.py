@@ -99,6 +99,10 @@ class TrainConfig:
         bf16 autocast on CUDA.
     num_workers : int
         DataLoader workers.
+    num_threads : int or None
+        CPU threads of PyTorch's operators; ``None`` keeps PyTorch's default (one per core). Small models
+        gain little from several threads and lose a lot when other processes share the cores (threads wait
+        for each other at every operator), so the quick synthetic preset uses 1.
     max_train_windows : int or None
         Use at most this many training windows per epoch (a random subset, re-drawn every epoch); ``None``
         uses all.
@@ -145,6 +149,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True
     num_workers: int = 0
+    num_threads: int | None = None
     max_train_windows: int | None = None
     # distillation
     at_mode: str = "canonical"
@@ -171,7 +176,7 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 fail(name, "a positive integer")
-        for name in ("at_epochs", "patience", "max_train_windows"):
+        for name in ("at_epochs", "patience", "max_train_windows", "num_threads"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 fail(name, "a positive integer or none")
@@ -266,6 +271,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "device",
         "amp",
         "num_workers",
+        "num_threads",
         "max_train_windows",
     ),
     "distillation": ("at_mode", "at_p", "at_distance", "temperature"),
@@ -284,10 +290,11 @@ SYNTHETIC_QUICKSTART: dict[str, Any] = {
     "window_epochs": 15,
     "pools": [4, 4, 3, 2, 2],
     "filters": [8, 16, 16, 32, 32],
-    "epochs": 4,
-    "at_epochs": 1,
+    "epochs": 15,
+    "at_epochs": 2,
     "batch_size": 16,
-    "max_train_windows": 384,
+    "max_train_windows": 512,
+    "num_threads": 1,
     "patience": None,
 }
 

@@ -135,6 +135,8 @@ class Pipeline:
         self.loss_backend = loss_backend
         self.command = list(command if command is not None else sys.argv)
         self.record = record
+        if config.num_threads:
+            torch.set_num_threads(config.num_threads)
         self._init_distributed()
         self.rank, self.world = dist_info()
         self.device = resolve_device(config.device)
@@ -228,7 +230,7 @@ class Pipeline:
             )
 
     #: Fields that may change between calls on the same run folder (they do not change the results).
-    _VOLATILE = ("device", "num_workers", "split_file", "data_dir", "cache_dir")
+    _VOLATILE = ("device", "num_workers", "num_threads", "split_file", "data_dir", "cache_dir")
 
     def _check_run_dir(self) -> None:
         """A run folder is reused only with the configuration it was made with (finished stages are kept)."""
@@ -539,6 +541,15 @@ def write_run_report(
         prefix = f"{grouping}: " if len(groupings) > 1 else ""
         for variant, outcome in by_variant.items():
             if variant in ("ecg_baseline", "eeg_baseline"):
+                continue
+            common = set(reference.per_subject) & set(outcome.per_subject)
+            if len(common) < 2:
+                logger.warning(
+                    "%s%s vs ecg_baseline: %d test subject(s), too few for a paired comparison",
+                    prefix,
+                    variant,
+                    len(common),
+                )
                 continue
             comparisons.append(
                 paired_comparison(

@@ -28,7 +28,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,15 @@ from kdsleep.distill.losses import FeatureLoss, FinalLoss
 from kdsleep.evaluation.metrics import ConfusionMatrix
 from kdsleep.models import FeatureTaps, UTime
 
-__all__ = ["StageResult", "StageSpec", "dist_info", "predict", "resolve_device", "train_stage"]
+__all__ = [
+    "StageResult",
+    "StageSpec",
+    "dist_info",
+    "flush_denormals",
+    "predict",
+    "resolve_device",
+    "train_stage",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +127,21 @@ class StageResult:
     epochs_run: int
     checkpoint: Path
     history: list[dict[str, float]]
+
+
+@contextmanager
+def flush_denormals():
+    """Treat denormal floats as zero on the CPU while training or predicting.
+
+    Small U-Times on real-valued recordings produce many denormal activations and gradients, which the CPU
+    handles in microcode: with them flushed, a training step of the quick synthetic model is about ten
+    times faster. The flag is process-wide; it is switched off again afterwards (PyTorch's default).
+    """
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def _autocast(device: torch.device, enabled: bool):
@@ -221,12 +244,13 @@ def predict(
     model.eval()
     labels_all, preds_all = [], []
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    for batch in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress):
-        x, _, labels = _inputs(batch, modality, device)
-        with _autocast(device, amp):
-            logits = model(x)
-        labels_all.append(labels.cpu().numpy())
-        preds_all.append(logits.float().argmax(dim=1).cpu().numpy())
+    with flush_denormals():
+        for batch in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress):
+            x, _, labels = _inputs(batch, modality, device)
+            with _autocast(device, amp):
+                logits = model(x)
+            labels_all.append(labels.cpu().numpy())
+            preds_all.append(logits.float().argmax(dim=1).cpu().numpy())
     n_epochs = getattr(model, "n_epochs", 1)
     if not labels_all:
         return np.zeros((0, n_epochs), np.int64), np.zeros((0, n_epochs), np.int64)
@@ -395,6 +419,8 @@ def train_stage(
             return final_loss(net(x), labels, teacher_logits)
 
     epoch = start_epoch - 1
+    denormals = flush_denormals()
+    denormals.__enter__()
     try:
         for epoch in range(start_epoch, spec.epochs + 1):
             started = time.perf_counter()
@@ -508,6 +534,7 @@ def train_stage(
                 break
     finally:
         board.close()
+        denormals.__exit__(None, None, None)
 
     from kdsleep.distill.checkpoint import read_checkpoint_payload
 

@@ -134,3 +134,11 @@ def test_class_weights_formula_and_use():
         rtol=1e-5,
         atol=1e-6,
     )
+
+
+def test_quick_config_file_matches_the_built_in_preset():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "synthetic_quick.toml"
+    preset = {k: v for k, v in SYNTHETIC_QUICKSTART.items() if v is not None}
+    assert load_config_file(path) == preset
