@@ -7,7 +7,7 @@ error that names the key and the file.
 
 Two presets exist: :data:`PAPER` (the paper's protocol, the dataclass defaults: 200 Hz, 35-epoch windows,
 full-size U-Time, 150 epochs) and :data:`SYNTHETIC_QUICKSTART`, applied by ``kdsleep train`` when it runs on
-the generated synthetic data without a configuration file (a small U-Time at 50 Hz on short synthetic
+the generated synthetic data without a configuration file (a small U-Time at 32 Hz on the synthetic
 nights, so that the whole pipeline finishes in minutes on a laptop CPU).
 """
 
@@ -277,7 +277,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "distillation": ("at_mode", "at_p", "at_distance", "temperature"),
 }
 
-#: The quick synthetic default of ``kdsleep train`` with no arguments: a small U-Time at 50 Hz on short
+#: The quick synthetic default of ``kdsleep train`` with no arguments: a small U-Time at 32 Hz on the
 #: synthetic nights, with a training budget that finishes the whole pipeline in minutes on two CPU cores.
 SYNTHETIC_QUICKSTART: dict[str, Any] = {
     "dataset": "synthetic",
@@ -293,7 +293,7 @@ SYNTHETIC_QUICKSTART: dict[str, Any] = {
     "epochs": 15,
     "at_epochs": 2,
     "batch_size": 16,
-    "max_train_windows": 512,
+    "max_train_windows": 384,
     "num_threads": 1,
     "patience": None,
 }
