@@ -186,8 +186,8 @@ class Pipeline:
             channels=("eeg", "ecg"),
             channel_specs=specs or None,
             sfreq=config.sfreq,
-            eeg_band=tuple(config.eeg_band),
-            ecg_band=tuple(config.ecg_band),
+            eeg_band=(config.eeg_band[0], config.eeg_band[1]),
+            ecg_band=(config.ecg_band[0], config.ecg_band[1]),
             stage_grouping=config.grouping,
         )
         request = channel_request(self.preprocess, entries[0])
@@ -260,7 +260,7 @@ class Pipeline:
 
     def _make_split(self, subjects: dict[str, str]) -> SubjectSplit:
         config = self.config
-        path = config.split_file
+        path: str | Path | None = config.split_file
         if path is None and (self.run_dir / "split.json").exists():
             path = self.run_dir / "split.json"
         if path is not None:
@@ -338,6 +338,7 @@ class Pipeline:
 
     def _load_teacher(self, grouping: str) -> UTime:
         path = self.teacher_checkpoint
+        assert path is not None
         checkpoint = load_checkpoint(path)
         try:
             checkpoint.check_compatible(grouping=grouping, modality="eeg")

@@ -31,12 +31,12 @@ from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Subset
 from torch.utils.data.distributed import DistributedSampler
 
 from kdsleep.distill._provenance import atomic_write, write_json_atomic, write_text_atomic
@@ -229,7 +229,7 @@ class _TensorBoard:
 @torch.no_grad()
 def predict(
     model: nn.Module,
-    dataset: Dataset,
+    dataset: Any,
     modality: str,
     device: torch.device,
     *,
@@ -258,7 +258,7 @@ def predict(
 
 
 def _train_loader(
-    dataset: Dataset, batch_size: int, seed: int, epoch: int, max_windows: int | None, num_workers: int
+    dataset: Any, batch_size: int, seed: int, epoch: int, max_windows: int | None, num_workers: int
 ) -> DataLoader:
     rank, world = dist_info()
     if max_windows is not None and max_windows < len(dataset):
@@ -266,7 +266,9 @@ def _train_loader(
         generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
         subset = torch.randperm(len(dataset), generator=generator)[:max_windows]
         dataset = Subset(dataset, subset.tolist())
-    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed)
+    sampler: DistributedSampler = DistributedSampler(
+        dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed
+    )
     sampler.set_epoch(epoch)
     return DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=False
@@ -277,8 +279,8 @@ def train_stage(
     spec: StageSpec,
     model: UTime,
     *,
-    train_set: Dataset,
-    val_set: Dataset,
+    train_set: Any,
+    val_set: Any,
     class_weights: torch.Tensor,
     teacher: UTime | None,
     config: Any,
@@ -387,9 +389,10 @@ def train_stage(
         out.mkdir(parents=True, exist_ok=True)
 
     inner = model
+    net: nn.Module = model
     if world > 1:
         # step 1 leaves the classifier unused (its output is not part of the AT loss)
-        model = nn.parallel.DistributedDataParallel(
+        net = nn.parallel.DistributedDataParallel(
             inner,
             device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=spec.kind == "at",
@@ -403,19 +406,22 @@ def train_stage(
     amp = bool(config.amp)
     board = _TensorBoard(out / "tensorboard", enabled=rank == 0)
 
+    # only used by the stages that need it (checked above)
+    frozen = cast(UTime, teacher)
+
     def step_loss(batch: tuple, net: nn.Module) -> torch.Tensor:
         x, eeg, labels = _inputs(batch, spec.modality, device)
         with _autocast(device, amp):
             if spec.kind == "at":
                 with torch.no_grad():
-                    _, teacher_maps = teacher.features(eeg, detach=True)
+                    _, teacher_maps = frozen.features(eeg, detach=True)
                 with FeatureTaps(inner, inner.tap_names) as taps:
                     net(x)
                 return feature_loss(taps.features, teacher_maps)
             teacher_logits = None
             if use_teacher_logits:
                 with torch.no_grad():
-                    teacher_logits = teacher(eeg)
+                    teacher_logits = frozen(eeg)
             return final_loss(net(x), labels, teacher_logits)
 
     epoch = start_epoch - 1
@@ -424,7 +430,7 @@ def train_stage(
     try:
         for epoch in range(start_epoch, spec.epochs + 1):
             started = time.perf_counter()
-            model.train()
+            net.train()
             loader = _train_loader(
                 train_set, config.batch_size, config.seed, epoch, config.max_train_windows, config.num_workers
             )
@@ -438,7 +444,7 @@ def train_stage(
             )
             for batch in bar:
                 optimizer.zero_grad(set_to_none=True)
-                loss = step_loss(batch, model)
+                loss = step_loss(batch, net)
                 loss.backward()
                 optimizer.step()
                 total += float(loss.detach())
@@ -455,12 +461,12 @@ def train_stage(
                     x, eeg, labels = _inputs(batch, spec.modality, device)
                     with _autocast(device, amp):
                         if spec.kind == "at":
-                            _, teacher_maps = teacher.features(eeg, detach=True)
+                            _, teacher_maps = frozen.features(eeg, detach=True)
                             logits, student_maps = inner.features(x)
                             loss = feature_loss(student_maps, teacher_maps)
                         else:
                             logits = inner(x)
-                            loss = final_loss(logits, labels, teacher(eeg) if use_teacher_logits else None)
+                            loss = final_loss(logits, labels, frozen(eeg) if use_teacher_logits else None)
                     val_total += float(loss) * len(labels)
                     val_count += len(labels)
                     confusion.update(labels, logits.float())
