@@ -166,7 +166,11 @@ def _set_threads(args: argparse.Namespace) -> None:
 
     # Small models gain nothing from intra-op threads, and on a busy CPU the threads' spin-waits made each
     # step up to ten times slower.
-    threads = args.threads if args.threads is not None else (1 if args.size == "small" or getattr(args, "quick", False) else None)
+    threads = (
+        args.threads
+        if args.threads is not None
+        else (1 if args.size == "small" or getattr(args, "quick", False) else None)
+    )
     if threads is not None:
         if threads < 1:
             raise CLIError(f"--threads must be positive, got {threads}")
@@ -235,7 +239,9 @@ def _add_pretrain_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
         description="Pre-train the encoders on unlabelled records (no labels are read) and write "
         "OUT_DIR/time.pt and OUT_DIR/spectrogram.pt for finetune and cv --pretrain-dir.",
     )
-    parser.add_argument("--data-dir", type=Path, required=True, metavar="DIR", help="folder of records (.hea + .mat)")
+    parser.add_argument(
+        "--data-dir", type=Path, required=True, metavar="DIR", help="folder of records (.hea + .mat)"
+    )
     parser.add_argument("--out-dir", type=Path, required=True, metavar="DIR", help="where checkpoints go")
     parser.add_argument(
         "--modality", choices=("time", "spectrogram", "both"), default="both", help="encoder(s) to pre-train"
@@ -255,7 +261,7 @@ def _run_pretrain(args: argparse.Namespace) -> int:
     records = _read_signals(args.data_dir)
     modalities = ("time", "spectrogram") if args.modality == "both" else (args.modality,)
     for modality in modalities:
-        config = PretrainConfig.small(modality) if args.size == "small" else PretrainConfig.paper(modality)
+        config = PretrainConfig.small(modality) if args.size == "small" else PretrainConfig.paper(modality)  # type: ignore[arg-type]
         changes: dict = {"seed": args.seed}
         if args.steps is not None:
             changes["n_steps"] = args.steps
@@ -281,11 +287,18 @@ def _add_finetune_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
         "(--validation-fraction) is held out to select the step and the per-class decision thresholds.",
     )
     parser.add_argument("--data-dir", type=Path, required=True, metavar="DIR", help="labelled records")
-    parser.add_argument("--scoring-dir", type=Path, required=True, metavar="DIR", help="challenge scoring tables")
-    parser.add_argument("--out", type=Path, required=True, metavar="FILE", help="classifier checkpoint to write")
+    parser.add_argument(
+        "--scoring-dir", type=Path, required=True, metavar="DIR", help="challenge scoring tables"
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, metavar="FILE", help="classifier checkpoint to write"
+    )
     parser.add_argument("--pretrain-dir", type=Path, default=None, metavar="DIR", help="output of pretrain")
     parser.add_argument(
-        "--validation-fraction", type=float, default=0.1, help="share of records held out for validation (0.1)"
+        "--validation-fraction",
+        type=float,
+        default=0.1,
+        help="share of records held out for validation (0.1)",
     )
     _add_size_arguments(parser)
     return parser
@@ -342,8 +355,12 @@ def _add_cv_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
         "report.md and report.json (mean ± SD over folds) and each fold's test outputs in the challenge format.",
     )
     parser.add_argument("--data-dir", type=Path, required=True, metavar="DIR", help="labelled records")
-    parser.add_argument("--scoring-dir", type=Path, required=True, metavar="DIR", help="challenge scoring tables")
-    parser.add_argument("--out-dir", type=Path, default=Path("ecg12_cv"), metavar="DIR", help="(default ecg12_cv)")
+    parser.add_argument(
+        "--scoring-dir", type=Path, required=True, metavar="DIR", help="challenge scoring tables"
+    )
+    parser.add_argument(
+        "--out-dir", type=Path, default=Path("ecg12_cv"), metavar="DIR", help="(default ecg12_cv)"
+    )
     parser.add_argument("--pretrain-dir", type=Path, default=None, metavar="DIR", help="output of pretrain")
     parser.add_argument(
         "--unlabelled-dir",
@@ -365,6 +382,7 @@ def _add_cv_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
 
 def _run_cv(args: argparse.Namespace) -> int:
     from kdsleep.ecg12.cv import CVSettings, run_cv
+
     _set_threads(args)
 
     for name, folder in (("--data-dir", args.data_dir), ("--unlabelled-dir", args.unlabelled_dir)):
@@ -374,7 +392,9 @@ def _run_cv(args: argparse.Namespace) -> int:
     if args.n_folds < 3:
         raise CLIError(f"--n-folds must be at least 3 (train, validation, test), got {args.n_folds}")
     rounds = args.rounds if args.rounds is not None else (3 if args.quick else None)
-    pretrain_steps = args.steps if args.steps is not None else (CVSettings.quick().pretrain_steps if args.quick else None)
+    pretrain_steps = (
+        args.steps if args.steps is not None else (CVSettings.quick().pretrain_steps if args.quick else None)
+    )
     settings = CVSettings(
         n_folds=args.n_folds,
         rounds=rounds,
@@ -395,6 +415,7 @@ def _run_cv(args: argparse.Namespace) -> int:
         unlabelled=unlabelled,
         data_dir=args.data_dir,
         quick=args.quick,
+        device=args.device,
     )
     s = report["summary"]
 

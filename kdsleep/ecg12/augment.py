@@ -197,7 +197,9 @@ def multi_crop_time(
     cfg = config or MultiCropConfig()
     n = x.shape[-1]
     global_views = [_time_view(x, n, cfg.global_scale, cfg, generator) for _ in range(cfg.n_global)]
-    local_views = [_time_view(x, cfg.local_time_samples, cfg.local_scale, cfg, generator) for _ in range(cfg.n_local)]
+    local_views = [
+        _time_view(x, cfg.local_time_samples, cfg.local_scale, cfg, generator) for _ in range(cfg.n_local)
+    ]
     return global_views, local_views
 
 
@@ -221,5 +223,7 @@ def multi_crop_spectrogram(
     cfg = config or MultiCropConfig()
     n = x.shape[-1]
     global_views = [_spec_view(x, n, cfg.global_scale, cfg, generator) for _ in range(cfg.n_global)]
-    local_views = [_spec_view(x, cfg.local_frames, cfg.local_scale, cfg, generator) for _ in range(cfg.n_local)]
+    local_views = [
+        _spec_view(x, cfg.local_frames, cfg.local_scale, cfg, generator) for _ in range(cfg.n_local)
+    ]
     return global_views, local_views

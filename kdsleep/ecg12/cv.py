@@ -66,7 +66,11 @@ def _mean_sd(values: Sequence[float]) -> dict[str, float | None]:
     arr = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
     if arr.size == 0:
         return {"mean": None, "sd": None, "n": 0}
-    return {"mean": float(arr.mean()), "sd": float(arr.std(ddof=1)) if arr.size > 1 else 0.0, "n": int(arr.size)}
+    return {
+        "mean": float(arr.mean()),
+        "sd": float(arr.std(ddof=1)) if arr.size > 1 else 0.0,
+        "n": int(arr.size),
+    }
 
 
 def _clean(values: np.ndarray) -> list[float | None]:
@@ -76,7 +80,8 @@ def _clean(values: np.ndarray) -> list[float | None]:
 def summarise_folds(folds: Sequence[Mapping[str, Any]], classes: Sequence[str]) -> dict[str, Any]:
     """Mean +- SD (sample SD over folds; undefined folds, e.g. no positive test record, left out)."""
     summary: dict[str, Any] = {
-        key: _mean_sd([f[key] for f in folds]) for key in ("challenge_metric", "macro_f1", "macro_auroc", "accuracy")
+        key: _mean_sd([f[key] for f in folds])
+        for key in ("challenge_metric", "macro_f1", "macro_auroc", "accuracy")
     }
     summary["per_class"] = {
         code: {
@@ -136,7 +141,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     for code in report["classes"]:
         pc = s["per_class"][code]
         abbreviation = report["abbreviations"].get(code, "")
-        lines.append(f"| {code} | {abbreviation} | {pc['n_positive_test']} | {_fmt(pc['f1'])} | {_fmt(pc['auroc'])} |")
+        lines.append(
+            f"| {code} | {abbreviation} | {pc['n_positive_test']} | {_fmt(pc['f1'])} | {_fmt(pc['auroc'])} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -154,6 +161,7 @@ def run_cv(
     data_dir: str | os.PathLike = "",
     quick: bool = False,
     progress: bool = True,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Cross-validate, write each round's test outputs and the report; return the report.
 
@@ -171,6 +179,8 @@ def run_cv(
     unlabelled : records or None
         When given and ``pretrained`` is not, both encoders are pre-trained on them first (once, before the
         folds: they carry no labels, so no fold information leaks).
+    device : str
+        Torch device of training (test outputs are computed on the CPU).
     """
     from kdsleep.evaluation.report import atomic_write_text
 
@@ -189,7 +199,9 @@ def run_cv(
         for modality, encoder in (("time", ft.time_encoder), ("spectrogram", ft.spectrogram_encoder)):
             base = PretrainConfig.small(modality, steps) if quick else PretrainConfig.paper(modality)  # type: ignore[arg-type]
             config = dataclasses.replace(base, encoder=encoder, n_steps=steps)
-            pretrain(unlabelled, config, out / "pretrain" / f"{modality}.pt", progress=progress)
+            pretrain(
+                unlabelled, config, out / "pretrain" / f"{modality}.pt", device=device, progress=progress
+            )
             pretrained[modality] = out / "pretrain" / f"{modality}.pt"
         pretraining = f"self-distillation on {len(unlabelled)} unlabelled records, {steps} steps per modality"
 
@@ -199,7 +211,9 @@ def run_cv(
     for k, train, validation, test in cv_splits(folds, settings.n_folds):
         if k >= rounds:
             break
-        logger.info("round %d: %d train, %d validation, %d test records", k, len(train), len(validation), len(test))
+        logger.info(
+            "round %d: %d train, %d validation, %d test records", k, len(train), len(validation), len(test)
+        )
         fold_dir = out / f"fold_{k}"
         result = finetune(
             [records[i] for i in train],
@@ -210,6 +224,7 @@ def run_cv(
             pretrained=pretrained,
             classes=tables.classes,
             checkpoint_path=fold_dir / "classifier.pt",
+            device=device,
             progress=progress,
         )
         test_records = [records[i] for i in test]

@@ -43,6 +43,9 @@ __all__ = [
     "predict_probabilities",
 ]
 
+#: Records as :class:`RecordSignals`, or their (12, n_times) signals at 100 Hz as arrays or tensors.
+Records = Sequence[RecordSignals] | Sequence[np.ndarray] | Sequence[torch.Tensor]
+
 #: Value of the ``kind`` field of classifier checkpoints.
 CLASSIFIER_KIND = "kdsleep.ecg12.classifier"
 
@@ -136,14 +139,16 @@ class FinetuneResult:
     checkpoint: Path | None = None
 
 
-def _signals(records: Sequence[RecordSignals] | Sequence[np.ndarray]) -> list[torch.Tensor]:
-    return [torch.as_tensor(r.signal if isinstance(r, RecordSignals) else r, dtype=torch.float32) for r in records]
+def _signals(records: Records) -> list[torch.Tensor]:
+    return [
+        torch.as_tensor(r.signal if isinstance(r, RecordSignals) else r, dtype=torch.float32) for r in records
+    ]
 
 
 @torch.no_grad()
 def predict_probabilities(
     model: nn.Module,
-    records: Sequence[RecordSignals] | Sequence[np.ndarray],
+    records: Records,
     device: str | torch.device = "cpu",
     batch_size: int = 64,
 ) -> np.ndarray:
@@ -171,7 +176,10 @@ def predict_probabilities(
 
 
 def choose_thresholds(
-    labels: np.ndarray, probabilities: np.ndarray, grid: Sequence[float] = FinetuneConfig().threshold_grid, default: float = 0.5
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    grid: Sequence[float] = FinetuneConfig().threshold_grid,
+    default: float = 0.5,
 ) -> np.ndarray:
     """Per-class threshold maximising that class's F1 on the given (validation) records.
 
@@ -181,7 +189,9 @@ def choose_thresholds(
     labels = np.asarray(labels, dtype=bool)
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if labels.shape != probabilities.shape:
-        raise ValueError(f"labels {labels.shape} and probabilities {probabilities.shape} must have the same shape")
+        raise ValueError(
+            f"labels {labels.shape} and probabilities {probabilities.shape} must have the same shape"
+        )
     grid_arr = np.asarray(sorted(grid, key=lambda t: abs(t - default)), dtype=np.float64)
     thresholds = np.full(labels.shape[1], default)
     for k in range(labels.shape[1]):
@@ -201,9 +211,9 @@ def _bce(model: nn.Module, signals: list[torch.Tensor], labels: torch.Tensor, de
 
 
 def finetune(
-    train_records: Sequence[RecordSignals] | Sequence[np.ndarray],
+    train_records: Records,
     train_labels: np.ndarray,
-    validation_records: Sequence[RecordSignals] | Sequence[np.ndarray],
+    validation_records: Records,
     validation_labels: np.ndarray,
     config: FinetuneConfig,
     pretrained: Mapping[str, str | os.PathLike] | None = None,
@@ -270,7 +280,9 @@ def finetune(
     for step in bar:
         model.train()
         picks = rng.integers(0, len(train_signals), config.batch_size)
-        windows = torch.cat([random_windows(train_signals[i], 1, generator=generator) for i in picks]).to(device)
+        windows = torch.cat([random_windows(train_signals[i], 1, generator=generator) for i in picks]).to(
+            device
+        )
         loss = loss_fn(model(windows), y_train[picks].to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -287,7 +299,13 @@ def finetune(
     val_probs = predict_probabilities(model, val_signals, device)
     thresholds = choose_thresholds(validation_labels, val_probs, config.threshold_grid)
     seconds = time.perf_counter() - start
-    logger.info("finetune: %d steps in %.1f s, best validation loss %.4f at step %d", config.n_steps, seconds, best_loss, best_step)
+    logger.info(
+        "finetune: %d steps in %.1f s, best validation loss %.4f at step %d",
+        config.n_steps,
+        seconds,
+        best_loss,
+        best_step,
+    )
     model.cpu()
 
     saved = None

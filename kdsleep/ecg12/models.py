@@ -102,7 +102,9 @@ class XResNetConfig:
         return 2 * self.widths[-1] * self.expansion
 
 
-def _conv_bn_1d(c_in: int, c_out: int, kernel_size: int, stride: int = 1, act: bool = True, zero_bn: bool = False):
+def _conv_bn_1d(
+    c_in: int, c_out: int, kernel_size: int, stride: int = 1, act: bool = True, zero_bn: bool = False
+):
     bn = nn.BatchNorm1d(c_out)
     # Zero-initialised last batch norm of each block: every block starts as the identity (bag of tricks).
     nn.init.constant_(bn.weight, 0.0 if zero_bn else 1.0)
@@ -494,4 +496,3 @@ def load_state_dict_strict(module: nn.Module, state_dict: dict[str, Tensor], sou
             f"(is it the same encoder configuration?); " + "; ".join(parts)
         )
     module.load_state_dict(state_dict, strict=True)
-

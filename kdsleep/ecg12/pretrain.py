@@ -106,7 +106,9 @@ def read_signals(
     for path in tqdm(paths, desc=f"reading {Path(data_dir).name}", unit="record", leave=False):
         rec = read_record(path, sfreq=sfreq)
         if rec.signal.shape[-1] < min_samples:
-            logger.warning("%s: %d samples at %g Hz, shorter than a window; skipped", path, rec.signal.shape[-1], sfreq)
+            logger.warning(
+                "%s: %d samples at %g Hz, shorter than a window; skipped", path, rec.signal.shape[-1], sfreq
+            )
             continue
         records.append(RecordSignals(rec.record_name, rec.signal, rec.header.dx_codes, path))
     if not records:
@@ -169,12 +171,16 @@ class PretrainConfig:
             raise ValueError(f"modality must be one of {MODALITIES}, got {self.modality!r}")
         expected = XResNetConfig if self.modality == "time" else SEResNetConfig
         if not isinstance(self.encoder, expected):
-            raise ValueError(f"modality {self.modality!r} needs an {expected.__name__}, got {type(self.encoder).__name__}")
+            raise ValueError(
+                f"modality {self.modality!r} needs an {expected.__name__}, got {type(self.encoder).__name__}"
+            )
         for name in ("teacher_momentum", "center_momentum"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.n_steps < 1 or self.batch_size < 1:
-            raise ValueError(f"n_steps and batch_size must be positive, got {self.n_steps} and {self.batch_size}")
+            raise ValueError(
+                f"n_steps and batch_size must be positive, got {self.n_steps} and {self.batch_size}"
+            )
 
     @classmethod
     def paper(cls, modality: Modality) -> PretrainConfig:
@@ -199,13 +205,18 @@ class PretrainConfig:
         return asdict(self)
 
 
-def build_encoder(modality: str, encoder_config: dict[str, Any] | XResNetConfig | SEResNetConfig) -> nn.Module:
+def build_encoder(
+    modality: str, encoder_config: dict[str, Any] | XResNetConfig | SEResNetConfig
+) -> nn.Module:
     """The encoder of ``modality`` from its configuration (a dataclass or its ``asdict``)."""
     if modality not in MODALITIES:
         raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
     cls_config = XResNetConfig if modality == "time" else SEResNetConfig
     if isinstance(encoder_config, dict):
-        encoder_config = cls_config(**{k: tuple(v) if isinstance(v, list) else v for k, v in encoder_config.items()})
+        fields: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in encoder_config.items()
+        }
+        encoder_config = cls_config(**fields)
     return XResNet1d(encoder_config) if modality == "time" else SEResNet2d(encoder_config)  # type: ignore[arg-type]
 
 
@@ -229,7 +240,9 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     return target
 
 
-def load_pretrained_encoder(path: str | os.PathLike, modality: str, encoder: nn.Module | None = None) -> nn.Module:
+def load_pretrained_encoder(
+    path: str | os.PathLike, modality: str, encoder: nn.Module | None = None
+) -> nn.Module:
     """The teacher encoder of a pre-training checkpoint, loaded with strict key and shape checks.
 
     Parameters
@@ -255,7 +268,9 @@ def load_pretrained_encoder(path: str | os.PathLike, modality: str, encoder: nn.
     if not isinstance(ckpt, dict) or ckpt.get("kind") != CHECKPOINT_KIND:
         raise ValueError(f"{path}: field 'kind': not a kdsleep ecg12 pre-training checkpoint")
     if ckpt["modality"] != modality:
-        raise ValueError(f"{path}: field 'modality': expected {modality!r}, the checkpoint holds {ckpt['modality']!r}")
+        raise ValueError(
+            f"{path}: field 'modality': expected {modality!r}, the checkpoint holds {ckpt['modality']!r}"
+        )
     if encoder is None:
         encoder = build_encoder(modality, ckpt["encoder_config"])
     load_state_dict_strict(encoder, ckpt["teacher_encoder"], str(path))
@@ -286,7 +301,9 @@ class PretrainResult:
     teacher_encoder: nn.Module
 
 
-def _views(windows: Tensor, config: PretrainConfig, generator: torch.Generator) -> tuple[list[Tensor], list[Tensor]]:
+def _views(
+    windows: Tensor, config: PretrainConfig, generator: torch.Generator
+) -> tuple[list[Tensor], list[Tensor]]:
     if config.modality == "time":
         return multi_crop_time(windows, config.crops, generator)
     return multi_crop_spectrogram(spectrogram(windows), config.crops, generator)
@@ -322,7 +339,9 @@ def pretrain(
     """
     from kdsleep.ops import self_distillation_loss
 
-    signals = [torch.as_tensor(r.signal if isinstance(r, RecordSignals) else r, dtype=torch.float32) for r in records]
+    signals = [
+        torch.as_tensor(r.signal if isinstance(r, RecordSignals) else r, dtype=torch.float32) for r in records
+    ]
     if not signals:
         raise ValueError("pretrain: no records")
     # Denormal floats (tiny gradients and activations) made CPU steps up to fifty times slower; flushing
@@ -379,7 +398,14 @@ def pretrain(
         losses.append(float(loss.item()))
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
     seconds = time.perf_counter() - start
-    logger.info("pretrain %s: %d steps in %.1f s, loss %.3f -> %.3f", config.modality, config.n_steps, seconds, losses[0], losses[-1])
+    logger.info(
+        "pretrain %s: %d steps in %.1f s, loss %.3f -> %.3f",
+        config.modality,
+        config.n_steps,
+        seconds,
+        losses[0],
+        losses[-1],
+    )
 
     saved = None
     if checkpoint_path is not None:
@@ -398,4 +424,6 @@ def pretrain(
                 "losses": losses,
             },
         )
-    return PretrainResult(checkpoint=saved, losses=losses, seconds=seconds, teacher_encoder=teacher.encoder.cpu())
+    return PretrainResult(
+        checkpoint=saved, losses=losses, seconds=seconds, teacher_encoder=teacher.encoder.cpu()
+    )

@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from kdsleep.ecg12.finetune import FinetuneConfig, choose_thresholds, finetune, load_classifier, predict_probabilities
+from kdsleep.ecg12.finetune import (
+    FinetuneConfig,
+    choose_thresholds,
+    finetune,
+    load_classifier,
+    predict_probabilities,
+)
 from kdsleep.ecg12.pretrain import PretrainConfig, pretrain, save_checkpoint
 
 
@@ -44,7 +50,16 @@ def test_finetune_learns_a_toy_class_and_round_trips(tmp_path) -> None:
     x_train, y_train = _toy(16, 0)
     x_val, y_val = _toy(6, 1)
     config = dataclasses.replace(FinetuneConfig.small(n_steps=30), batch_size=8, eval_every=10)
-    result = finetune(x_train, y_train, x_val, y_val, config, classes=["a", "b", "c"], checkpoint_path=tmp_path / "c.pt", progress=False)
+    result = finetune(
+        x_train,
+        y_train,
+        x_val,
+        y_val,
+        config,
+        classes=["a", "b", "c"],
+        checkpoint_path=tmp_path / "c.pt",
+        progress=False,
+    )
     probs = predict_probabilities(result.model, x_val)
     assert probs.shape == (6, 3)
     assert probs[y_val[:, 0], 0].min() > probs[~y_val[:, 0], 0].max()
@@ -56,13 +71,28 @@ def test_finetune_learns_a_toy_class_and_round_trips(tmp_path) -> None:
 
 def test_pretrained_weights_load_strictly(tmp_path) -> None:
     signals, labels = _toy(6, 0)
-    pt = pretrain(signals, dataclasses.replace(PretrainConfig.small("time", n_steps=1), batch_size=2), tmp_path / "time.pt", progress=False)
+    pt = pretrain(
+        signals,
+        dataclasses.replace(PretrainConfig.small("time", n_steps=1), batch_size=2),
+        tmp_path / "time.pt",
+        progress=False,
+    )
     config = dataclasses.replace(FinetuneConfig.small(n_steps=1), batch_size=2)
-    result = finetune(signals, labels, signals, labels, dataclasses.replace(config, n_steps=1), pretrained={"time": pt.checkpoint}, progress=False)
+    result = finetune(
+        signals,
+        labels,
+        signals,
+        labels,
+        dataclasses.replace(config, n_steps=1),
+        pretrained={"time": pt.checkpoint},
+        progress=False,
+    )
     assert result.best_step == 1
     # A checkpoint whose keys do not match (as the authors' code silently accepted) is rejected by name.
     ckpt = torch.load(pt.checkpoint, weights_only=False)
     ckpt["teacher_encoder"] = {"module." + k: v for k, v in ckpt["teacher_encoder"].items()}
     save_checkpoint(tmp_path / "bad.pt", ckpt)
     with pytest.raises(ValueError, match="bad.pt.*missing"):
-        finetune(signals, labels, signals, labels, config, pretrained={"time": tmp_path / "bad.pt"}, progress=False)
+        finetune(
+            signals, labels, signals, labels, config, pretrained={"time": tmp_path / "bad.pt"}, progress=False
+        )

@@ -60,7 +60,9 @@ def test_dino_head_output_and_fixed_norm() -> None:
 
 def test_gate_fusion_weights_sum_to_one_and_model_round_trips() -> None:
     torch.manual_seed(0)
-    model = GateFusionClassifier(XResNetConfig.small(), SEResNetConfig.small(), n_classes=24, hidden_dim=32).eval()
+    model = GateFusionClassifier(
+        XResNetConfig.small(), SEResNetConfig.small(), n_classes=24, hidden_dim=32
+    ).eval()
     x = torch.randn(5, 12, 250)
     logits = model(x)
     assert logits.shape == (5, 24)
@@ -79,6 +81,8 @@ def test_strict_loading_names_missing_and_mismatched_keys() -> None:
     renamed = {("module." + k if i == 0 else k): v for i, (k, v) in enumerate(state.items())}
     with pytest.raises(ValueError, match="missing: .*unexpected: module."):
         load_state_dict_strict(enc, renamed, "ckpt.pt")
-    other = XResNet1d(XResNetConfig(layers=(1, 1, 1, 1), widths=(8, 32, 64, 128), expansion=1, stem_widths=(16, 16, 16)))
+    other = XResNet1d(
+        XResNetConfig(layers=(1, 1, 1, 1), widths=(8, 32, 64, 128), expansion=1, stem_widths=(16, 16, 16))
+    )
     with pytest.raises(ValueError, match="ckpt.pt.*shape mismatch"):
         load_state_dict_strict(enc, other.state_dict(), "ckpt.pt")
