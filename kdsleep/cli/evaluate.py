@@ -120,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"{grouping:8} {variant_name:14} weighted F1 {metrics.weighted_f1:.3f}  accuracy {metrics.accuracy:.3f}"
         )
-    markdown, _ = pipeline.write_report(outcomes)
-    print(f"report: {markdown}")
+    written = pipeline.write_report(outcomes)
+    if written is not None:
+        print(f"report: {written[0]}")
     return 0

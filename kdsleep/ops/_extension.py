@@ -36,8 +36,33 @@ def backends() -> frozenset[str]:
 BACKENDS = backends()
 
 
-def has_kernel(device: torch.device) -> bool:
-    return device.type in BACKENDS
+def has_op(name: str) -> bool:
+    """Whether the loaded extension defines ``kdsleep::name`` (an extension built from older sources may not)."""
+    if not BACKENDS:
+        return False
+    try:
+        getattr(torch.ops.kdsleep, name)
+    except (AttributeError, RuntimeError):
+        return False
+    return True
+
+
+# The ops the loaded library defines (all of them unless it was built from older sources).
+OPS = frozenset(
+    op
+    for op in (
+        "attention_transfer",
+        "attention_transfer_backward",
+        "softmax_distillation",
+        "self_distillation",
+    )
+    if has_op(op)
+)
+
+
+def has_kernel(device: torch.device, op: str | None = None) -> bool:
+    """Whether a compiled kernel serves ``device`` (and, if given, the op ``kdsleep::op`` exists)."""
+    return device.type in BACKENDS and (op is None or op in OPS)
 
 
 @functools.cache
@@ -45,6 +70,8 @@ def warn_fallback(op: str, device_type: str) -> None:
     """Warn once per (op, device type) that the reference implementation is used instead of a kernel."""
     if load() is None:
         why = "the compiled extension kdsleep._C is missing (reinstall with `pip install --no-build-isolation .`)"
+    elif device_type in BACKENDS:
+        why = "the compiled extension is older than this kdsleep and lacks the op (reinstall to rebuild it)"
     else:
         why = f"kdsleep was built without {device_type} kernels (compiled: {load()})"
     warnings.warn(

@@ -145,7 +145,7 @@ def attention_transfer_loss(
     dtype = student[0].dtype
     teacher = [t.detach().to(dtype) for t in teacher]
     student = list(student)
-    if not _extension.has_kernel(student[0].device):
+    if not _extension.has_kernel(student[0].device, "attention_transfer"):
         _extension.warn_fallback("attention_transfer_loss", student[0].device.type)
         return reference.attention_transfer_loss(
             student, teacher, p=p, weights=weights, distance=distance, mode=mode, eps=eps
@@ -201,5 +201,5 @@ def _register() -> None:
     )
 
 
-if _extension.BACKENDS:
+if "attention_transfer" in _extension.OPS:
     _register()

@@ -96,7 +96,7 @@ def tempered_kl(
     if mask is not None:
         _check_row_tensor("tempered_kl", "mask", mask, student_logits, (torch.bool,))
     teacher_logits = teacher_logits.detach().to(student_logits.dtype)
-    if not _extension.has_kernel(student_logits.device):
+    if not _extension.has_kernel(student_logits.device, "softmax_distillation"):
         _extension.warn_fallback("tempered_kl", student_logits.device.type)
         return reference.tempered_kl(student_logits, teacher_logits, temperature=temperature, mask=mask)
     loss, _ = torch.ops.kdsleep.softmax_distillation(
@@ -157,7 +157,7 @@ def distillation_loss(
                 f"{op}: class_weights on {class_weights.device}, logits on {student_logits.device}"
             )
     teacher_logits = teacher_logits.detach().to(student_logits.dtype)
-    if not _extension.has_kernel(student_logits.device):
+    if not _extension.has_kernel(student_logits.device, "softmax_distillation"):
         _extension.warn_fallback(op, student_logits.device.type)
         return reference.distillation_loss(
             student_logits,
@@ -217,5 +217,5 @@ def _register() -> None:
     torch.library.register_autograd("kdsleep::softmax_distillation", backward, setup_context=setup_context)
 
 
-if _extension.BACKENDS:
+if "softmax_distillation" in _extension.OPS:
     _register()

@@ -80,7 +80,7 @@ def self_distillation_loss(
         raise ValueError(f"{op}: student, teacher and center must be on one device")
     teacher = teacher.detach().to(student.dtype)
     center = center.detach()
-    if not _extension.has_kernel(student.device):
+    if not _extension.has_kernel(student.device, "self_distillation"):
         _extension.warn_fallback(op, student.device.type)
         return reference.self_distillation_loss(
             student,
@@ -118,5 +118,5 @@ def _register() -> None:
     torch.library.register_autograd("kdsleep::self_distillation", backward, setup_context=setup_context)
 
 
-if _extension.BACKENDS:
+if "self_distillation" in _extension.OPS:
     _register()

@@ -53,3 +53,15 @@ def test_kdsleep_info_prints_versions_and_backends(capsys):
     out = capsys.readouterr().out
     assert "torch" in out and torch.__version__ in out
     assert "compiled kernels" in out and "cpu" in out
+
+
+def test_extension_built_from_older_sources_falls_back_per_op(monkeypatch):
+    """A library lacking an op (stale build) must not break the import; that op falls back with a warning."""
+    monkeypatch.setattr(_extension, "OPS", _extension.OPS - {"self_distillation"})
+    _extension.warn_fallback.cache_clear()
+    s, t, c = torch.randn(3, 2, 5, requires_grad=True), torch.randn(2, 2, 5), torch.zeros(5)
+    with pytest.warns(ops.ExtensionMissingWarning, match="older than this kdsleep"):
+        got = ops.self_distillation_loss(s, t, c)
+    torch.testing.assert_close(got, reference.self_distillation_loss(s, t, c))
+    _extension.warn_fallback.cache_clear()
+    assert _extension.has_op("attention_transfer") and not _extension.has_op("no_such_op")
