@@ -2,6 +2,8 @@
 // messages; these checks keep direct calls of torch.ops.kdsleep.* safe.
 #include "kdsleep_ops.h"
 
+#include "kdsleep_math.h"
+
 #include <c10/util/Exception.h>
 
 #include <algorithm>
@@ -76,6 +78,22 @@ int64_t at_saved_numel(at::TensorList student) {
   int64_t n = at_coeff_numel(student);
   for (const auto& s : student) n += 2 * batch * s.size(2);
   return n;
+}
+
+std::vector<int64_t> at_map_offsets(at::TensorList student) {
+  const int64_t batch = student[0].size(0);
+  std::vector<int64_t> offsets(student.size());
+  int64_t off = at_coeff_numel(student);
+  for (size_t j = 0; j < student.size(); ++j) {
+    offsets[j] = off;
+    off += 2 * batch * student[j].size(2);
+  }
+  return offsets;
+}
+
+RowView row_view(const at::Tensor& x) {
+  if (x.dim() == 2) return {1, x.stride(0), x.stride(1), 0};
+  return {x.size(2), x.stride(0), x.stride(1), x.stride(2)};
 }
 
 std::pair<int64_t, int64_t> check_softmax_distillation_inputs(

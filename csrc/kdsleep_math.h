@@ -14,6 +14,24 @@
 
 namespace kdsleep {
 
+// Accumulation type: float for half, bfloat16 and float inputs, double for double.
+template <typename T>
+struct OpMath {
+  using type = float;
+};
+template <>
+struct OpMath<double> {
+  using type = double;
+};
+
+// Rows of logits as a (B, K, E) strided view; (N, K) inputs are (N, K, 1). Row r is (r / E, r % E).
+struct RowView {
+  int64_t n_epochs, stride_b, stride_k, stride_e;
+  KDS_HOST_DEVICE int64_t offset(int64_t row) const {
+    return (row / n_epochs) * stride_b + (row % n_epochs) * stride_e;
+  }
+};
+
 // Modes of the attention-transfer loss (the Python layer passes strings; the kernels use these).
 enum class AtMode : int { kCanonical = 0, kJoshi = 1 };
 enum class AtDistance : int { kSquared = 0, kL2 = 1 };

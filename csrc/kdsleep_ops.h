@@ -24,6 +24,12 @@ int parse_at_distance(const std::string& distance);
 // per layer. at_coeff_numel is the size of the coefficient region in workspace elements.
 int64_t at_coeff_numel(at::TensorList student);
 int64_t at_saved_numel(at::TensorList student);
+// Offset of each layer's first map in that workspace.
+std::vector<int64_t> at_map_offsets(at::TensorList student);
+
+struct RowView;
+// The (B, K, E) row view of (N, K) or (B, K, E) logits (see RowView in kdsleep_math.h).
+RowView row_view(const at::Tensor& logits);
 
 // Checks of the softmax-distillation op. Returns the number of rows and classes.
 std::pair<int64_t, int64_t> check_softmax_distillation_inputs(

@@ -16,15 +16,6 @@
 namespace kdsleep {
 namespace {
 
-template <typename T>
-struct OpMath {
-  using type = float;
-};
-template <>
-struct OpMath<double> {
-  using type = double;
-};
-
 struct WorkItem {
   int64_t layer;
   int64_t sample;  // -1: every sample of the batch (joshi forward)
@@ -72,17 +63,6 @@ void accumulate_map(const scalar_t* __restrict__ f, int64_t stride_c, int64_t st
 }
 
 // Offsets into the saved workspace: [coefficients: 2 per (layer, sample)] [per layer: map1 (B*L), map2 (B*L)].
-std::vector<int64_t> map_offsets(at::TensorList student) {
-  const int64_t batch = student[0].size(0);
-  std::vector<int64_t> offsets(student.size());
-  int64_t off = at_coeff_numel(student);
-  for (size_t j = 0; j < student.size(); ++j) {
-    offsets[j] = off;
-    off += 2 * batch * student[j].size(2);
-  }
-  return offsets;
-}
-
 // Positions per work item for a layer: about the same number of feature elements in every item, so that
 // the static split of at::parallel_for gives each thread an equal share (a fixed chunk left one thread
 // with three quarters of a U-Time layer set, whose channel counts range from 5 to 512).
@@ -114,7 +94,7 @@ void forward_impl(at::TensorList student, at::TensorList teacher, double p_in, a
   const int64_t batch = student[0].size(0);
   const int64_t n_layers = static_cast<int64_t>(student.size());
   acc_t* ws = saved.data_ptr<acc_t>();
-  const auto offsets = map_offsets(student);
+  const auto offsets = at_map_offsets(student);
 
   std::vector<WorkItem> items;
   if (mode == AtMode::kCanonical) {
@@ -255,7 +235,7 @@ void backward_impl(double grad_out, at::TensorList student, const at::Tensor& sa
   const acc_t p = static_cast<acc_t>(p_in);
   const int64_t batch = student[0].size(0);
   const acc_t* ws = saved.const_data_ptr<acc_t>();
-  const auto offsets = map_offsets(student);
+  const auto offsets = at_map_offsets(student);
   const auto items = per_sample_items(student);
   at::parallel_for(0, static_cast<int64_t>(items.size()), 1, [&](int64_t first, int64_t last) {
     std::vector<acc_t> da;

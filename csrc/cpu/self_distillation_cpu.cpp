@@ -1,6 +1,7 @@
 // Self-distillation (DINO) cross-entropy on the CPU: one parallel pass over rows computes the loss over all
 // (teacher view, other student view) pairs and the gradient with respect to the student outputs.
 // See kdsleep/ops/self_distill.py for the mathematics.
+#include "../kdsleep_math.h"
 #include "../kdsleep_ops.h"
 
 #include <ATen/Dispatch.h>
@@ -16,15 +17,6 @@
 
 namespace kdsleep {
 namespace {
-
-template <typename T>
-struct OpMath {
-  using type = float;
-};
-template <>
-struct OpMath<double> {
-  using type = double;
-};
 
 template <typename scalar_t>
 void self_distillation_impl(const at::Tensor& student, const at::Tensor& teacher, const at::Tensor& center,

@@ -16,26 +16,6 @@
 namespace kdsleep {
 namespace {
 
-template <typename T>
-struct OpMath {
-  using type = float;
-};
-template <>
-struct OpMath<double> {
-  using type = double;
-};
-
-// Logits as a (B, K, E) strided view; (N, K) inputs are (N, K, 1).
-struct RowView {
-  int64_t n_epochs, stride_b, stride_k, stride_e;
-  int64_t offset(int64_t row) const { return (row / n_epochs) * stride_b + (row % n_epochs) * stride_e; }
-};
-
-RowView row_view(const at::Tensor& x) {
-  if (x.dim() == 2) return {1, x.stride(0), x.stride(1), 0};
-  return {x.size(2), x.stride(0), x.stride(1), x.stride(2)};
-}
-
 template <typename scalar_t>
 void softmax_distillation_impl(const at::Tensor& student, const at::Tensor& teacher, const int64_t* labels,
                                const bool* mask, const double* class_weights, int64_t ignore_index,

@@ -32,15 +32,6 @@ constexpr int kItems = 4;                         // positions per thread
 constexpr int64_t kChunk = kThreads * kItems;     // positions per block
 constexpr int kMaxLayers = 32;                    // keeps the by-value metadata under 4 KB
 
-template <typename T>
-struct OpMath {
-  using type = float;
-};
-template <>
-struct OpMath<double> {
-  using type = double;
-};
-
 struct LayerMeta {
   const void* s;
   const void* t;
@@ -252,17 +243,6 @@ LayerMeta layer_meta(const at::Tensor& s, const at::Tensor& t, void* grad, int64
   return m;
 }
 
-std::vector<int64_t> map_offsets(at::TensorList student) {
-  const int64_t batch = student[0].size(0);
-  std::vector<int64_t> offsets(student.size());
-  int64_t off = at_coeff_numel(student);
-  for (size_t j = 0; j < student.size(); ++j) {
-    offsets[j] = off;
-    off += 2 * batch * student[j].size(2);
-  }
-  return offsets;
-}
-
 at::ScalarType acc_dtype(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
 
 }  // namespace
@@ -285,7 +265,7 @@ std::tuple<at::Tensor, at::Tensor> attention_transfer_cuda(at::TensorList studen
   at::Tensor saved = at::empty({at_saved_numel(student)}, opts);
   // Three fp64 sums per (layer, sample), then one zeroed 8-byte slot per group for its block counter.
   at::Tensor sums = at::zeros({3 * n_layers * batch + n_groups}, opts.dtype(at::kDouble));
-  const auto offsets = map_offsets(student);
+  const auto offsets = at_map_offsets(student);
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, student[0].scalar_type(), "attention_transfer_cuda", [&] {
     using acc_t = typename OpMath<scalar_t>::type;
@@ -334,7 +314,7 @@ std::vector<at::Tensor> attention_transfer_backward_cuda(const at::Tensor& grad,
   std::vector<at::Tensor> grads;
   grads.reserve(student.size());
   for (const auto& s : student) grads.push_back(at::empty(s.sizes(), s.options()));
-  const auto offsets = map_offsets(student);
+  const auto offsets = at_map_offsets(student);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, student[0].scalar_type(), "attention_transfer_backward_cuda", [&] {
     using acc_t = typename OpMath<scalar_t>::type;
     for (int64_t g0 = 0; g0 < n_layers; g0 += kMaxLayers) {

@@ -2,6 +2,7 @@
 // found with an online (max, sum) reduction over the classes, then one pass over the classes accumulates
 // the loss over all (teacher view, other student view) pairs and writes the gradient. K may be large (the
 // DINO head has 65 536 outputs), so the classes of a row are spread over the block's threads.
+#include "../kdsleep_math.h"
 #include "../kdsleep_ops.h"
 #include "kdsleep_cuda_utils.cuh"
 
@@ -22,15 +23,6 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kMaxViews = 64;
-
-template <typename T>
-struct OpMath {
-  using type = float;
-};
-template <>
-struct OpMath<double> {
-  using type = double;
-};
 
 template <typename acc_t>
 __device__ __forceinline__ void lse_combine(acc_t& m, acc_t& s, acc_t m2, acc_t s2) {

@@ -25,28 +25,6 @@ namespace {
 namespace cg = cooperative_groups;
 constexpr int kThreads = 256;
 
-template <typename T>
-struct OpMath {
-  using type = float;
-};
-template <>
-struct OpMath<double> {
-  using type = double;
-};
-
-// Logits as a (B, K, E) strided view; (N, K) inputs are (N, K, 1).
-struct RowView {
-  int64_t n_epochs, stride_b, stride_k, stride_e;
-  __device__ __forceinline__ int64_t offset(int64_t row) const {
-    return (row / n_epochs) * stride_b + (row % n_epochs) * stride_e;
-  }
-};
-
-RowView row_view(const at::Tensor& x) {
-  if (x.dim() == 2) return {1, x.stride(0), x.stride(1), 0};
-  return {x.size(2), x.stride(0), x.stride(1), x.stride(2)};
-}
-
 struct Args {
   RowView sv, tv, gv;
   const int64_t* labels;
