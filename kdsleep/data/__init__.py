@@ -55,6 +55,7 @@ _LAZY = {
     "match_beats": "kdsleep.data.heartbeats",
     "rr_intervals": "kdsleep.data.heart_rate",
     "heart_rate_signal": "kdsleep.data.heart_rate",
+    "heart_rate_channel": "kdsleep.data.heart_rate",
 }
 
 __all__ = ["resample", *_LAZY]

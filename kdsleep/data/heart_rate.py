@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-__all__ = ["RRIntervals", "HeartRateSignal", "rr_intervals", "heart_rate_signal"]
+__all__ = ["RRIntervals", "HeartRateSignal", "heart_rate_channel", "rr_intervals", "heart_rate_signal"]
 
 
 @dataclass(frozen=True)
@@ -261,3 +261,72 @@ def heart_rate_signal(
         values = np.repeat(values, repeat)[:n_times]
         mask = np.repeat(mask, repeat)[:n_times]
     return HeartRateSignal(values=values, mask=mask, sfreq=sfreq)
+
+
+#: Rate (Hz) at which :func:`heart_rate_channel` computes the heart rate before holding it to the model rate.
+HR_COMPUTE_SFREQ = 4.0
+
+
+def heart_rate_channel(
+    beat_times: np.ndarray,
+    sfreq: float,
+    n_times: int,
+    *,
+    start: float = 0.0,
+    clip: float | None = 20.0,
+    source: str = "recording",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Heart rate as a model input channel: scaled, gaps filled, on the model's time base.
+
+    The instantaneous heart rate (:func:`heart_rate_signal`, linear interpolation, physiological outlier
+    rejection) is computed at :data:`HR_COMPUTE_SFREQ` (or ``sfreq`` when that is lower or not a multiple)
+    and held to ``sfreq``; samples without a valid interval (before the first beat, after the last, in
+    rejected intervals) take the recording's median heart rate. The result is centred on that median and
+    divided by the inter-quartile range of the valid samples, like the raw channels' robust scaling, so
+    that a subject's resting rate does not leak into the model; values beyond ``clip`` IQRs are clipped.
+
+    Parameters
+    ----------
+    beat_times : np.ndarray
+        Beat times in seconds, strictly increasing.
+    sfreq : float
+        Model sampling rate in Hz.
+    n_times : int
+        Output length in samples; sample ``i`` lies at ``start + i / sfreq`` s.
+    start : float
+        Time of the first output sample on the clock of ``beat_times``.
+    clip : float or None
+        Clip scaled values beyond this many IQRs.
+    source : str
+        Named in the error raised when no valid RR interval exists.
+
+    Returns
+    -------
+    values : np.ndarray
+        float32, shape ``(n_times,)``.
+    mask : np.ndarray
+        bool, shape ``(n_times,)``: True where the value comes from a valid RR interval.
+
+    Raises
+    ------
+    ValueError
+        When fewer than two valid intervals exist (no heart rate can be derived).
+    """
+    sfreq = float(sfreq)
+    ratio = sfreq / HR_COMPUTE_SFREQ
+    hold = HR_COMPUTE_SFREQ if ratio >= 1 and abs(ratio - round(ratio)) < 1e-9 else None
+    signal = heart_rate_signal(beat_times, sfreq, n_times, start=start, hold_sfreq=hold, fill_value=np.nan)
+    valid = signal.values[signal.mask]
+    if valid.size < 2:
+        raise ValueError(
+            f"{source}: no heart rate can be derived: {np.asarray(beat_times).size} beats and "
+            f"{valid.size} samples with a valid RR interval (0.3-2.0 s, within 30 % of its neighbours)"
+        )
+    median = float(np.median(valid))
+    q1, q3 = np.percentile(valid, [25.0, 75.0])
+    iqr = float(q3 - q1) or max(float(np.std(valid)), 1.0)
+    values = np.where(signal.mask, signal.values, median)
+    values = (values - median) / iqr
+    if clip is not None:
+        values = np.clip(values, -clip, clip)
+    return values.astype(np.float32), signal.mask

@@ -125,3 +125,25 @@ def test_real_record_heart_rate(shared_data: Path) -> None:
     assert 73.0 < np.nanmean(hr.values) < 78.0
     assert np.nanmin(hr.values) >= 30.0 and np.nanmax(hr.values) <= 200.0
     assert isinstance(rr_intervals(beats), RRIntervals)
+
+
+def test_heart_rate_channel_scaled_filled_and_masked():
+    from kdsleep.data.heart_rate import heart_rate_channel
+
+    # 60 bpm for 200 s, then 90 bpm for 200 s; the first and last seconds have no interval
+    beats = np.concatenate([np.arange(1.0, 201.0, 1.0), 200.0 + np.arange(2, 300) * (2 / 3)])
+    values, mask = heart_rate_channel(beats, 8.0, 8 * 420)
+    assert values.dtype == np.float32 and values.shape == (8 * 420,)
+    assert not mask[:8].any() and not mask[-8 * 10 :].any()
+    assert mask[16:8 * 190].all()
+    # the faster half lies above the slower one; the gaps sit at the median (0 after centring)
+    assert values[8 * 50] < values[8 * 300] and values[8 * 300] > 0
+    assert values[0] == 0.0 and values[-1] == 0.0
+    assert np.isfinite(values).all()
+
+
+def test_heart_rate_channel_without_beats_names_the_source():
+    from kdsleep.data.heart_rate import heart_rate_channel
+
+    with pytest.raises(ValueError, match="rec7: no heart rate"):
+        heart_rate_channel(np.array([1.0]), 8.0, 80, source="rec7")
