@@ -104,6 +104,7 @@ def export_metadata(checkpoint: Checkpoint) -> dict[str, Any]:
             "layout": "(batch, n_chans, n_times)",
             "channel": checkpoint.channel,
             "n_chans": model.n_chans,
+            "channels": list(checkpoint.inputs),
             "sfreq": model.sfreq,
             "n_epochs": model.n_epochs,
             "epoch_seconds": model.epoch_seconds,

@@ -453,9 +453,16 @@ def predict_recording(
         check_modality(checkpoint, expected_modality, allow_other=allow_other_modality)
     model = checkpoint.model
     where = checkpoint.path or "checkpoint"
-    if model.n_chans != 1:
+    from kdsleep.data.preprocess import DERIVED_CHANNELS
+
+    inputs = list(checkpoint.inputs)
+    unknown = [c for c in inputs[1:] if c not in DERIVED_CHANNELS] + (
+        [inputs[0]] if len(inputs) > 1 and inputs[0] in DERIVED_CHANNELS and inputs[0] != "ihr" else []
+    )
+    if len(inputs) != model.n_chans or unknown:
         raise InferenceError(
-            f"{where}: the model reads {model.n_chans} channels; prediction supports single-channel models"
+            f"{where}: the model reads {model.n_chans} channels {inputs}; prediction supports one recorded "
+            f"channel plus channels derived from it ({sorted(DERIVED_CHANNELS)})"
         )
     torch_device = _resolve_device(device)
     config = _preprocess_config(checkpoint)
@@ -481,11 +488,20 @@ def predict_recording(
     # The training pipeline itself, on an all-unscored grid: the same resampling, filter and scaling, and
     # its raw-signal check marks NaN / flat epochs as artefact.
     grid = Hypnogram(np.full(n_whole, int(SleepStage.UNSCORED), dtype=np.int8), config.epoch_length)
-    single = dataclasses.replace(config, channels=(name,), channel_specs=None)
+    # derived inputs (heart rate) are computed from the channel read, under the name they derive from
+    derived = tuple(c for c in inputs if c in DERIVED_CHANNELS)
+    if derived and name != DERIVED_CHANNELS[derived[0]]:
+        raise InferenceError(
+            f"{where}: the model's channel is stored as {name!r}, but {derived[0]!r} derives from "
+            f"{DERIVED_CHANNELS[derived[0]]!r}"
+        )
+    single = dataclasses.replace(config, channels=(name, *derived), channel_specs=None)
     try:
         epochs = preprocess_recording(recording, grid, single)
     except ValueError as err:
         raise InferenceError(f"{path}: cannot preprocess channel {name!r}: {err}") from err
+    order = [single.channels.index(c if c in DERIVED_CHANNELS else name) for c in inputs]
+    data = epochs.data if order == list(range(len(single.channels))) else epochs.data[:, order]
     if epochs.n_epochs < window_epochs:
         raise InferenceError(
             f"{path}: only {epochs.n_epochs} whole epochs after resampling, shorter than one model window of "
@@ -496,7 +512,7 @@ def predict_recording(
     model = model.to(torch_device).eval()
     probabilities = _run_windows(
         model,
-        epochs.data,
+        data,
         starts,
         window_epochs,
         model.n_outputs,

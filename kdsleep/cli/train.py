@@ -29,6 +29,12 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="seed of the split, initial weights and batch order")
     parser.add_argument("--eeg-channel", help="EEG channel (default: the paper's C3-A2, else C4-A1)")
     parser.add_argument("--ecg-channel", help="ECG channel (default: lead I)")
+    parser.add_argument(
+        "--ecg-input",
+        choices=("raw", "ihr", "both"),
+        help="what the ECG student reads: raw ECG (default, the paper), instantaneous heart rate from detected "
+        "R peaks, or both",
+    )
     parser.add_argument("--at-mode", choices=("canonical", "joshi"), help="attention-transfer formula")
     parser.add_argument("--run-dir", type=Path, help="run folder (default: runs/<dataset>-<classes>)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --run-dir")
@@ -77,6 +83,7 @@ def resolve_config(args: argparse.Namespace, grouping: str | None = None):
         "seed": args.seed,
         "eeg_channel": args.eeg_channel,
         "ecg_channel": args.ecg_channel,
+        "ecg_input": args.ecg_input,
         "at_mode": args.at_mode,
         "split_file": str(args.split) if args.split else None,
         "grouping": grouping,

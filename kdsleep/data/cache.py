@@ -435,8 +435,9 @@ class _PairedWindows:
         The cache (or its root folder).
     keys : sequence of str, optional
         Recordings to use (e.g. one split's subjects); default all.
-    eeg_channel, ecg_channel : str, default "eeg", "ecg"
-        Channel names as stored (:attr:`PreprocessConfig.channels`).
+    eeg_channel, ecg_channel : str or sequence of str, default "eeg", "ecg"
+        Channel names as stored (:attr:`PreprocessConfig.channels`); a sequence stacks several channels
+        (e.g. ``("ecg", "ihr")``: raw ECG and heart rate for the student).
     window_epochs : int, default 35
         Epochs per window (35 as in U-Time; 1 for the authors' single-epoch setting).
     stride : int, optional
@@ -448,8 +449,8 @@ class _PairedWindows:
     skip_unlabelled : bool, default True
         Leave out windows in which no epoch has a label.
 
-    Items are ``(eeg, ecg, labels)``: float tensors of shape (1, window_epochs * samples_per_epoch) and an
-    int64 tensor of shape (window_epochs,) with ``-1`` for ignored epochs.
+    Items are ``(eeg, ecg, labels)``: float tensors of shape (n_channels, window_epochs * samples_per_epoch)
+    (one channel per name) and an int64 tensor of shape (window_epochs,) with ``-1`` for ignored epochs.
     A window is its epochs' segments laid end to end; where segments overlap (MASS 20-s scorings widened to
     30 s, ``epoch_step`` 20 s in the manifest) the window is not one continuous stretch of signal.
     """
@@ -458,8 +459,8 @@ class _PairedWindows:
         self,
         cache: PreprocessedCache | str | os.PathLike[str],
         keys: Sequence[str] | None = None,
-        eeg_channel: str = "eeg",
-        ecg_channel: str = "ecg",
+        eeg_channel: str | Sequence[str] = "eeg",
+        ecg_channel: str | Sequence[str] = "ecg",
         window_epochs: int = DEFAULT_WINDOW_EPOCHS,
         stride: int | None = None,
         grouping: str | None = None,
@@ -472,13 +473,18 @@ class _PairedWindows:
         self.window_epochs = window_epochs
         self.eeg_channel = eeg_channel
         self.ecg_channel = ecg_channel
+        eeg_names = [eeg_channel] if isinstance(eeg_channel, str) else list(eeg_channel)
+        ecg_names = [ecg_channel] if isinstance(ecg_channel, str) else list(ecg_channel)
         index: list[tuple[int, int]] = []
-        self._channels: list[tuple[int, int]] = []
+        self._channels: list[tuple[list[int], list[int]]] = []
         self._labels: list[np.ndarray] = []
         for r, key in enumerate(self.keys):
             meta = self.cache.meta(key)
             self._channels.append(
-                (self.cache.channel_index(key, eeg_channel), self.cache.channel_index(key, ecg_channel))
+                (
+                    [self.cache.channel_index(key, name) for name in eeg_names],
+                    [self.cache.channel_index(key, name) for name in ecg_names],
+                )
             )
             labels = self.cache.labels(key, self.grouping)
             self._labels.append(labels)
@@ -507,8 +513,9 @@ class _PairedWindows:
         data = self.cache.epochs(key)
         eeg_i, ecg_i = self._channels[r]
         stop = start + self.window_epochs
-        eeg = np.ascontiguousarray(data[start:stop, eeg_i]).reshape(1, -1)
-        ecg = np.ascontiguousarray(data[start:stop, ecg_i]).reshape(1, -1)
+        # (epochs, channels, samples) -> (channels, epochs * samples)
+        eeg = np.ascontiguousarray(data[start:stop][:, eeg_i].transpose(1, 0, 2)).reshape(len(eeg_i), -1)
+        ecg = np.ascontiguousarray(data[start:stop][:, ecg_i].transpose(1, 0, 2)).reshape(len(ecg_i), -1)
         return eeg, ecg, self._labels[r][start:stop].astype(np.int64)
 
     def __getitem__(self, i: int) -> tuple[Any, Any, Any]:

@@ -9,6 +9,11 @@ Per channel, in order: bad-signal masking on the raw samples (NaN / flat stretch
 :func:`kdsleep.data.readers.quality.mask_bad_epochs`), resampling to ``sfreq``
 (:func:`kdsleep.data.resample`), zero-phase band-pass, robust scaling over the whole recording, epoching
 aligned to the hypnogram.
+
+Derived channels (:data:`DERIVED_CHANNELS`) are computed from another stored channel instead of being read:
+``ihr``, the instantaneous heart rate of the ``ecg`` channel (R peaks detected on the raw ECG by
+:func:`kdsleep.data.detect_heartbeats`, RR intervals with physiological outlier rejection, the rate held on
+the model's time base and robust-scaled by :func:`kdsleep.data.heart_rate.heart_rate_channel`).
 """
 
 from __future__ import annotations
@@ -31,7 +36,14 @@ from kdsleep.data.resample import resample
 from kdsleep.data.scaling import robust_scale
 from kdsleep.data.stages import get_grouping
 
-__all__ = ["PreprocessConfig", "channel_request", "dataset_entries", "preprocess_recording"]
+__all__ = [
+    "DERIVED_CHANNELS",
+    "PreprocessConfig",
+    "channel_request",
+    "dataset_entries",
+    "derive_heart_rate",
+    "preprocess_recording",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +51,12 @@ logger = logging.getLogger(__name__)
 PREPROCESS_VERSION = 1
 
 Band = tuple[float | None, float | None] | None
+
+#: Channels computed from another channel of the recording (name -> the channel they are derived from).
+DERIVED_CHANNELS: dict[str, str] = {"ihr": "ecg"}
+
+#: Lowest rate the heartbeat detector accepts; slower ECGs are upsampled for detection only.
+_DETECTION_MIN_SFREQ = 100.0
 
 
 def _check_band(name: str, band: object, sfreq: float) -> Band:
@@ -120,6 +138,13 @@ class PreprocessConfig:
         if len(set(channels)) != len(channels):
             raise ValueError(f"PreprocessConfig.channels has duplicates: {channels}")
         object.__setattr__(self, "channels", channels)
+        for name in channels:
+            source = DERIVED_CHANNELS.get(name)
+            if source is not None and source not in channels:
+                raise ValueError(
+                    f"PreprocessConfig.channels: {name!r} is derived from {source!r}, which must be among the "
+                    f"channels too, got {channels}"
+                )
         if self.channel_specs is not None:
             specs = self.channel_specs.items() if isinstance(self.channel_specs, dict) else self.channel_specs
             try:
@@ -235,12 +260,16 @@ def preprocess_recording(
             f"{hypnogram.source or where}: hypnogram epochs last {hypnogram.epoch_length:g} s but the "
             f"preprocessing expects {config.epoch_length:g} s; widen the scoring first"
         )
-    missing = [c for c in config.channels if c not in recording.signals]
+    missing = [c for c in config.channels if c not in recording.signals and c not in DERIVED_CHANNELS]
     if missing:
         raise KeyError(f"{where}: channels {missing} missing; available channels: {recording.channel_names}")
-    hypnogram = mask_bad_epochs(recording, hypnogram, config.channels, flat_seconds=config.flat_seconds)
+    read = [c for c in config.channels if c not in DERIVED_CHANNELS]
+    hypnogram = mask_bad_epochs(recording, hypnogram, read, flat_seconds=config.flat_seconds)
     rows = []
     for name in config.channels:
+        if name in DERIVED_CHANNELS:
+            rows.append(np.zeros(0))  # filled below, once the length of the read channels is known
+            continue
         signal = recording[name]
         x = np.asarray(signal.data, dtype=np.float64)
         if not np.isfinite(x).all():
@@ -256,7 +285,12 @@ def preprocess_recording(
             except ValueError as err:
                 raise ValueError(f"{where}: channel {name!r}: {err}") from None
         rows.append(x.astype(config.dtype))
-    n = min(r.size for r in rows)  # channels of different rates may differ by a sample after resampling
+    # channels of different rates may differ by a sample after resampling
+    n = min(r.size for r, name in zip(rows, config.channels, strict=True) if name not in DERIVED_CHANNELS)
+    for i, name in enumerate(config.channels):
+        if name in DERIVED_CHANNELS:
+            signal = recording[DERIVED_CHANNELS[name]]
+            rows[i] = derive_heart_rate(signal.data, signal.sfreq, config.sfreq, n, source=where)
     data = np.stack([r[:n] for r in rows])
     with warnings.catch_warnings():
         # the raw-signal masking above has already warned about these epochs
@@ -272,6 +306,52 @@ def preprocess_recording(
             source=where,
         )
     return epochs
+
+
+def derive_heart_rate(
+    ecg: np.ndarray, ecg_sfreq: float, sfreq: float, n_times: int, source: str = "recording"
+) -> np.ndarray:
+    """The ``ihr`` channel: heart rate of a raw ECG on the model's time base, scaled for model input.
+
+    R peaks are detected on the raw signal (upsampled to 128 Hz first when it is slower than the detector's
+    100 Hz: the R-peak times then keep the original sampling's precision, a few milliseconds, which is far
+    below what the heart rate resolves); flat, missing or noise-only stretches hold no beats and their heart
+    rate is filled with the recording's median.
+
+    Parameters
+    ----------
+    ecg : np.ndarray
+        Raw single-lead ECG (NaN marks missing samples).
+    ecg_sfreq : float
+        Its sampling rate in Hz.
+    sfreq : float
+        Model sampling rate in Hz.
+    n_times : int
+        Output length in samples at ``sfreq``.
+    source : str
+        Named in errors.
+
+    Returns
+    -------
+    np.ndarray
+        float32, shape ``(n_times,)``.
+    """
+    from kdsleep.data.heart_rate import heart_rate_channel
+    from kdsleep.data.heartbeats import detect_heartbeats
+
+    x = np.asarray(ecg, dtype=np.float64)
+    detect_sfreq = float(ecg_sfreq)
+    if detect_sfreq < _DETECTION_MIN_SFREQ:
+        finite = np.isfinite(x)
+        x = resample(np.where(finite, x, 0.0), detect_sfreq, 128.0)
+        if not finite.all():
+            # keep missing stretches missing: the detector masks them instead of reading zeros
+            missing = resample(np.where(finite, 0.0, 1.0), detect_sfreq, 128.0) > 0.5
+            x[missing] = np.nan
+        detect_sfreq = 128.0
+    beats = detect_heartbeats(x, detect_sfreq)
+    values, _ = heart_rate_channel(beats / detect_sfreq, sfreq, n_times, source=f"{source}: channel 'ihr'")
+    return values
 
 
 # --------------------------------------------------------------------------------------------------
@@ -311,4 +391,8 @@ def channel_request(config: PreprocessConfig, entry: Any = None) -> dict[str, An
     overrides = dict(config.channel_specs or ())
     adapter = getattr(entry, "adapter", None)
     defaults = dict(getattr(adapter, "default_channels", None) or {})
-    return {name: overrides.get(name, defaults.get(name, name)) for name in config.channels}
+    return {
+        name: overrides.get(name, defaults.get(name, name))
+        for name in config.channels
+        if name not in DERIVED_CHANNELS
+    }

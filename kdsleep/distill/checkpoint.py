@@ -102,6 +102,9 @@ class Checkpoint:
         Anything else the writer stored.
     path : Path or None
         Where it was read from.
+    inputs : list of str
+        The preprocessed channels the model reads, in input order (``["ecg"]``, ``["ihr"]`` for heart rate,
+        ``["ecg", "ihr"]``); files without the field read ``[modality]``.
     """
 
     model: UTime
@@ -119,6 +122,7 @@ class Checkpoint:
     git_commit: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    inputs: list[str] = field(default_factory=list)
 
     @property
     def n_classes(self) -> int:
@@ -197,6 +201,7 @@ def save_checkpoint(
     variant: dict[str, Any] | str | None,
     metrics: dict[str, Any] | None,
     extra: dict[str, Any] | None = None,
+    inputs: list[str] | tuple[str, ...] | None = None,
 ) -> Path:
     """Write a model checkpoint atomically (temporary file in the same folder, then rename).
 
@@ -220,6 +225,9 @@ def save_checkpoint(
         Metrics to store with the model.
     extra : dict, optional
         More plain metadata.
+    inputs : list of str, optional
+        The preprocessed channels the model reads, in order (default ``[modality]``); their number must be
+        the model's input channels.
 
     Returns
     -------
@@ -238,6 +246,11 @@ def save_checkpoint(
             f"save_checkpoint: grouping {stage_grouping.name!r} has {stage_grouping.n_classes} classes but the "
             f"model has {model.n_outputs} outputs"
         )
+    inputs = [str(c) for c in (inputs or [modality])]
+    if len(inputs) != model.n_chans:
+        raise ValueError(
+            f"save_checkpoint: inputs {inputs} name {len(inputs)} channels but the model reads {model.n_chans}"
+        )
     if hasattr(preprocess, "to_dict"):
         preprocess = preprocess.to_dict()
     if isinstance(variant, str):
@@ -250,6 +263,7 @@ def save_checkpoint(
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "modality": modality,
         "channel": str(channel),
+        "inputs": inputs,
         "grouping": stage_grouping.name,
         "class_names": list(stage_grouping.class_names),
         "preprocess": _plain(dict(preprocess), "preprocess"),
@@ -342,4 +356,5 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
         git_commit=payload.get("git_commit"),
         extra=dict(payload.get("extra") or {}),
         path=path,
+        inputs=[str(c) for c in payload.get("inputs") or [payload["modality"]]],
     )

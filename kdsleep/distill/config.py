@@ -24,6 +24,7 @@ import tomllib
 from kdsleep.data.stages import get_grouping
 
 __all__ = [
+    "ECG_INPUTS",
     "SECTIONS",
     "SYNTHETIC_QUICKSTART",
     "ConfigError",
@@ -31,6 +32,9 @@ __all__ = [
     "load_config",
     "load_config_file",
 ]
+
+#: What the ECG student reads (``ecg_input``) -> the stored channels it is given, in order.
+ECG_INPUTS: dict[str, tuple[str, ...]] = {"raw": ("ecg",), "ihr": ("ihr",), "both": ("ecg", "ihr")}
 
 DATASETS = ("synthetic", "mass", "hmc", "sleep-edf", "slpdb", "shhs", "nsrr", "generic", "auto")
 
@@ -64,6 +68,9 @@ class TrainConfig:
         EEG C3-A2 and ECG lead I).
     sfreq : float
         Model sampling rate in Hz (200 in the paper).
+    ecg_input : {"raw", "ihr", "both"}
+        What the ECG student reads: the raw ECG (the paper), its instantaneous heart rate (R peaks detected
+        on the raw ECG, RR intervals with outlier rejection, resampled to ``sfreq``) or both as two channels.
     eeg_band, ecg_band : list of float
         Band-pass edges in Hz (0.3-35 Hz EEG, 0.3-70 Hz ECG at 200 Hz).
     split_fractions : list of float
@@ -130,6 +137,7 @@ class TrainConfig:
     grouping: str = "w-l-d-r"
     eeg_channel: str | None = None
     ecg_channel: str | None = None
+    ecg_input: str = "raw"
     sfreq: float = 200.0
     eeg_band: list[float] = field(default_factory=lambda: [0.3, 35.0])
     ecg_band: list[float] = field(default_factory=lambda: [0.3, 70.0])
@@ -208,6 +216,8 @@ class TrainConfig:
                 fail(name, "a list of positive integers or none")
         if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
             fail("device", "'auto', 'cpu' or 'cuda'")
+        if self.ecg_input not in ECG_INPUTS:
+            fail("ecg_input", f"one of {list(ECG_INPUTS)}")
         if self.at_mode not in ("canonical", "joshi"):
             fail("at_mode", "'canonical' or 'joshi'")
         if self.at_distance not in ("squared", "l2"):
@@ -254,6 +264,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "grouping",
         "eeg_channel",
         "ecg_channel",
+        "ecg_input",
         "sfreq",
         "eeg_band",
         "ecg_band",

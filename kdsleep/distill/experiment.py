@@ -33,7 +33,7 @@ import torch
 
 from kdsleep.distill._provenance import git_commit, kdsleep_version, write_json_atomic
 from kdsleep.distill.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from kdsleep.distill.config import TrainConfig
+from kdsleep.distill.config import ECG_INPUTS, TrainConfig
 from kdsleep.distill.losses import class_weights
 from kdsleep.distill.split import SubjectSplit, load_split, split_subjects
 from kdsleep.distill.trainer import StageSpec, dist_info, predict, resolve_device, train_stage
@@ -182,8 +182,11 @@ class Pipeline:
         specs = tuple(
             (name, spec) for name, spec in (("eeg", config.eeg_channel), ("ecg", config.ecg_channel)) if spec
         )
+        #: stored channels each modality's model reads
+        self.inputs = {"eeg": ("eeg",), "ecg": ECG_INPUTS[config.ecg_input]}
+        derived = tuple(c for c in self.inputs["ecg"] if c not in ("eeg", "ecg"))
         self.preprocess = PreprocessConfig(
-            channels=("eeg", "ecg"),
+            channels=("eeg", "ecg", *derived),
             channel_specs=specs or None,
             sfreq=config.sfreq,
             eeg_band=(config.eeg_band[0], config.eeg_band[1]),
@@ -281,6 +284,7 @@ class Pipeline:
             self._datasets[key] = PairedWindowDataset(
                 self.cache,
                 self.split.keys(part),
+                ecg_channel=self.inputs["ecg"],
                 window_epochs=self.config.window_epochs,
                 grouping=grouping,
                 skip_short=True,
@@ -303,13 +307,13 @@ class Pipeline:
             counts += np.bincount(labels[labels >= 0], minlength=n_classes)[:n_classes]
         return class_weights(counts, source=f"training split of {self.data_dir} ({grouping})")
 
-    def new_model(self, grouping: str) -> UTime:
-        """A freshly initialised U-Time (seeded) for ``grouping``."""
+    def new_model(self, grouping: str, modality: str = "ecg") -> UTime:
+        """A freshly initialised U-Time (seeded) for ``grouping`` reading ``modality``'s input channels."""
         from kdsleep.data.stages import get_grouping
 
         torch.manual_seed(self.config.seed)
         return UTime(
-            1,
+            len(self.inputs[modality]),
             get_grouping(grouping).n_classes,
             sfreq=self.config.sfreq,
             n_epochs=self.config.window_epochs,
@@ -320,6 +324,7 @@ class Pipeline:
     def _meta(self, modality: str, grouping: str) -> dict[str, Any]:
         return {
             "channel": self.channels[modality],
+            "inputs": list(self.inputs[modality]),
             "grouping": grouping,
             "preprocess": self.preprocess.to_dict(),
         }
@@ -380,7 +385,7 @@ class Pipeline:
         else:
             teacher = self.teacher(grouping) if variant.needs_teacher else None
             weights = self.class_weights(grouping)
-            model = self.new_model(grouping)
+            model = self.new_model(grouping, variant.modality)
             stages = {}
             for stage in variant.stages:
                 spec = StageSpec(

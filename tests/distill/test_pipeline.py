@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -140,3 +142,29 @@ def test_empty_split_from_too_few_subjects(tiny_config, tiny_data, tmp_path):
         (small / path.name).symlink_to(path)
     with pytest.raises(EmptySplitError, match="2 subject"):
         Pipeline(tiny_config(dataset="mass", data_dir=str(small)), tmp_path / "run", progress=False)
+
+
+@pytest.mark.parametrize("ecg_input", ["ihr", "both"])
+def test_heart_rate_student(tiny_config, tmp_path, ecg_input):
+    pipeline = Pipeline(tiny_config(ecg_input=ecg_input), tmp_path / "run", progress=False, command=["test"])
+    assert pipeline.preprocess.channels == ("eeg", "ecg", "ihr")
+    eeg, ecg, labels = pipeline.dataset("train", "w-l-d-r")[0]
+    n_inputs = 1 if ecg_input == "ihr" else 2
+    assert eeg.shape[0] == 1 and ecg.shape == (n_inputs, eeg.shape[1])
+    heart_rate = ecg[-1].numpy()
+    # heart rate: robust-scaled, slow (no beat-to-beat waveform), and not a copy of the raw ECG
+    assert heart_rate.std() > 0.1 and np.abs(np.diff(heart_rate)).max() < 1.0
+    if ecg_input == "both":
+        assert not np.allclose(ecg[0].numpy(), heart_rate)
+    outcome = pipeline.run_variant("at_cl")  # attention transfer needs equal teacher / student lengths
+    checkpoint = load_checkpoint(outcome.checkpoint)
+    assert checkpoint.model.n_chans == n_inputs
+    assert checkpoint.inputs == (["ihr"] if ecg_input == "ihr" else ["ecg", "ihr"])
+    assert 0 <= outcome.metrics.weighted_f1 <= 1
+
+
+def test_unknown_ecg_input_is_rejected(tiny_config):
+    from kdsleep.distill.config import ConfigError
+
+    with pytest.raises(ConfigError, match="ecg_input = 'hr', expected one of"):
+        tiny_config(ecg_input="hr")

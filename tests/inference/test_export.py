@@ -105,6 +105,7 @@ def test_torchscript_carries_metadata_as_extra_file(tmp_path, checkpoint_path) -
         "layout": "(batch, n_chans, n_times)",
         "channel": "ECG I",
         "n_chans": 1,
+        "channels": ["ecg"],
         "sfreq": 50.0,
         "n_epochs": 2,
         "epoch_seconds": 30.0,

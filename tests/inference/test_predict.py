@@ -33,15 +33,25 @@ WINDOW = 4  # epochs per model window
 FILE_SFREQ = 100.0  # recordings are resampled 100 -> 50 Hz
 
 
-def _checkpoint(path: Path, modality: str = "ecg", grouping: str = "w-l-d-r", seed: int = 0) -> Path:
+def _checkpoint(
+    path: Path,
+    modality: str = "ecg",
+    grouping: str = "w-l-d-r",
+    seed: int = 0,
+    inputs: tuple[str, ...] | None = None,
+) -> Path:
     torch.manual_seed(seed)
     n_classes = get_grouping(grouping).n_classes
-    model = UTime(1, n_classes, sfreq=SFREQ, n_epochs=WINDOW, pools=[5, 5, 3], filters=[4, 8, 8])
+    n_chans = len(inputs) if inputs else 1
+    model = UTime(n_chans, n_classes, sfreq=SFREQ, n_epochs=WINDOW, pools=[5, 5, 3], filters=[4, 8, 8])
     # Non-trivial batch-norm statistics, so eval mode matters and the outputs differ between epochs.
     model.train()
     with torch.no_grad():
-        model(torch.randn(4, 1, model.n_times) * 2.0)
-    config = PreprocessConfig(sfreq=SFREQ, eeg_band=(0.3, 20.0), ecg_band=(0.3, 20.0))
+        model(torch.randn(4, n_chans, model.n_times) * 2.0)
+    derived = tuple(c for c in inputs or () if c == "ihr")
+    config = PreprocessConfig(
+        channels=("eeg", "ecg", *derived), sfreq=SFREQ, eeg_band=(0.3, 20.0), ecg_band=(0.3, 20.0)
+    )
     channel = "ecg" if modality == "ecg" else "eeg"
     return save_checkpoint(
         path,
@@ -52,6 +62,7 @@ def _checkpoint(path: Path, modality: str = "ecg", grouping: str = "w-l-d-r", se
         preprocess=config,
         variant="at_cl" if modality == "ecg" else "eeg_baseline",
         metrics={},
+        inputs=list(inputs) if inputs else None,
     )
 
 
@@ -190,6 +201,29 @@ def test_prediction_uses_the_training_preprocessing(ecg_checkpoint, ecg_night) -
         rows = slice(0, 4) if start == 0 else slice(7, 10)
         taken = expected if start == 0 else expected[1:]
         np.testing.assert_allclose(prediction.probabilities[rows], taken, atol=1e-5)
+
+
+@pytest.mark.parametrize("inputs", [("ihr",), ("ecg", "ihr")])
+def test_heart_rate_students_read_the_heart_rate_of_the_ecg(folder, ecg_night, inputs) -> None:
+    path = _checkpoint(folder / f"student_{'_'.join(inputs)}.pt", inputs=inputs)
+    checkpoint = load_checkpoint(path)
+    assert checkpoint.inputs == list(inputs) and checkpoint.model.n_chans == len(inputs)
+    prediction = predict_recording(checkpoint, ecg_night, progress=False)
+    assert prediction.n_epochs == 10 and prediction.scored.all()
+    # the channels the training cache would hold, in the model's input order
+    config = PreprocessConfig.from_dict({**checkpoint.preprocess, "channels": ["ecg", "ihr"]})
+    recording = read_edf(ecg_night, {"ecg": "ECG I"})
+    epochs = preprocess_recording(recording, Hypnogram(np.full(10, int(SleepStage.N2), np.int8)), config)
+    heart_rate = epochs.data[:, 1]
+    # the night's rate swings 48-72 bpm over 300 s: a slow, scaled, non-constant channel
+    assert heart_rate.std() > 0.3 and np.abs(np.diff(heart_rate.ravel())).max() < 0.5
+    rows = [("ecg", "ihr").index(c) for c in inputs]
+    window = torch.from_numpy(
+        np.ascontiguousarray(np.moveaxis(epochs.data[:WINDOW][:, rows], 1, 0)).reshape(1, len(inputs), -1)
+    )
+    with torch.no_grad():
+        expected = torch.softmax(checkpoint.model(window), dim=1)[0].T.numpy()
+    np.testing.assert_allclose(prediction.probabilities[:4], expected, atol=1e-5)
 
 
 def test_channel_override_and_aliases(folder, ecg_checkpoint) -> None:
