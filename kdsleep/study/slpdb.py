@@ -89,7 +89,7 @@ class StudySettings:
     Attributes
     ----------
     n_folds : int
-        Cross-validation folds by subject (5).
+        Cross-validation folds by subject (4; 13 subjects give 3-4 test subjects per fold).
     n_val : int
         Training subjects of each fold held out for validation (2).
     seed : int
@@ -120,7 +120,7 @@ class StudySettings:
         The reduced settings of ``--quick`` (a smoke test of the whole chain, not a result).
     """
 
-    n_folds: int = 5
+    n_folds: int = 4
     n_val: int = 2
     seed: int = 0
     sfreq: float = 32.0
@@ -129,11 +129,11 @@ class StudySettings:
     train_stride: int = 3
     pools: tuple[int, ...] = (4, 4, 3, 2, 2)
     filters: tuple[int, ...] = (8, 16, 16, 32, 32)
-    epochs: int = 12
-    at_epochs: int = 3
+    epochs: int = 10
+    at_epochs: int = 2
     batch_size: int = 16
     lr: float = 1e-3
-    max_train_windows: int | None = 160
+    max_train_windows: int | None = 128
     gbm_max_iter: int = 200
     quick: bool = False
 
@@ -390,15 +390,18 @@ def run_unit(
         model = new_model()
         info = {}
         for stage in variant.stages:
+            # Step 1 of at_cl and at_sd_cl is the same training (same seed, teacher, data and settings):
+            # it is trained once, in a shared folder, and both variants continue from its weights.
+            shared_at = stage == "at"
             spec = StageSpec(
-                name=f"fold{fold}/{grouping}/{name}/{stage}",
+                name=f"fold{fold}/{grouping}/{'at' if shared_at else name}/{stage}",
                 kind=stage,
                 modality=variant.modality,
-                out_dir=unit_dir / name / stage,
+                out_dir=unit_dir / ("at_step" if shared_at else name) / stage,
                 epochs=settings.at_epochs if stage == "at" else settings.epochs,
                 weight_kd=variant.weight_kd if stage == "final" else 0.0,
                 variant={
-                    **variant.to_dict(),
+                    **(get_variant("at") if shared_at else variant).to_dict(),
                     "stage": stage,
                     "at_mode": config.at_mode,
                     "temperature": config.temperature,
