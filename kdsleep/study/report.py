@@ -213,7 +213,16 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"- Runtime: {meta['wall_seconds'] / 60:.1f} min wall for this invocation ({meta['units_run']} "
         f"fold × class-set units run, {meta['units_reused']} reused from the work folder); data preparation "
         f"{meta['prepare_seconds']:.0f} s; the units' own compute time sums to "
-        f"{report['compute_seconds'] / 60:.1f} min",
+        f"{report['compute_seconds'] / 60:.1f} min"
+        + (
+            "; invocations on this work folder: "
+            + ", ".join(
+                f"{i['started']} {i['wall_seconds'] / 60:.1f} min ({i['units_run']} run, {i['jobs']} jobs)"
+                for i in meta["invocations"]
+            )
+            if len(meta.get("invocations", [])) > 1
+            else ""
+        ),
         f"- Data: {report['data']['n_records']} records, {report['data']['n_subjects']} subjects "
         f"({meta['data_dir']}); stage epochs: "
         + ", ".join(f"{k} {v}" for k, v in report["data"]["stages"].items() if v),
@@ -281,20 +290,30 @@ def render_markdown(report: Mapping[str, Any]) -> str:
                 f"{_f(c['p_value'], 3)} | {c['n_better']} / {c['n_worse']} |"
             )
         lines.append("")
+    lines += [
+        "## Reading the distillation rows",
+        "",
+        "The teacher's EEG is synthesised from the same hypnograms that label the epochs, so the teacher is far "
+        "better than a real EEG teacher on slpdb would be, and its soft outputs on the training subjects are "
+        "close to a smoothed copy of their labels. A gain of `at_cl`, `sd_cl` or `at_sd_cl` over `hr_student` "
+        "therefore shows that the distillation machinery works and that soft targets help a heart-rate student "
+        "trained this briefly; it does not show that real EEG would teach the heart-rate student anything.",
+        "",
+    ]
     lines += ["## Models", ""] + [f"- `{m}`: {d}" for m, d in _DESCRIPTIONS.items()] + [""]
     lines += [
         "## The literature, as context",
         "",
         "Other data sets (MESA, SHHS, MASS; hundreds to thousands of nights, mostly healthy or mixed cohorts), "
-        "other protocols and, for Joshi et al., raw ECG rather than heart rate. slpdb holds 13 subjects, most "
-        "with sleep apnea, recorded in 1989–1990 and scored with R&K; its per-fold training sets are a few "
-        "nights. The numbers are not comparable one to one.",
+        "other protocols and, for Joshi et al., raw ECG rather than heart rate. This copy of slpdb holds 13 "
+        "subjects recorded for the evaluation of obstructive sleep apnea and scored with R&K (Ichimaru & Moody "
+        "1999); each fold trains on 7-8 of them. The numbers are not comparable one to one.",
         "",
         "| work | classes | accuracy | κ | weighted F1 |",
         "|---|---|---|---|---|",
     ]
     for row in LITERATURE:
-        kappa = _f(row["kappa"]) + (f" ({row['note']})" if row.get("note") else "")
+        kappa = _f(row["kappa"], 2) + (f" ({row['note']})" if row.get("note") else "")
         lines.append(
             f"| {row['work']} | {row['classes']} | {_f(row['accuracy'], 2)} | {kappa} | "
             f"{_f(row['weighted_f1'], 2)} |"

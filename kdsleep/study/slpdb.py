@@ -39,6 +39,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -534,6 +535,7 @@ def run_study(
     from kdsleep.study.report import write_study_report
 
     started = time.perf_counter()
+    started_at = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     settings = settings or (QUICK_SETTINGS if quick else FULL_SETTINGS)
     data_dir = Path(data_dir)
     work_dir = Path(work_dir) if work_dir is not None else default_work_dir(settings)
@@ -595,8 +597,22 @@ def run_study(
     finally:
         bar.close()
 
+    from kdsleep.evaluation.report import atomic_write_text
     from kdsleep.study.data import load_record
 
+    # every invocation on the work folder is kept, so that a resumed study still reports what it cost
+    history_path = work_dir / "invocations.json"
+    history = json.loads(history_path.read_text(encoding="utf-8")) if history_path.exists() else []
+    history.append(
+        {
+            "started": started_at,
+            "wall_seconds": time.perf_counter() - started,
+            "units_run": len(pending),
+            "jobs": jobs,
+            "cpu_count": os.cpu_count(),
+        }
+    )
+    atomic_write_text(history_path, json.dumps(history, indent=1) + "\n")
     records = {name: load_record(work_dir / "records" / f"{name}.npz") for name in subjects}
     return write_study_report(
         out,
@@ -615,6 +631,7 @@ def run_study(
             "prepare_seconds": prepare_seconds,
             "units_reused": len(units) - len(pending),
             "units_run": len(pending),
+            "invocations": history,
             "cpu_count": os.cpu_count(),
             "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(),

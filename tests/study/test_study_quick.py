@@ -45,3 +45,6 @@ def test_quick_study_writes_report_and_resumes(shared_data, tmp_path):
     )
     assert again["meta"]["units_run"] == 0 and again["meta"]["units_reused"] == QUICK_SETTINGS.n_folds
     assert again["results"] == report["results"]
+    # the resumed report still names what the first invocation cost
+    assert [i["units_run"] for i in again["meta"]["invocations"]] == [QUICK_SETTINGS.n_folds, 0]
+    assert "invocations on this work folder" in out.read_text()
