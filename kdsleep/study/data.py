@@ -20,6 +20,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -212,7 +213,7 @@ def save_record(record: StudyRecord, path: str | os.PathLike[str]) -> Path:
     from kdsleep.evaluation.report import atomic_write_bytes
 
     buffer = io.BytesIO()
-    arrays = {
+    arrays: dict[str, Any] = {
         "stages": record.stages,
         "beat_times": record.beat_times,
         "hr": record.hr,

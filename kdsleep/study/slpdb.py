@@ -465,13 +465,14 @@ def _check_work_dir(work_dir: Path, settings: StudySettings, data_dir: Path) -> 
     from kdsleep.evaluation.report import atomic_write_text
 
     path = work_dir / "settings.json"
-    current = {"format": _FORMAT, "settings": settings.to_dict(), "data_dir": str(data_dir.resolve())}
+    wanted = settings.to_dict()
+    current = {"format": _FORMAT, "settings": wanted, "data_dir": str(data_dir.resolve())}
     if path.exists():
         saved = json.loads(path.read_text(encoding="utf-8"))
-        if saved.get("format") != _FORMAT or saved.get("settings") != current["settings"]:
+        if saved.get("format") != _FORMAT or saved.get("settings") != wanted:
             changed = [
                 f"{k} ({saved.get('settings', {}).get(k)!r} there, {v!r} now)"
-                for k, v in current["settings"].items()
+                for k, v in wanted.items()
                 if saved.get("settings", {}).get(k) != v
             ]
             raise ValueError(
