@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from kdsleep.distill.trainer import flush_denormals
 from kdsleep.ecg12.augment import MultiCropConfig, multi_crop_spectrogram, multi_crop_time
 from kdsleep.ecg12.models import (
     DINOHead,
@@ -318,6 +319,7 @@ def _forward_views(model: nn.Module, global_views: Sequence[Tensor], local_views
     return torch.cat(outputs).reshape(-1, n, outputs[0].shape[-1])
 
 
+@flush_denormals()  # denormal activations and gradients made CPU steps up to fifty times slower
 def pretrain(
     records: Sequence[RecordSignals] | Sequence[np.ndarray],
     config: PretrainConfig,
@@ -344,9 +346,6 @@ def pretrain(
     ]
     if not signals:
         raise ValueError("pretrain: no records")
-    # Denormal floats (tiny gradients and activations) made CPU steps up to fifty times slower; flushing
-    # them to zero changes no result that matters and is what GPUs do by default.
-    torch.set_flush_denormal(True)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)

@@ -67,6 +67,8 @@ def test_finetune_learns_a_toy_class_and_round_trips(tmp_path) -> None:
     model, thresholds, classes = load_classifier(tmp_path / "c.pt")
     assert classes == ["a", "b", "c"] and np.allclose(thresholds, result.thresholds)
     assert np.allclose(predict_probabilities(model, x_val), probs)
+    # Denormals are flushed only while fine-tuning: the process-wide flag is left as PyTorch's default.
+    assert torch.tensor([1e-40], dtype=torch.float32).item() != 0.0
 
 
 def test_pretrained_weights_load_strictly(tmp_path) -> None:
