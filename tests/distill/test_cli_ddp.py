@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from kdsleep.cli import main
@@ -122,13 +123,11 @@ def test_no_argument_default_teacher_learns(default_run):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="the quick preset's AT+CL student is unstable (2 test / 2 validation subjects): one run gave "
-    "accuracy 0.61 and kappa 0.35, another accuracy 0.26 and kappa 0.14 with an identical teacher; open in issue 4",
-)
 def test_no_argument_default_student_above_chance(default_run):
-    """The ECG student is clearly above chance: agreement beyond chance and better than one class throughout."""
+    """The ECG student is clearly above chance: agreement well beyond chance, and more accurate than always
+    answering the test nights' most frequent stage."""
     student = default_run["at_cl"]
-    assert student["cohen_kappa"] >= 0.10, student
-    assert student["accuracy"] > 0.35, student
+    support = np.asarray(student["support"], dtype=float)
+    assert student["cohen_kappa"] >= 0.25, student
+    assert student["accuracy"] > support.max() / support.sum(), student
+    assert student["weighted_f1"] >= 0.45, student
