@@ -313,7 +313,7 @@ def read_model_channel(
 # --------------------------------------------------------------------------------------------------
 
 
-def covering_window_starts(n_epochs_total: int, window_epochs: int) -> np.ndarray:
+def covering_window_starts(n_epochs_total: int, window_epochs: int, stride: int | None = None) -> np.ndarray:
     """First epoch of each model window over a night, the last one aligned to the end.
 
     Parameters
@@ -322,22 +322,28 @@ def covering_window_starts(n_epochs_total: int, window_epochs: int) -> np.ndarra
         Epochs in the night.
     window_epochs : int
         Epochs per model window (35 in U-Time).
+    stride : int, optional
+        Epochs between window starts (default ``window_epochs``: windows side by side).
 
     Returns
     -------
     np.ndarray of int64
-        ``0, w, 2w, ...`` and, when ``n_epochs_total`` is not a multiple of ``w``, ``n_epochs_total - w``.
+        ``0, s, 2s, ...`` and, when the last of these windows stops short of the end, ``n_epochs_total - w``.
 
     Raises
     ------
     ValueError
         When the night is shorter than one window.
     """
-    if window_epochs < 1:
-        raise ValueError(f"window_epochs must be >= 1, got {window_epochs}")
+    stride = window_epochs if stride is None else stride
+    if window_epochs < 1 or stride < 1:
+        raise ValueError(f"window_epochs and stride must be >= 1, got {window_epochs} and {stride}")
     if n_epochs_total < window_epochs:
-        raise ValueError(f"{n_epochs_total} epochs do not fill one window of {window_epochs} epochs")
-    starts = list(range(0, n_epochs_total - window_epochs + 1, window_epochs))
+        raise ValueError(
+            f"{n_epochs_total} epochs do not fill one window of {window_epochs} epochs: "
+            "the recording is shorter than one window"
+        )
+    starts = list(range(0, n_epochs_total - window_epochs + 1, stride))
     if starts[-1] + window_epochs < n_epochs_total:
         starts.append(n_epochs_total - window_epochs)
     return np.asarray(starts, dtype=np.int64)

@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import Dataset
 
 from kdsleep.data.stages import get_grouping
+from kdsleep.inference import covering_window_starts
 
 __all__ = [
     "StudyRecord",
@@ -253,15 +254,7 @@ def covering_starts(n_epochs: int, window_epochs: int, stride: int | None = None
     ValueError
         When the recording is shorter than one window.
     """
-    stride = window_epochs if stride is None else stride
-    if window_epochs < 1 or stride < 1:
-        raise ValueError(f"window_epochs and stride must be positive, got {window_epochs!r}, {stride!r}")
-    if n_epochs < window_epochs:
-        raise ValueError(f"recording of {n_epochs} epochs is shorter than one window of {window_epochs}")
-    starts = list(range(0, n_epochs - window_epochs + 1, stride))
-    if starts[-1] + window_epochs < n_epochs:
-        starts.append(n_epochs - window_epochs)
-    return np.asarray(starts, dtype=np.int64)
+    return covering_window_starts(n_epochs, window_epochs, stride)
 
 
 def assemble_epoch_predictions(
