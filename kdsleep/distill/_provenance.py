@@ -29,9 +29,19 @@ def git_commit() -> str | None:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    if commit.returncode != 0:
+    if commit.returncode != 0 or not commit.stdout.strip():
         return None
-    return commit.stdout.strip() or None
+    try:
+        status = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    dirty = status.returncode == 0 and bool(status.stdout.strip())
+    return commit.stdout.strip() + ("-dirty" if dirty else "")
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]) -> Path:
