@@ -32,8 +32,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ecg-input",
         choices=("raw", "ihr", "both"),
-        help="what the ECG student reads: raw ECG (default, the paper), instantaneous heart rate from detected "
-        "R peaks, or both",
+        help="what the ECG student reads: raw ECG (the paper; default with a config file or real data), "
+        "instantaneous heart rate from detected R peaks, or both (default of the synthetic quick preset)",
     )
     parser.add_argument("--at-mode", choices=("canonical", "joshi"), help="attention-transfer formula")
     parser.add_argument("--run-dir", type=Path, help="run folder (default: runs/<dataset>-<classes>)")
