@@ -24,6 +24,15 @@ def git_commit() -> str | None:
     """The commit of the kdsleep source tree (with ``-dirty`` when it has changes), or ``None`` outside git."""
     root = Path(__file__).resolve().parents[2]
     try:
+        top = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--show-toplevel"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        # an installed copy (site-packages) is not a checkout, even when some other repository encloses it
+        if top.returncode != 0 or Path(top.stdout.strip()).resolve() != root:
+            return None
         commit = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
         )
