@@ -51,6 +51,7 @@ __all__ = [
     "dist_info",
     "flush_denormals",
     "predict",
+    "predict_features",
     "resolve_device",
     "train_stage",
 ]
@@ -239,22 +240,69 @@ def predict(
     desc: str = "predict",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Labels and predicted classes of every window of ``dataset``: two ``(n_windows, n_epochs)`` arrays."""
+    labels, preds, _ = _predict(model, dataset, modality, device, batch_size, amp, progress, desc, None)
+    return labels, preds
+
+
+def predict_features(
+    model: nn.Module,
+    dataset: Any,
+    modality: str,
+    device: torch.device,
+    *,
+    tap: str = "bottleneck",
+    batch_size: int = 16,
+    amp: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """As :func:`predict`, plus the feature map ``tap`` averaged over each epoch.
+
+    Returns
+    -------
+    labels, predictions : numpy.ndarray of shape (n_windows, n_epochs)
+    features : numpy.ndarray of shape (n_windows * n_epochs, channels)
+        One row per epoch, windows in order (:func:`kdsleep.evaluation.plots.epoch_features`).
+    """
+    labels, preds, features = _predict(
+        model, dataset, modality, device, batch_size, amp, False, "features", tap
+    )
+    assert features is not None
+    return labels, preds, features
+
+
+def _predict(
+    model: nn.Module,
+    dataset: Any,
+    modality: str,
+    device: torch.device,
+    batch_size: int,
+    amp: bool,
+    progress: bool,
+    desc: str,
+    tap: str | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     from tqdm.auto import tqdm
 
     model.eval()
-    labels_all, preds_all = [], []
+    n_epochs = getattr(model, "n_epochs", 1)
+    labels_all, preds_all, features_all = [], [], []
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    with flush_denormals():
+    taps = FeatureTaps(model, [tap], detach=True) if tap is not None else nullcontext()
+    with flush_denormals(), taps:
         for batch in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress):
             x, _, labels = _inputs(batch, modality, device)
             with _autocast(device, amp):
                 logits = model(x)
             labels_all.append(labels.cpu().numpy())
             preds_all.append(logits.float().argmax(dim=1).cpu().numpy())
-    n_epochs = getattr(model, "n_epochs", 1)
+            if isinstance(taps, FeatureTaps):
+                from kdsleep.evaluation.plots import epoch_features
+
+                features_all.append(epoch_features(taps.features[0].float().cpu(), n_epochs))
     if not labels_all:
-        return np.zeros((0, n_epochs), np.int64), np.zeros((0, n_epochs), np.int64)
-    return np.concatenate(labels_all), np.concatenate(preds_all)
+        empty = np.zeros((0, n_epochs), np.int64)
+        return empty, empty.copy(), (np.zeros((0, 0)) if tap is not None else None)
+    features = np.concatenate(features_all) if tap is not None else None
+    return np.concatenate(labels_all), np.concatenate(preds_all), features
 
 
 def _train_loader(

@@ -167,3 +167,31 @@ def test_unknown_ecg_input_is_rejected(tiny_config):
 
     with pytest.raises(ConfigError, match="ecg_input = 'hr', expected one of"):
         tiny_config(ecg_input="hr")
+
+
+def test_fig2_disagreement_figures(tiny_config, tmp_path):
+    """Fig. 2 of Joshi et al. from three models: plot and distances per distilled student, none without one."""
+    from types import SimpleNamespace
+
+    from kdsleep.cli.evaluate import disagreement_figures
+
+    pipeline = Pipeline(tiny_config(split_fractions=[0.4, 0.2, 0.4]), tmp_path / "run", progress=False)
+    models = {}
+    for seed, (name, modality) in enumerate(
+        [("eeg_baseline", "eeg"), ("ecg_baseline", "ecg"), ("at_cl", "ecg")]
+    ):
+        model = pipeline.new_model("w-l-d-r", modality)
+        torch.manual_seed(seed)
+        model.reset_parameters()
+        models[name] = SimpleNamespace(model=model)
+    assert (
+        disagreement_figures(pipeline, pipeline.run_dir, "w-l-d-r", {"eeg_baseline": models["eeg_baseline"]})
+        is None
+    )
+    summary = disagreement_figures(pipeline, pipeline.run_dir, "w-l-d-r", models)
+    assert summary is not None and list(summary["variants"]) == ["at_cl"]
+    row = summary["variants"]["at_cl"]
+    assert (pipeline.run_dir / "w-l-d-r" / row["plot"]).stat().st_size > 0
+    assert row["epochs_kd_right_baseline_wrong"] + row["epochs_kd_wrong_baseline_right"] > 0
+    assert row["mean_distance_baseline_to_teacher"] > 0
+    assert json.loads((pipeline.run_dir / "w-l-d-r" / "fig2.json").read_text()) == summary
