@@ -5,8 +5,8 @@ Two groups, each pairing both detectors so that pytest-benchmark's table shows t
 * ``heartbeats mitdb 100 (30 min, 360 Hz)``: one MIT-BIH record, MLII lead;
 * ``heartbeats 8 h (mitdb 100 tiled, 360 Hz)``: the same record repeated to the length of a night.
 
-Run with ``python -m pytest benchmarks/test_bench_heartbeats.py --benchmark-only``. sleepecg is a
-benchmark-only dependency (``pip install sleepecg``); its cases are skipped when it is missing. Set
+Run with ``python -m pytest benchmarks/test_bench_heartbeats.py --benchmark-only``. sleepecg comes
+with the test extra (``pip install '.[test]'``); its cases are skipped when it is missing. Set
 ``KDSLEEP_BENCH_ROUNDS`` for more rounds (default 5) and ``KDSLEEP_SHARED_DATA`` for the data folder.
 """
 
@@ -42,7 +42,7 @@ def record():
 def _detector(impl: str):
     if impl == "kdsleep":
         return detect_heartbeats
-    sleepecg = pytest.importorskip("sleepecg", reason="sleepecg is a benchmark-only dependency")
+    sleepecg = pytest.importorskip("sleepecg", reason="sleepecg is a test and benchmark dependency (pip install '.[test]')")
     return lambda ecg, sfreq: sleepecg.detect_heartbeats(ecg, sfreq)
 
 
