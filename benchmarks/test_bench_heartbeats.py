@@ -42,7 +42,9 @@ def record():
 def _detector(impl: str):
     if impl == "kdsleep":
         return detect_heartbeats
-    sleepecg = pytest.importorskip("sleepecg", reason="sleepecg is a test and benchmark dependency (pip install '.[test]')")
+    sleepecg = pytest.importorskip(
+        "sleepecg", reason="sleepecg is a test and benchmark dependency (pip install '.[test]')"
+    )
     return lambda ecg, sfreq: sleepecg.detect_heartbeats(ecg, sfreq)
 
 
