@@ -135,7 +135,7 @@ def test_heart_rate_channel_scaled_filled_and_masked():
     values, mask = heart_rate_channel(beats, 8.0, 8 * 420)
     assert values.dtype == np.float32 and values.shape == (8 * 420,)
     assert not mask[:8].any() and not mask[-8 * 10 :].any()
-    assert mask[16:8 * 190].all()
+    assert mask[16 : 8 * 190].all()
     # the faster half lies above the slower one; the gaps sit at the median (0 after centring)
     assert values[8 * 50] < values[8 * 300] and values[8 * 300] > 0
     assert values[0] == 0.0 and values[-1] == 0.0
