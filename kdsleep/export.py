@@ -208,7 +208,7 @@ def export_model(
     ExportError
         For an unknown format, a missing ``onnx`` package, or an export that does not reproduce the model.
     """
-    from kdsleep.evaluation.report import atomic_write_bytes
+    from kdsleep._io import write_bytes_atomic
     from kdsleep.inference import as_checkpoint
 
     fmt = _check_format(format)
@@ -222,7 +222,7 @@ def export_model(
     # Verify from a temporary file in the target folder, so a failing export never replaces a good one.
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(f".{path.name}.checking")
-    atomic_write_bytes(staging, data)
+    write_bytes_atomic(staging, data)
     try:
         if check:
             difference = verify_export(staging, model, format=fmt)

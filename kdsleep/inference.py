@@ -45,6 +45,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from kdsleep._torch import resolve_device
+
 if TYPE_CHECKING:
     from kdsleep.data.preprocess import PreprocessConfig
     from kdsleep.data.recording import Recording
@@ -392,18 +394,6 @@ def _run_windows(
     return probabilities
 
 
-def _resolve_device(device: str | torch.device) -> torch.device:
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise InferenceError(f"unknown device {device!r}; expected 'cpu' or 'cuda' (or 'cuda:N')") from err
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise InferenceError(f"device {device!r} requested but no CUDA device is visible to torch; use 'cpu'")
-    if resolved.type not in ("cpu", "cuda"):
-        raise InferenceError(f"unsupported device {device!r}; expected 'cpu' or 'cuda'")
-    return resolved
-
-
 def predict_recording(
     checkpoint: Checkpoint | str | os.PathLike[str],
     recording_path: str | os.PathLike[str],
@@ -470,7 +460,10 @@ def predict_recording(
             f"{where}: the model reads {model.n_chans} channels {inputs}; prediction supports one recorded "
             f"channel plus channels derived from it ({sorted(DERIVED_CHANNELS)})"
         )
-    torch_device = _resolve_device(device)
+    try:
+        torch_device = resolve_device(device)
+    except ValueError as err:
+        raise InferenceError(str(err)) from err
     config = _preprocess_config(checkpoint)
     path = Path(recording_path)
     recording, name, label = read_model_channel(checkpoint, path, channel)
@@ -622,7 +615,7 @@ def write_hypnogram_csv(prediction: Prediction, path: str | os.PathLike[str]) ->
     ``stage`` is the class name (``?`` for epochs without a stage, whose probabilities are left empty);
     probabilities have six decimals.
     """
-    from kdsleep.evaluation.report import atomic_write_text
+    from kdsleep._io import write_text_atomic
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -632,7 +625,7 @@ def write_hypnogram_csv(prediction: Prediction, path: str | os.PathLike[str]) ->
     ):
         cells = ["" if not np.isfinite(p) else f"{p:.6f}" for p in probs]
         writer.writerow([i, _format_seconds(float(onset)), name, *cells])
-    return atomic_write_text(path, buffer.getvalue())
+    return write_text_atomic(path, buffer.getvalue())
 
 
 def write_hypnogram_edf(prediction: Prediction, path: str | os.PathLike[str]) -> Path:

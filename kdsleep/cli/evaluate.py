@@ -64,7 +64,7 @@ def disagreement_figures(pipeline, run_dir: Path, grouping: str, models: dict) -
     ``run_dir/grouping`` and returns what ``fig2.json`` holds, or ``None`` when the class set lacks the EEG
     baseline, the ECG baseline or any distilled student.
     """
-    from kdsleep.distill._provenance import write_json_atomic
+    from kdsleep._io import write_json_atomic
     from kdsleep.distill.trainer import predict_features
     from kdsleep.evaluation.plots import plot_disagreement_projection, project_disagreements
 

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from kdsleep._io import write_text_atomic
 from kdsleep.data.epoching import DEFAULT_WINDOW_EPOCHS, epoch_labels, window_starts
 from kdsleep.data.preprocess import PreprocessConfig, channel_request, preprocess_recording
 from kdsleep.data.stages import SleepStage, StageGrouping, get_grouping
@@ -66,12 +67,7 @@ def cache_root(cache_dir: str | os.PathLike[str], config: PreprocessConfig) -> P
 
 
 def _write_json_atomic(path: Path, payload: Any) -> None:
-    tmp = path.with_name(f"{_TMP_PREFIX}{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(payload, fh, indent=1, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(payload, indent=1, sort_keys=True))
 
 
 def _new_manifest(config: PreprocessConfig) -> dict:

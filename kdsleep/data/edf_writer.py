@@ -14,14 +14,15 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
+
+from kdsleep._io import atomic_write
 
 __all__ = ["EdfAnnotation", "write_edf", "format_tal"]
 
@@ -390,19 +391,8 @@ def write_edf(
         columns.append(np.frombuffer(b"".join(record_tals), dtype=np.uint8).reshape(n_records, -1))
     payload = np.ascontiguousarray(np.concatenate(columns, axis=1)) if columns else np.zeros(0, np.uint8)
 
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(bytes(header))
-            fh.write(payload.tobytes())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    def write(fh: IO[bytes]) -> None:
+        fh.write(bytes(header))
+        fh.write(payload.tobytes())
+
+    return atomic_write(path, write)

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from kdsleep._io import save_figure_atomic
 from kdsleep.data._hypnogram_model import FITTED_HYPNOGRAM_MODEL, HypnogramModel
 from kdsleep.data.edf_writer import write_edf
 from kdsleep.data.stages import SleepStage, parse_stage_labels
@@ -1274,13 +1275,7 @@ def plot_stage_epochs(night: SyntheticNight, path: str | os.PathLike[str], zoom:
     axes[-1, 1].set_xlabel("zoom (s)")
     fig.suptitle(f"Synthetic subject {night.subject}: one 30-s epoch per stage (EEG C3-A2, ECG lead I)")
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
     try:
-        fig.savefig(tmp, dpi=72)
-        os.replace(tmp, path)
+        return save_figure_atomic(fig, path, dpi=72)
     finally:
         plt.close(fig)
-        if tmp.exists():
-            tmp.unlink()
-    return path

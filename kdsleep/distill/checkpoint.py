@@ -21,7 +21,6 @@ A checkpoint is a ``torch.save`` dictionary of plain values and tensors (loadabl
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 from dataclasses import dataclass, field
@@ -30,8 +29,8 @@ from typing import Any
 
 import torch
 
+from kdsleep._io import git_commit, kdsleep_version, save_torch_atomic
 from kdsleep.data.stages import get_grouping
-from kdsleep.distill._provenance import atomic_write, git_commit, kdsleep_version
 from kdsleep.models import UTime
 
 __all__ = [
@@ -273,9 +272,7 @@ def save_checkpoint(
         "kdsleep_version": kdsleep_version(),
         "git_commit": git_commit(),
     }
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    return atomic_write(path, lambda fh: fh.write(buffer.getbuffer()))
+    return save_torch_atomic(path, payload)
 
 
 def read_checkpoint_payload(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:

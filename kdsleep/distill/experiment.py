@@ -31,12 +31,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from kdsleep.distill._provenance import git_commit, kdsleep_version, write_json_atomic
+from kdsleep._io import atomic_write, git_commit, kdsleep_version, write_json_atomic
+from kdsleep._torch import dist_info, resolve_device
 from kdsleep.distill.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from kdsleep.distill.config import ECG_INPUTS, TrainConfig
 from kdsleep.distill.losses import class_weights
 from kdsleep.distill.split import SubjectSplit, load_split, split_subjects
-from kdsleep.distill.trainer import StageSpec, dist_info, predict, resolve_device, train_stage
+from kdsleep.distill.trainer import StageSpec, predict, train_stage
 from kdsleep.distill.variants import TABLE_VARIANTS, Variant, get_variant
 from kdsleep.models import UTime
 
@@ -477,15 +478,13 @@ class Pipeline:
                     "per_subject": {s: m.to_dict() for s, m in per_subject.items()},
                 },
             )
-            tmp = out / ".predictions.tmp.npz"
-            np.savez(
-                tmp,
+            arrays = dict(
                 recordings=np.array([k for k, _ in keys]),
                 starts=np.array([s for _, s in keys]),
                 labels=labels,
                 predictions=preds,
             )
-            os.replace(tmp, out / "predictions.npz")
+            atomic_write(out / "predictions.npz", lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]  # numpy stubs mistype **kwargs
         return VariantOutcome(variant.name, grouping, metrics, per_subject, path, stages or {})
 
     def write_report(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kdsleep.distill._provenance import write_json_atomic
+from kdsleep._io import write_json_atomic
 
 __all__ = ["SPLIT_FORMAT", "EmptySplitError", "SubjectSplit", "load_split", "split_subjects"]
 

@@ -28,7 +28,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -39,7 +39,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from torch.utils.data.distributed import DistributedSampler
 
-from kdsleep.distill._provenance import atomic_write, write_json_atomic, write_text_atomic
+from kdsleep._io import save_torch_atomic, write_json_atomic, write_text_atomic
+from kdsleep._torch import dist_info, flush_denormals
 from kdsleep.distill.checkpoint import save_checkpoint
 from kdsleep.distill.losses import FeatureLoss, FinalLoss
 from kdsleep.evaluation.metrics import ConfusionMatrix
@@ -48,11 +49,8 @@ from kdsleep.models import FeatureTaps, UTime
 __all__ = [
     "StageResult",
     "StageSpec",
-    "dist_info",
-    "flush_denormals",
     "predict",
     "predict_features",
-    "resolve_device",
     "train_stage",
 ]
 
@@ -61,30 +59,9 @@ logger = logging.getLogger(__name__)
 STATE_FORMAT = "kdsleep-train-state"
 
 
-def dist_info() -> tuple[int, int]:
-    """(rank, world size) of this process; (0, 1) outside ``torch.distributed``."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
 def _barrier() -> None:
     if dist_info()[1] > 1:
         torch.distributed.barrier()
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` is CUDA when available (the local rank's GPU under ``torchrun``), else CPU."""
-    import os
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError("device 'cuda' was requested but this PyTorch build or machine has no CUDA GPU")
-        if device == "cuda" and dist_info()[1] > 1:
-            device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-    return torch.device(device)
 
 
 @dataclass
@@ -130,21 +107,6 @@ class StageResult:
     history: list[dict[str, float]]
 
 
-@contextmanager
-def flush_denormals():
-    """Treat denormal floats as zero on the CPU while training or predicting.
-
-    Small U-Times on real-valued recordings produce many denormal activations and gradients, which the CPU
-    handles in microcode: with them flushed, a training step of the quick synthetic model is about ten
-    times faster. The flag is process-wide; it is switched off again afterwards (PyTorch's default).
-    """
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(False)
-
-
 def _autocast(device: torch.device, enabled: bool):
     if enabled and device.type == "cuda":
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
@@ -180,12 +142,6 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _save_torch_atomic(path: Path, payload: Any) -> None:
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    atomic_write(path, lambda fh: fh.write(buffer.getbuffer()))
 
 
 def _write_log(path: Path, history: list[dict[str, float]]) -> None:
@@ -554,7 +510,7 @@ def train_stage(
                     )
                 _write_log(log_path, history)
                 board.log(row)
-                _save_torch_atomic(
+                save_torch_atomic(
                     state_path,
                     {
                         "format": STATE_FORMAT,

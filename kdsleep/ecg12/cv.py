@@ -182,7 +182,7 @@ def run_cv(
     device : str
         Torch device of training (test outputs are computed on the CPU).
     """
-    from kdsleep.evaluation.report import atomic_write_text
+    from kdsleep._io import write_text_atomic
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -269,8 +269,8 @@ def run_cv(
         "seconds": time.perf_counter() - start,
         "platform": {"python": platform.python_version(), "machine": platform.machine()},
     }
-    atomic_write_text(out / "report.json", json.dumps(report, indent=2, default=str) + "\n")
-    atomic_write_text(out / "report.md", render_markdown(report))
+    write_text_atomic(out / "report.json", json.dumps(report, indent=2, default=str) + "\n")
+    write_text_atomic(out / "report.md", render_markdown(report))
     return report
 
 

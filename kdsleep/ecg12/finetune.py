@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from kdsleep.distill.trainer import flush_denormals
+from kdsleep._torch import flush_denormals
 from kdsleep.ecg12.models import GateFusionClassifier, SEResNetConfig, XResNetConfig, load_state_dict_strict
 from kdsleep.ecg12.pretrain import RecordSignals, load_pretrained_encoder, save_checkpoint
 from kdsleep.ecg12.spectrogram import WINDOW_SAMPLES, consecutive_windows, random_windows

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kdsleep.distill.trainer import flush_denormals
+from kdsleep._torch import flush_denormals
 from kdsleep.ecg12.finetune import load_classifier, predict_probabilities
 from kdsleep.ecg12.pretrain import read_signals
 from kdsleep.ecg12.scoring import write_challenge_output

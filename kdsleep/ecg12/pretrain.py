@@ -22,7 +22,6 @@ import copy
 import logging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -34,7 +33,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from kdsleep.distill.trainer import flush_denormals
+from kdsleep._io import save_torch_atomic
+from kdsleep._torch import flush_denormals
 from kdsleep.ecg12.augment import MultiCropConfig, multi_crop_spectrogram, multi_crop_time
 from kdsleep.ecg12.models import (
     DINOHead,
@@ -228,17 +228,7 @@ def build_encoder(
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     """``torch.save`` through a temporary file in the same folder and :func:`os.replace` (never half a file)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return save_torch_atomic(path, payload)
 
 
 def load_pretrained_encoder(

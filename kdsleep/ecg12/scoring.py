@@ -30,12 +30,13 @@ import logging
 import math
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from kdsleep._io import write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -610,20 +611,6 @@ def evaluate(
 # ---------------------------------------------------------------------------------------------------------
 # Output files of the challenge
 # ---------------------------------------------------------------------------------------------------------
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write a text file through a temporary file in the same folder, so readers never see half of it."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_challenge_output(

@@ -19,8 +19,8 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from kdsleep._io import write_bytes_atomic
 from kdsleep.data.stages import IGNORE_INDEX
-from kdsleep.evaluation.report import atomic_write_bytes
 
 __all__ = [
     "DisagreementProjection",
@@ -39,7 +39,7 @@ def _save(figure: Figure, path: str | os.PathLike[str], dpi: int = 120) -> Path:
     FigureCanvasAgg(figure)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    return atomic_write_bytes(path, buffer.getvalue())
+    return write_bytes_atomic(path, buffer.getvalue())
 
 
 def _to_numpy(array: np.ndarray | torch.Tensor | Sequence[float]) -> np.ndarray:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from kdsleep._io import write_text_atomic
 from kdsleep.evaluation.compare import PairedComparison
 from kdsleep.evaluation.metrics import StagingMetrics
 
@@ -26,8 +26,6 @@ __all__ = [
     "PAPER_TABLE_II",
     "VARIANT_LABELS",
     "VariantResult",
-    "atomic_write_bytes",
-    "atomic_write_text",
     "build_report",
     "render_markdown",
     "write_report",
@@ -95,30 +93,6 @@ class VariantResult:
     grouping: str
     metrics: StagingMetrics
     per_subject: Mapping[str, StagingMetrics] = field(default_factory=dict)
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and :func:`os.replace`."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        # mkstemp creates the file private (0600); give it the usual permissions of a result file.
-        os.chmod(temporary, 0o644)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return target
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write UTF-8 text atomically (see :func:`atomic_write_bytes`)."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _normalise_grouping(grouping: str) -> str:
@@ -347,6 +321,6 @@ def write_report(
         results, comparisons=comparisons, show_reference=show_reference, title=title, metadata=metadata
     )
     out = Path(out_dir)
-    markdown_path = atomic_write_text(out / f"{name}.md", render_markdown(report))
-    json_path = atomic_write_text(out / f"{name}.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
+    markdown_path = write_text_atomic(out / f"{name}.md", render_markdown(report))
+    json_path = write_text_atomic(out / f"{name}.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
     return markdown_path, json_path

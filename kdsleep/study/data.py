@@ -211,7 +211,7 @@ def save_record(record: StudyRecord, path: str | os.PathLike[str]) -> Path:
     """Write a record to ``path`` (``.npz``) atomically."""
     import io
 
-    from kdsleep.evaluation.report import atomic_write_bytes
+    from kdsleep._io import write_bytes_atomic
 
     buffer = io.BytesIO()
     arrays: dict[str, Any] = {
@@ -224,7 +224,7 @@ def save_record(record: StudyRecord, path: str | os.PathLike[str]) -> Path:
     if record.eeg is not None:
         arrays["eeg"] = record.eeg
     np.savez(buffer, **arrays)
-    return atomic_write_bytes(path, buffer.getvalue())
+    return write_bytes_atomic(path, buffer.getvalue())
 
 
 def load_record(path: str | os.PathLike[str]) -> StudyRecord:

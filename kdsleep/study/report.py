@@ -76,7 +76,7 @@ def _versions() -> dict[str, str]:
     import sklearn
     import torch
 
-    from kdsleep.distill._provenance import kdsleep_version
+    from kdsleep._io import kdsleep_version
 
     return {
         "kdsleep": kdsleep_version(),
@@ -349,7 +349,7 @@ def _figure(report: Mapping[str, Any], path: Path) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:  # pragma: no cover - matplotlib is a dependency
         return None
-    from kdsleep.evaluation.report import atomic_write_bytes
+    from kdsleep._io import write_bytes_atomic
 
     blocks = report["results"]
     fig, axes = plt.subplots(1, len(blocks), figsize=(4.2 * len(blocks), 3.6), squeeze=False, sharey=True)
@@ -371,7 +371,7 @@ def _figure(report: Mapping[str, Any], path: Path) -> Path | None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
-    return atomic_write_bytes(path, buffer.getvalue())
+    return write_bytes_atomic(path, buffer.getvalue())
 
 
 def write_study_report(
@@ -385,9 +385,8 @@ def write_study_report(
     meta: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Aggregate the units and write ``out`` (Markdown), its JSON and its PNG atomically; return the content."""
+    from kdsleep._io import git_commit, write_text_atomic
     from kdsleep.data.stages import get_grouping
-    from kdsleep.distill._provenance import git_commit
-    from kdsleep.evaluation.report import atomic_write_text
     from kdsleep.models import UTime
 
     out = Path(out)
@@ -447,6 +446,6 @@ def write_study_report(
     }
     figure = _figure(report, png_path)
     report["figure"] = str(figure) if figure else None
-    atomic_write_text(json_path, json.dumps(report, indent=1, default=str) + "\n")
-    atomic_write_text(out, render_markdown(report))
+    write_text_atomic(json_path, json.dumps(report, indent=1, default=str) + "\n")
+    write_text_atomic(out, render_markdown(report))
     return report

@@ -193,7 +193,7 @@ def prepare_data(
     """
     from tqdm.auto import tqdm
 
-    from kdsleep.evaluation.report import atomic_write_bytes
+    from kdsleep._io import write_bytes_atomic
     from kdsleep.study.data import find_slpdb_records, prepare_record, save_record
     from kdsleep.study.hrv_features import recording_features
 
@@ -211,7 +211,7 @@ def prepare_data(
         x, names = recording_features(record.beat_times, record.n_epochs)
         buffer = io.BytesIO()
         np.savez(buffer, features=x, names=np.array(names))
-        atomic_write_bytes(features, buffer.getvalue())
+        write_bytes_atomic(features, buffer.getvalue())
         save_record(record, target)
     return subjects
 
@@ -285,12 +285,13 @@ def run_unit(
     """
     import torch
 
+    from kdsleep._io import write_text_atomic
+    from kdsleep._torch import resolve_device
     from kdsleep.data.stages import get_grouping
     from kdsleep.distill.config import TrainConfig
     from kdsleep.distill.losses import class_weights
-    from kdsleep.distill.trainer import StageSpec, predict, resolve_device, train_stage
+    from kdsleep.distill.trainer import StageSpec, predict, train_stage
     from kdsleep.distill.variants import get_variant
-    from kdsleep.evaluation.report import atomic_write_text
     from kdsleep.models import UTime
     from kdsleep.study.data import StudyWindows, assemble_epoch_predictions, load_record
 
@@ -451,7 +452,7 @@ def run_unit(
         "train_windows": len(train_set),
         "val_windows": len(val_set),
     }
-    atomic_write_text(result_path, json.dumps(result_payload) + "\n")
+    write_text_atomic(result_path, json.dumps(result_payload) + "\n")
     return result_payload
 
 
@@ -462,7 +463,7 @@ def run_unit(
 
 def _check_work_dir(work_dir: Path, settings: StudySettings, data_dir: Path) -> None:
     """A work folder is reused only with the settings it was made with."""
-    from kdsleep.evaluation.report import atomic_write_text
+    from kdsleep._io import write_text_atomic
 
     path = work_dir / "settings.json"
     wanted = settings.to_dict()
@@ -486,7 +487,7 @@ def _check_work_dir(work_dir: Path, settings: StudySettings, data_dir: Path) -> 
             )
         return
     work_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(current, indent=2) + "\n")
+    write_text_atomic(path, json.dumps(current, indent=2) + "\n")
 
 
 def run_study(
@@ -598,7 +599,7 @@ def run_study(
     finally:
         bar.close()
 
-    from kdsleep.evaluation.report import atomic_write_text
+    from kdsleep._io import write_text_atomic
     from kdsleep.study.data import load_record
 
     # every invocation on the work folder is kept, so that a resumed study still reports what it cost
@@ -613,7 +614,7 @@ def run_study(
             "cpu_count": os.cpu_count(),
         }
     )
-    atomic_write_text(history_path, json.dumps(history, indent=1) + "\n")
+    write_text_atomic(history_path, json.dumps(history, indent=1) + "\n")
     records = {name: load_record(work_dir / "records" / f"{name}.npz") for name in subjects}
     return write_study_report(
         out,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import kdsleep
-from kdsleep.distill._provenance import git_commit
+from kdsleep._io import git_commit
 
 REPO = Path(__file__).resolve().parents[2]
 FROM_CHECKOUT = Path(kdsleep.__file__).resolve().parents[1] == REPO
@@ -32,10 +32,10 @@ def test_git_commit_names_head_and_says_when_the_tree_has_changes() -> None:
 
 def test_an_installed_copy_names_no_commit(tmp_path, monkeypatch) -> None:
     """A copy of the package inside some other repository does not report that repository's commit."""
-    import kdsleep.distill._provenance as provenance
+    import kdsleep._io as provenance
 
     outer = tmp_path / "project"
-    installed = outer / "venv" / "site-packages" / "kdsleep" / "distill"
+    installed = outer / "venv" / "site-packages" / "kdsleep"
     installed.mkdir(parents=True)
     if subprocess.run(["git", "init", "-q", str(outer)], capture_output=True).returncode != 0:
         pytest.skip("git is not available")
@@ -56,5 +56,5 @@ def test_an_installed_copy_names_no_commit(tmp_path, monkeypatch) -> None:
         ],
         check=True,
     )
-    monkeypatch.setattr(provenance, "__file__", str(installed / "_provenance.py"))
+    monkeypatch.setattr(provenance, "__file__", str(installed / "_io.py"))
     assert provenance.git_commit() is None

@@ -390,7 +390,7 @@ def test_device_must_exist(ecg_checkpoint, ecg_night) -> None:
     with pytest.raises(InferenceError, match="unknown device 'gpu7'"):
         predict_recording(ecg_checkpoint, ecg_night, device="gpu7", progress=False)
     if not torch.cuda.is_available():
-        with pytest.raises(InferenceError, match="no CUDA device"):
+        with pytest.raises(InferenceError, match="no CUDA GPU"):
             predict_recording(ecg_checkpoint, ecg_night, device="cuda", progress=False)
 
 

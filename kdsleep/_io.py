@@ -1,7 +1,13 @@
-"""Where a result came from: package version and git commit, and atomic file writes."""
+"""Files written whole or not at all, and where a result came from (package version, git commit).
+
+Every file kdsleep writes (checkpoints, caches, reports, predictions, figures) goes through
+:func:`atomic_write`: the bytes go to a temporary file in the target folder, are flushed to disk, and the file
+is renamed over the target, so a reader sees the old file or the complete new one, never half of it.
+"""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -10,7 +16,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_write", "git_commit", "kdsleep_version", "write_json_atomic", "write_text_atomic"]
+__all__ = [
+    "atomic_write",
+    "git_commit",
+    "kdsleep_version",
+    "save_figure_atomic",
+    "save_torch_atomic",
+    "write_bytes_atomic",
+    "write_json_atomic",
+    "write_text_atomic",
+]
 
 
 def kdsleep_version() -> str:
@@ -22,7 +37,7 @@ def kdsleep_version() -> str:
 
 def git_commit() -> str | None:
     """The commit of the kdsleep source tree (with ``-dirty`` when it has changes), or ``None`` outside git."""
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[1]
     try:
         top = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "--show-toplevel"],
@@ -62,6 +77,8 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates the file private (0600); give it the usual permissions of a result file
+        os.chmod(tmp, 0o644)
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
@@ -76,6 +93,11 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]
     return path
 
 
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes | memoryview) -> Path:
+    """Atomically write ``data``."""
+    return atomic_write(path, lambda fh: fh.write(data))
+
+
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     """Atomically write UTF-8 text."""
     return atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
@@ -84,3 +106,21 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
 def write_json_atomic(path: str | os.PathLike[str], payload: Any) -> Path:
     """Atomically write indented JSON."""
     return write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def save_torch_atomic(path: str | os.PathLike[str], payload: Any) -> Path:
+    """Atomically :func:`torch.save` ``payload`` (a checkpoint is never left half written)."""
+    import torch  # kdsleep._io is imported by torch-free modules too
+
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return atomic_write(path, lambda fh: fh.write(buffer.getbuffer()))
+
+
+def save_figure_atomic(figure: Any, path: str | os.PathLike[str], **savefig_kwargs: Any) -> Path:
+    """Atomically save a matplotlib figure; the format follows the file's suffix."""
+    path = Path(path)
+    fmt = savefig_kwargs.pop("format", None) or path.suffix.lstrip(".") or "png"
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=fmt, **savefig_kwargs)
+    return atomic_write(path, lambda fh: fh.write(buffer.getbuffer()))
