@@ -4,6 +4,12 @@ Pooled test-set figures (Table I of Joshi et al.) hide how consistent a gain is 
 variants share one subject-wise split, each test subject gives one paired difference; their mean is reported
 with a seeded percentile-bootstrap confidence interval (subjects resampled with replacement) and a Wilcoxon
 signed-rank test (:func:`scipy.stats.wilcoxon`, two-sided).
+
+A report that tests several variants against one reference tests a *family* of hypotheses:
+:func:`holm_correction` adjusts their p values (Holm 1979, step-down, controls the family-wise error rate)
+and :func:`format_p_value` prints them (``< 0.001`` rather than a rounded ``0.000``). Results of several
+training seeds are paired per subject through the subject's mean over seeds (:func:`mean_over_seeds`), so a
+subject counts once however many seeds were run.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -19,7 +25,17 @@ from scipy import stats
 
 from kdsleep.evaluation.metrics import StagingMetrics, metric_by_subject
 
-__all__ = ["PairedComparison", "bootstrap_mean_ci", "compare_variants", "paired_comparison"]
+__all__ = [
+    "PairedComparison",
+    "bootstrap_mean_ci",
+    "compare_variants",
+    "format_p_value",
+    "holm_correction",
+    "mean_over_seeds",
+    "mean_sd",
+    "paired_comparison",
+    "with_holm",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +68,9 @@ class PairedComparison:
         Two-sided Wilcoxon signed-rank test of the differences (p = 1 when all differences are zero).
     n_better, n_worse : int
         Subjects where B is above / below A.
+    p_adjusted : float or None
+        ``p_value`` after Holm's correction over the family of comparisons it was reported with
+        (:func:`holm_correction`); ``None`` until a family is corrected.
     """
 
     metric: str
@@ -73,6 +92,7 @@ class PairedComparison:
     p_value: float
     n_better: int
     n_worse: int
+    p_adjusted: float | None = None
 
     @property
     def n_subjects(self) -> int:
@@ -274,3 +294,88 @@ def compare_variants(
         for variant in chosen
         if variant != reference
     ]
+
+
+def holm_correction(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p values.
+
+    The p values are sorted, the i-th smallest (0-based) is multiplied by ``m - i`` (m tests), a running
+    maximum keeps the adjusted values in the order of the raw ones, and they are capped at 1. An adjusted p
+    below α rejects with a family-wise error rate of at most α. NaN entries (tests that could not be run) stay
+    NaN and do not count towards m.
+
+    Parameters
+    ----------
+    p_values : sequence of float
+        Raw p values of the family, in any order.
+
+    Returns
+    -------
+    numpy.ndarray
+        Adjusted p values in the input order.
+    """
+    raw = np.asarray(p_values, dtype=np.float64)
+    if raw.ndim != 1:
+        raise ValueError(f"p values must be a 1-D sequence, got shape {raw.shape}")
+    finite = ~np.isnan(raw)
+    if np.any((raw[finite] < 0) | (raw[finite] > 1)):
+        raise ValueError(f"p values must lie in [0, 1], got {raw[finite].tolist()}")
+    adjusted = np.full_like(raw, np.nan)
+    index = np.flatnonzero(finite)
+    m = index.size
+    if m == 0:
+        return adjusted
+    order = index[np.argsort(raw[index], kind="stable")]
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * raw[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def with_holm(comparisons: Sequence[PairedComparison]) -> list[PairedComparison]:
+    """The comparisons with :attr:`PairedComparison.p_adjusted` set by Holm's correction over all of them."""
+    adjusted = holm_correction([c.p_value for c in comparisons])
+    return [replace(c, p_adjusted=float(a)) for c, a in zip(comparisons, adjusted, strict=True)]
+
+
+def format_p_value(p: float | None, *, floor: float = 1e-3) -> str:
+    """A p value for a table: ``"< 0.001"`` below ``floor``, three decimals otherwise, ``"–"`` when missing."""
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "–"
+    if p < floor:
+        return f"< {floor:g}"
+    return f"{p:.3f}"
+
+
+def mean_over_seeds(per_seed: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Each subject's mean figure over training seeds (NaN values ignored; NaN when all are NaN).
+
+    Parameters
+    ----------
+    per_seed : sequence of mapping of subject to float
+        One mapping per seed, e.g. ``metric_by_subject(per_subject_metrics_of_seed, "cohen_kappa")``; every
+        seed must hold the same subjects (the same test split).
+    """
+    if not per_seed:
+        raise ValueError("mean_over_seeds needs the results of at least one seed")
+    subjects = set(per_seed[0])
+    for k, values in enumerate(per_seed[1:], start=1):
+        if set(values) != subjects:
+            raise ValueError(
+                f"seed {k} was evaluated on other subjects than seed 0: "
+                f"{sorted(set(values) ^ subjects)[:10]} differ"
+            )
+    means: dict[str, float] = {}
+    for subject in sorted(subjects):
+        row = np.array([seed[subject] for seed in per_seed], dtype=np.float64)
+        means[subject] = float(np.nanmean(row)) if np.any(~np.isnan(row)) else math.nan
+    return means
+
+
+def mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof = 1; 0 for a single value) of figures over seeds."""
+    data = np.asarray(values, dtype=np.float64)
+    if data.ndim != 1 or data.size == 0:
+        raise ValueError(f"need a non-empty 1-D array of values, got shape {data.shape}")
+    return float(data.mean()), float(data.std(ddof=1)) if data.size > 1 else 0.0

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from kdsleep._io import write_text_atomic
-from kdsleep.evaluation.compare import PairedComparison
+from kdsleep.evaluation.compare import PairedComparison, format_p_value
 from kdsleep.evaluation.metrics import StagingMetrics
 
 __all__ = [
@@ -279,10 +279,11 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         lines += ["## Paired per-subject comparisons", ""]
         lines += [
             "Differences are B − A over the same test subjects; the interval is a percentile bootstrap of the "
-            "mean difference, p is the two-sided Wilcoxon signed-rank test.",
+            "mean difference, p is the two-sided Wilcoxon signed-rank test and Holm p the same p after Holm's "
+            "correction over every comparison in this table (read a difference as significant only by Holm p).",
             "",
-            "| metric | A | B | subjects | mean A | mean B | mean B − A | CI | Wilcoxon p | B better / worse |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| metric | A | B | subjects | mean A | mean B | mean B − A | CI | Wilcoxon p | Holm p | B better / worse |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for c in comparisons:
             confidence = round(100 * c["confidence"])
@@ -290,17 +291,11 @@ def render_markdown(report: Mapping[str, Any]) -> str:
                 f"| {c['metric']} | {VARIANT_LABELS.get(c['variant_a'], c['variant_a'])} | "
                 f"{VARIANT_LABELS.get(c['variant_b'], c['variant_b'])} | {c['n_subjects']} | "
                 f"{_number(c['mean_a'])} | {_number(c['mean_b'])} | {c['mean_difference']:+.3f} | "
-                f"{confidence}%: [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}] | {_p_value(c['p_value'])} | "
-                f"{c['n_better']} / {c['n_worse']} |"
+                f"{confidence}%: [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}] | {format_p_value(c['p_value'])} | "
+                f"{format_p_value(c.get('p_adjusted'))} | {c['n_better']} / {c['n_worse']} |"
             )
         lines.append("")
     return "\n".join(lines)
-
-
-def _p_value(p: float | None) -> str:
-    if p is None:
-        return "–"
-    return f"{p:.2e}" if p < 1e-3 else f"{p:.3f}"
 
 
 def write_report(

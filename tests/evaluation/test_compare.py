@@ -99,3 +99,56 @@ def test_compare_variants_from_per_subject_metrics() -> None:
     assert encoded["n_subjects"] == 8 and encoded["metric"] == "cohen_kappa"
     with pytest.raises(ValueError, match="reference variant 'eeg_baseline'"):
         compare_variants(per_subject, "eeg_baseline")
+
+
+def test_holm_correction_matches_the_step_down_definition() -> None:
+    from kdsleep.evaluation.compare import holm_correction
+
+    raw = [0.01, 0.04, 0.03, 0.005]
+    # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 -> 0.02, 0.03, 0.06, 0.04 -> running max 0.02, 0.03, 0.06, 0.06
+    assert np.allclose(holm_correction(raw), [0.03, 0.06, 0.06, 0.02])
+    assert np.allclose(holm_correction([0.5, 0.9]), [1.0, 1.0])
+    adjusted = holm_correction([0.01, float("nan"), 0.02])
+    assert np.isnan(adjusted[1]) and np.allclose(adjusted[[0, 2]], [0.02, 0.02])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        holm_correction([1.5])
+
+
+def test_holm_never_below_raw_and_with_holm_sets_adjusted() -> None:
+    from kdsleep.evaluation.compare import holm_correction, paired_comparison, with_holm
+
+    rng = np.random.default_rng(3)
+    raw = rng.uniform(0, 0.2, size=12)
+    adjusted = holm_correction(raw)
+    assert np.all(adjusted >= raw) and np.all(adjusted <= 1)
+    subjects = [f"s{i}" for i in range(8)]
+    a = {s: float(i) for i, s in enumerate(subjects)}
+    b = {s: float(i) + 1.0 + 0.1 * i for i, s in enumerate(subjects)}
+    comparisons = with_holm(
+        [paired_comparison(a, b, n_bootstrap=100), paired_comparison(a, a, n_bootstrap=100)]
+    )
+    assert comparisons[0].p_adjusted == pytest.approx(min(1.0, 2 * comparisons[0].p_value))
+    assert comparisons[1].p_adjusted == 1.0
+    assert comparisons[0].to_dict()["p_adjusted"] == comparisons[0].p_adjusted
+
+
+def test_format_p_value() -> None:
+    from kdsleep.evaluation.compare import format_p_value
+
+    assert format_p_value(0.0) == "< 0.001"
+    assert format_p_value(0.00049) == "< 0.001"
+    assert format_p_value(0.0123) == "0.012"
+    assert format_p_value(None) == "–"
+    assert format_p_value(float("nan")) == "–"
+
+
+def test_mean_over_seeds_pairs_subjects() -> None:
+    from kdsleep.evaluation.compare import mean_over_seeds, mean_sd
+
+    means = mean_over_seeds([{"a": 0.2, "b": 0.4}, {"a": 0.4, "b": float("nan")}])
+    assert means == pytest.approx({"a": 0.3, "b": 0.4})
+    with pytest.raises(ValueError, match="other subjects"):
+        mean_over_seeds([{"a": 0.1}, {"b": 0.1}])
+    mean, sd = mean_sd([0.1, 0.3])
+    assert mean == pytest.approx(0.2) and sd == pytest.approx(np.std([0.1, 0.3], ddof=1))
+    assert mean_sd([0.5]) == (0.5, 0.0)
