@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import warnings
 from datetime import datetime
@@ -73,7 +74,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "'ECG I', 'ECG ECGI', 'EKG' are found)",
     )
     parser.add_argument(
-        "--out", type=Path, metavar="DIR", help="output folder (default: the recording's folder)"
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="output folder (default: the recording's folder, or the current folder when that one is read-only)",
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument(
@@ -86,6 +90,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
     return parser
+
+
+def _writable_folder(folder: Path) -> bool:
+    """Whether ``folder`` takes new files: writable to this user and not marked read-only for everyone
+    (a data folder set to ``r-x`` is respected even when running as root)."""
+    try:
+        mode = folder.stat().st_mode
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK) and bool(mode & 0o222)
 
 
 def _parse_duration(text: str | None) -> float | None:
@@ -119,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
     from kdsleep.cli import CLIError
     from kdsleep.evaluation.summary import summarize_prediction
     from kdsleep.inference import InferenceError, predict_recording, write_prediction
+    from kdsleep.models import pretrained
     from kdsleep.models.pretrained import resolve_model
 
     if args.batch_size < 1:
@@ -138,8 +153,9 @@ def run(args: argparse.Namespace) -> int:
     source = args.beats if args.beats is not None else args.recording
     try:
         checkpoint = resolve_model(args.model)
+        label = args.model if args.model is not None else f"{pretrained.DEFAULT_MODEL} (default)"
         print(
-            f"model {args.model or checkpoint.path}: {checkpoint.modality.upper()} U-Time on "
+            f"model {label}: {checkpoint.modality.upper()} U-Time on "
             f"{', '.join(checkpoint.inputs) or checkpoint.channel!r}, {checkpoint.n_classes} classes "
             f"({'-'.join(checkpoint.class_names)}), windows of {checkpoint.n_epochs} x "
             f"{checkpoint.epoch_seconds:g} s at {checkpoint.sfreq:g} Hz"
@@ -175,8 +191,12 @@ def run(args: argparse.Namespace) -> int:
                 )
     except InferenceError as err:
         raise CLIError(str(err)) from err
+    out = args.out
+    if out is None and not _writable_folder(source.resolve().parent):
+        out = Path.cwd()
+        logger.info("%s: its folder is not writable; writing the hypnogram to %s", source, out)
     try:
-        paths = write_prediction(prediction, args.out, plot=not args.no_plot)
+        paths = write_prediction(prediction, out, plot=not args.no_plot)
     except OSError as err:
         raise CLIError(f"cannot write the hypnogram to {args.out or source.parent}: {err}") from err
     hours = prediction.n_epochs * prediction.epoch_seconds / 3600

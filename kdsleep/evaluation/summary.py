@@ -83,18 +83,22 @@ class SleepSummary:
             h, m = divmod(int(round(minutes)), 60)
             return f"{h}h{m:02d}m"
 
+        def num(minutes: float) -> str:
+            # whole minutes, but a short stretch keeps its half minute instead of rounding to 0 or 1
+            return f"{minutes:.0f}" if minutes >= 10 or float(minutes).is_integer() else f"{minutes:.1f}"
+
         def opt(value: float | None) -> str:
-            return "n/a" if value is None else f"{value:.0f} min"
+            return "n/a" if value is None else f"{num(value)} min"
 
         efficiency = "n/a" if self.sleep_efficiency is None else f"{self.sleep_efficiency:.0%}"
-        stages = ", ".join(f"{name} {minutes:.0f}" for name, minutes in self.stage_minutes.items())
+        stages = ", ".join(f"{name} {num(minutes)}" for name, minutes in self.stage_minutes.items())
         text = (
             f"TST {hm(self.total_sleep_minutes)}, sleep efficiency {efficiency}, sleep onset "
             f"{opt(self.sleep_onset_latency_minutes)}, REM latency {opt(self.rem_latency_minutes)}, "
-            f"WASO {self.waso_minutes:.0f} min; minutes per stage: {stages}"
+            f"WASO {num(self.waso_minutes)} min; minutes per stage: {stages}"
         )
         if self.unstaged_minutes > 0:
-            text += f", unstaged {self.unstaged_minutes:.0f}"
+            text += f", unstaged {num(self.unstaged_minutes)}"
         return text
 
     def as_dict(self) -> dict[str, object]:

@@ -446,8 +446,9 @@ def _classify(values: np.ndarray) -> str:
     """``"peaks"`` for a column that climbs through the night, ``"rr"`` for one that hovers about a value.
 
     RR intervals go up and down about half of the time and change little from beat to beat; beat times
-    rise at every step, by about one RR (0.2-3 s; steps above 20 are peak times in ms or samples, which
-    :func:`read_peak_times` refuses with a hint).
+    rise at every step (20 values in a row do not rise by chance), in a short file by about one RR
+    (0.2-3 s; steps above 20 are peak times in ms or samples, which :func:`read_peak_times` refuses with a
+    hint).
     """
     finite = values[np.isfinite(values)]
     if finite.size < 3:
@@ -455,7 +456,7 @@ def _classify(values: np.ndarray) -> str:
     step = np.diff(finite)
     rising = float(np.mean(step > 0))
     typical = float(np.median(step))
-    if rising > 0.95 and (0.2 <= typical <= 3.0 or typical > 20.0):
+    if rising > 0.95 and (finite.size >= 20 or 0.2 <= typical <= 3.0 or typical > 20.0):
         return "peaks"
     return "rr"
 
