@@ -365,7 +365,7 @@ def predict_beats(
         more = f" and {len(hr.gaps) - 5} more" if len(hr.gaps) > 5 else ""
         total = sum(b - a for a, b in hr.gaps) / 60
         logger.warning(
-            "%s: %d stretches longer than %g min without a valid heart rate (%.1f min in all: %s%s); "
+            "%s: %d stretch(es) longer than %g min without a valid heart rate (%.1f min in all: %s%s); "
             "%d of %d epochs there are left unstaged",
             beats.source,
             len(hr.gaps),

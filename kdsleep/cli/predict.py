@@ -17,12 +17,16 @@ logger = logging.getLogger(__name__)
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "predict",
-        help="stage a recording (EDF/BDF) with a trained model: hypnogram as CSV, EDF+ and PNG",
+        help="stage a recording (EDF/BDF) or a night of heartbeats (--beats) with a trained model: hypnogram "
+        "as CSV, EDF+ and PNG",
         description=(
             "Read the model's channel (ECG lead I for an ECG student) from an EDF, EDF+ or BDF recording, "
             "preprocess it as at training time, stage every 30-s epoch and write <name>_hypnogram.csv "
             "(epoch, onset_s, stage, one probability column per class), <name>_hypnogram.edf (EDF+ "
-            "'Sleep stage ...' annotations) and <name>_hypnogram.png. No EEG and no scoring are needed."
+            "'Sleep stage ...' annotations) and <name>_hypnogram.png. No EEG and no scoring are needed. With "
+            "--beats FILE, a heart-rate model stages the night from heartbeat times instead (see 'heartbeat input' "
+            "below) and a one-line sleep summary is printed: total sleep time, sleep efficiency, sleep onset and "
+            "REM latency, minutes per stage."
         ),
     )
     parser.add_argument(

@@ -99,7 +99,9 @@ def test_rr_in_seconds_by_magnitude_and_by_flag(tmp_path) -> None:
     auto = read_rr_intervals(path)
     np.testing.assert_allclose(auto.times[1:], np.cumsum(rr))
     # the flag wins over the magnitude: read as milliseconds, the intervals are a thousand times shorter
-    with pytest.warns(UserWarning, match="300 of 300 RR intervals lie outside"):
+    with pytest.warns(
+        UserWarning, match="300 of 300 RR intervals lie outside.*check the unit with --rr-unit"
+    ):
         forced = read_beats(path, "rr", rr_unit="ms")
     np.testing.assert_allclose(forced.times[1:], np.cumsum(rr) / 1000.0)
 
@@ -277,3 +279,24 @@ def test_table_with_unnamed_columns_asks_for_one(tmp_path) -> None:
     with pytest.raises(BeatsFormatError, match=r"two\.csv: 2 columns .*--beats-column"):
         read_beats(path, "peaks")
     assert read_beats(path, "peaks", column=0).n_beats == 3
+
+
+def test_wfdb_header_or_signal_file_points_to_the_annotation_file(shared_data) -> None:
+    folder = shared_data / "slpdb"
+    with pytest.raises(
+        BeatsFormatError, match=r"slp01a\.hea: the header of a WFDB record.*beside it: .*slp01a\.ecg"
+    ):
+        read_beats(folder / "slp01a.hea")
+
+
+def test_phone_logger_table_with_timestamps_and_rr_column(tmp_path) -> None:
+    rr = _rr_ms(150)
+    path = tmp_path / "logger.txt"
+    rows = ["Phone timestamp;RR-interval [ms]"] + [
+        f"2024-03-01T23:{5 + i // 60:02d}:{i % 60:02d}.000;{v}" for i, v in enumerate(rr)
+    ]
+    path.write_text("\n".join(rows))
+    assert detect_beats_format(path) == "rr"
+    beats = read_beats(path)
+    assert "RR in ms (from the header)" in beats.detail
+    np.testing.assert_allclose(beats.times[1:], np.cumsum(rr) / 1000.0)

@@ -132,9 +132,12 @@ def test_one_window_night_is_one_forward_pass(hr_model) -> None:
     np.testing.assert_allclose(probabilities, expected, atol=1e-6)
 
 
-def test_long_gap_is_unstaged_and_short_gap_is_staged(hr_model, tmp_path) -> None:
+def test_long_gap_is_unstaged_and_short_gap_is_staged(hr_model, tmp_path, caplog) -> None:
     path = _peaks_file(tmp_path / "gaps.csv", 3600.0, gaps=[(600.0, 780.0), (1800.0, 2520.0)])
-    prediction = predict_beats(hr_model, path, progress=False)  # 3-min gap staged, 12-min gap not
+    with caplog.at_level("WARNING", logger="kdsleep.beats_inference"):
+        prediction = predict_beats(hr_model, path, progress=False)  # 3-min gap staged, 12-min gap not
+    assert "gaps.csv: 1 stretch(es) longer than 5 min without a valid heart rate" in caplog.text
+    assert "24 of 119 epochs there are left unstaged" in caplog.text  # the last beat falls before 3600 s
     unstaged = np.flatnonzero(~prediction.scored)
     assert unstaged.size > 0
     gap_epochs = np.arange(61, 84)  # epochs lying entirely inside 1800-2520 s (the edges: half or more)

@@ -36,6 +36,7 @@ a warning; such intervals are masked when the heart rate is computed
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import re
@@ -235,6 +236,8 @@ def _finish(
             f"{path}: {n_out} of {rr.size} RR intervals lie outside the physiological range {min_rr:g}-{max_rr:g} s "
             f"({60 / max_rr:g}-{60 / min_rr:g} bpm); they are masked, not used"
         )
+        if n_out * 2 > rr.size:
+            message += " (most of them: check the unit with --rr-unit, or the format with --beats-format)"
         warnings.warn(message, UserWarning, stacklevel=3)
         logger.warning("%s", message)
     return BeatSeries(
@@ -684,6 +687,17 @@ def detect_beats_format(path: str | os.PathLike[str], *, column: str | int | Non
         return "edf"
     if suffix in WFDB_BEAT_EXTENSIONS:
         return "wfdb"
+    if suffix in (".hea", ".dat") and path.with_suffix(".hea").is_file():
+        found = sorted(
+            p.name
+            for p in path.parent.glob(f"{glob.escape(path.stem)}.*")
+            if p.suffix.lower() not in (".hea", ".dat")
+        )
+        raise BeatsFormatError(
+            f"{path}: the {'header' if suffix == '.hea' else 'signal file'} of a WFDB record, not its beats; "
+            f"pass the record's beat annotation file (.ecg, .atr, .qrs, ...)"
+            + (f"; beside it: {', '.join(found)}" if found else "")
+        )
     if _is_binary(path):
         if path.with_suffix(".hea").is_file() or suffix not in TEXT_EXTENSIONS:
             return "wfdb"
