@@ -300,3 +300,12 @@ def test_phone_logger_table_with_timestamps_and_rr_column(tmp_path) -> None:
     beats = read_beats(path)
     assert "RR in ms (from the header)" in beats.detail
     np.testing.assert_allclose(beats.times[1:], np.cumsum(rr) / 1000.0)
+
+
+def test_utf16_export_with_decimal_commas(tmp_path) -> None:
+    rr = _rr_ms(120) / 1000.0
+    path = tmp_path / "export.csv"
+    text = "Index;RR (s)\r\n" + "\r\n".join(f"{i};{v:.3f}".replace(".", ",") for i, v in enumerate(rr))
+    path.write_bytes(text.encode("utf-16"))
+    assert detect_beats_format(path) == "rr"
+    np.testing.assert_allclose(read_beats(path).times[1:], np.cumsum(np.round(rr, 3)))

@@ -358,8 +358,11 @@ def _is_number(text: str) -> bool:
 
 
 def _read_table(path: Path) -> _Table:
+    raw = path.read_bytes()
+    # Windows tools may write UTF-16 with a byte-order mark; everything else is read as UTF-8
+    encoding = "utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = raw.decode(encoding)
     except UnicodeDecodeError as err:
         raise BeatsFormatError(
             f"{path}: not a text file ({err.reason} at byte {err.start}); expected a CSV or text file of beat "
@@ -380,6 +383,9 @@ def _read_table(path: Path) -> _Table:
         header = first
         entries = entries[1:]
     rows = [_split(line, delimiter) for _, line in entries]
+    if delimiter in ("\t", ";"):
+        # a decimal comma (0,812) is only unambiguous when the comma does not separate columns
+        rows = [[c.replace(",", ".") if _is_number(c.replace(",", ".")) else c for c in row] for row in rows]
     return _Table(header, rows, [n for n, _ in entries])
 
 
@@ -657,7 +663,10 @@ def read_ecg_beats(
 
 
 def _is_binary(path: Path) -> bool:
-    head = path.read_bytes()[:4096]
+    with path.open("rb") as fh:
+        head = fh.read(4096)
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return False  # UTF-16 text
     if b"\x00" in head:
         return True
     try:
