@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from kdsleep._torch import resolve_device
 from kdsleep.data.readers.beats import BeatSeries, BeatsFormatError, read_beats
 from kdsleep.inference import InferenceError, Prediction, check_modality, covering_window_starts
 
@@ -159,18 +160,6 @@ def heart_rate_input(
     )
 
 
-def _device(device: str | torch.device) -> torch.device:
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise InferenceError(f"unknown device {device!r}; expected 'cpu' or 'cuda' (or 'cuda:N')") from err
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise InferenceError(f"device {device!r} requested but no CUDA device is visible to torch; use 'cpu'")
-    if resolved.type not in ("cpu", "cuda"):
-        raise InferenceError(f"unsupported device {device!r}; expected 'cpu' or 'cuda'")
-    return resolved
-
-
 def stage_epochs(
     model: torch.nn.Module,
     data: np.ndarray,
@@ -214,7 +203,10 @@ def stage_epochs(
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    torch_device = _device(device)
+    try:
+        torch_device = resolve_device(device)
+    except ValueError as err:
+        raise InferenceError(str(err)) from err
     starts = covering_window_starts(data.shape[0], window_epochs)
     n_total = data.shape[0]
     probabilities = np.full((n_total, n_classes), np.nan, dtype=np.float32)
