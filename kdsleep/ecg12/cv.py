@@ -143,6 +143,11 @@ def _describe_duplicates(d: Mapping[str, Any]) -> str:
         f"{n} dropped before the folds ({d['n_dropped_labelled']} labelled, {d['n_dropped_unlabelled']} "
         f"unlabelled) from {len(d['groups'])} groups of identical signals; kept: {d['rule']}"
     )
+    if d.get("n_unlabelled_same_file"):
+        text += (
+            f"; {d['n_unlabelled_same_file']} of the unlabelled dropped are the very files of labelled records "
+            "(or read twice)"
+        )
     conflicts = [g for g in d["groups"] if not g["same_labels"]]
     if conflicts:
         text += f"; {len(conflicts)} groups had differing diagnoses (the kept copy's are used)"
@@ -165,7 +170,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"{len(report['folds'])}; validation fold = test fold + 1 (thresholds and model selection)",
         f"- pre-training mode `{pre['mode']}`: {pre['description']}",
         f"- quick smoke test: {'yes — not a result' if report['quick'] else 'no'}",
-        f"- wall time: {report['seconds']:.0f} s",
+        f"- wall time: {report['seconds']:.0f} s"
+        + (f" (pre-training {pre['seconds']:.0f} s)" if pre.get("seconds") else ""),
         "",
         "| metric | mean ± SD over folds |",
         "|---|---|",
@@ -260,16 +266,19 @@ def _drop_duplicates(
         raise ValueError("the same header file is given twice among the labelled records")
     labelled_at = {k: i for i, k in enumerate(labelled_keys)}
     # An unlabelled record read from the very file of a labelled one (same folder given twice) is that record.
-    same_file = [j for j, r in enumerate(unlabelled) if key(r.header_path) in labelled_at]
+    # So is an unlabelled record read twice.
+    same_file: set[int] = set()
     unlabelled_at: dict[str, int] = {}
     for j, r in enumerate(unlabelled):
-        if j not in same_file:
-            unlabelled_at.setdefault(key(r.header_path), j)
-    same_file += [j for j, r in enumerate(unlabelled) if unlabelled_at.get(key(r.header_path), j) != j]
+        k = key(r.header_path)
+        if k in labelled_at or k in unlabelled_at:
+            same_file.add(j)
+        else:
+            unlabelled_at[k] = j
     paths = [r.header_path for r in records] + [unlabelled[j].header_path for j in unlabelled_at.values()]
     drop_labelled: set[int] = set()
     drop_unlabelled: set[int] = set(same_file)
-    groups = []
+    groups: list[dict[str, Any]] = []
     for group in find_duplicates(paths):
         members = sorted(
             (group.kept, *group.dropped), key=lambda h: (key(h.header_path) not in labelled_at, keep_order(h))
@@ -415,17 +424,19 @@ def _pretrain_encoders(
     quick: bool,
     device: str,
     progress: bool,
-) -> dict[str, Path]:
-    """Pre-train both encoders on ``pool``; checkpoints ``out_dir/{time,spectrogram}.pt``."""
+) -> tuple[dict[str, Path], float]:
+    """Pre-train both encoders on ``pool``; checkpoints ``out_dir/{time,spectrogram}.pt`` and seconds taken."""
     ft = settings.finetune
     steps = settings.pretrain_steps or PretrainConfig().n_steps
     checkpoints = {}
+    seconds = 0.0
     for modality, encoder in (("time", ft.time_encoder), ("spectrogram", ft.spectrogram_encoder)):
         base = PretrainConfig.small(modality, steps) if quick else PretrainConfig.paper(modality)  # type: ignore[arg-type]
         config = dataclasses.replace(base, encoder=encoder, n_steps=steps)
-        pretrain(list(pool), config, out_dir / f"{modality}.pt", device=device, progress=progress)
+        result = pretrain(list(pool), config, out_dir / f"{modality}.pt", device=device, progress=progress)
+        seconds += result.seconds
         checkpoints[modality] = out_dir / f"{modality}.pt"
-    return checkpoints
+    return checkpoints, seconds
 
 
 def _pretrain_mode(
@@ -500,6 +511,7 @@ def run_cv(
     labels = np.stack([tables.encode(r.dx_codes) for r in kept])
     ft = settings.finetune
     steps = settings.pretrain_steps or PretrainConfig().n_steps
+    pretrain_seconds = 0.0
 
     if mode == "checkpoints":
         assert pretrained is not None
@@ -512,7 +524,9 @@ def run_cv(
         description = "none (encoders trained from scratch)"
     elif mode == "transductive":
         pool = [*kept, *plan.unlabelled]
-        pretrained = _pretrain_encoders(pool, out / "pretrain", settings, quick, device, progress)
+        pretrained, pretrain_seconds = _pretrain_encoders(
+            pool, out / "pretrain", settings, quick, device, progress
+        )
         description = (
             f"TRANSDUCTIVE — once, on all {len(kept)} labelled records (test folds included: their signals, not "
             f"their labels) and {len(plan.unlabelled)} unlabelled records, {steps} steps per modality; the test "
@@ -535,15 +549,17 @@ def run_cv(
         )
         fold_dir = out / f"fold_{k}"
         pretrain_names: list[str] | None = None
+        round_seconds: float | None = None
         round_pretrained = pretrained
         if mode == "per-round":
             held_out = {plan.groups[i] for i in (*validation, *test)}
             pool = [kept[i] for i in train] + [
                 u for u, g in zip(plan.unlabelled, plan.unlabelled_groups, strict=True) if g not in held_out
             ]
-            round_pretrained = _pretrain_encoders(
+            round_pretrained, round_seconds = _pretrain_encoders(
                 pool, fold_dir / "pretrain", settings, quick, device, progress
             )
+            pretrain_seconds += round_seconds
             pretrain_names = [r.name for r in pool]
         result = finetune(
             [kept[i] for i in train],
@@ -575,6 +591,7 @@ def run_cv(
                 "validation_records": [kept[i].name for i in validation],
                 "n_pretrain": None if pretrain_names is None else len(pretrain_names),
                 "pretrain_records": pretrain_names,
+                "pretrain_seconds": round_seconds,
                 "challenge_metric": scores.challenge_metric,
                 "macro_f1": _nan_or(scores.f_measure),
                 "macro_auroc": _nan_or(scores.auroc),
@@ -605,6 +622,7 @@ def run_cv(
             "transductive": mode == "transductive",
             "description": description,
             "steps": steps if mode in ("per-round", "transductive") else None,
+            "seconds": pretrain_seconds,
         },
         "finetune_config": ft.to_dict(),
         "folds": fold_reports,

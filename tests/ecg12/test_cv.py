@@ -71,6 +71,7 @@ def fake_training(monkeypatch: pytest.MonkeyPatch, tables: ScoringTables) -> lis
         calls.append(
             {"kind": "pretrain", "records": list(records), "path": Path(path), "modality": config.modality}
         )
+        return SimpleNamespace(seconds=0.5)
 
     def finetune(train, train_labels, validation, validation_labels, config, pretrained=None, **kwargs):
         calls.append(
@@ -229,6 +230,7 @@ def test_per_round_pretraining_never_sees_held_out_records(
             assert {digest(x) for x in r["train"]} <= seen
             assert len(call["records"]) == len(r["train"]) + 45
         assert fold["n_pretrain"] == len(fold["pretrain_records"]) == len(r["train"]) + 45
+        assert fold["pretrain_seconds"] == 1.0
         assert not set(fold["pretrain_records"]) & set(fold["test_records"] + fold["validation_records"])
     md = (tmp_path / "cv" / "report.md").read_text()
     assert "pre-training mode `per-round`" in md and "3 dropped before the folds" in md
@@ -248,7 +250,7 @@ def test_transductive_mode_is_named(
         progress=False,
     )
     pre = report["pretraining"]
-    assert pre["mode"] == "transductive" and pre["transductive"]
+    assert pre["mode"] == "transductive" and pre["transductive"] and pre["seconds"] == 1.0
     calls = [c for c in fake_training if c["kind"] == "pretrain"]
     # once per modality, before the rounds, on every labelled record (test folds included) and the unlabelled
     assert len(calls) == 2 and len(calls[0]["records"]) == 29 + 45
