@@ -93,7 +93,7 @@ class CVSettings:
 
     @classmethod
     def quick(cls) -> CVSettings:
-        """A smoke test that runs on a CPU in under a minute: 3 of 10 rounds, small models, a few steps."""
+        """A smoke test of a few minutes on a CPU: 3 of 10 rounds, small models, a few steps per round."""
         return cls(n_folds=10, rounds=3, finetune=FinetuneConfig.small(n_steps=200), pretrain_steps=60)
 
 
