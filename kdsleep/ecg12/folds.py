@@ -3,12 +3,13 @@
 Random folds of multi-label data leave rare classes absent from some folds. Iterative stratification
 places the recordings of the rarest remaining label first, each into the fold that still lacks the most
 recordings of that label, so every label is spread over the folds as evenly as its count allows. Phan et
-al. (arXiv 2210.06297) split the PhysioNet/CinC 2020 data into 10 such folds.
+al. (arXiv 2210.06297) split the PhysioNet/CinC 2020 data into 10 such folds. Records of one patient
+(``groups``) are kept in one fold, so that no patient is both trained and tested on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator, Sequence
 
 import numpy as np
 
@@ -21,6 +22,7 @@ def iterative_stratification(
     n_folds: int = N_FOLDS,
     seed: int | np.random.Generator | None = 0,
     proportions: np.ndarray | None = None,
+    groups: Sequence[Hashable] | np.ndarray | None = None,
 ) -> np.ndarray:
     """Assign each recording to a fold so that every label is spread evenly over the folds.
 
@@ -29,6 +31,11 @@ def iterative_stratification(
     fold that most lacks that label (ties: the fold that most lacks recordings overall, then at random);
     update what each fold lacks. Recordings without any label go last, each to the fold that most lacks
     recordings.
+
+    With ``groups`` (e.g. the patient of each recording), the units placed are the groups: a group carries
+    the union of its recordings' labels, and placing it takes from its fold as many recordings, overall and
+    per label, as it holds. Every group lands in one fold. Groups of one recording give exactly the folds
+    of ``groups=None``.
 
     Parameters
     ----------
@@ -39,6 +46,8 @@ def iterative_stratification(
         Seed of the tie-breaking; the same seed gives the same folds.
     proportions : array of float, shape (n_folds,), optional
         Desired share of each fold (equal shares by default).
+    groups : sequence of hashable, shape (n_recordings,), optional
+        Group of each recording; recordings of a group are never split over folds.
 
     Returns
     -------
@@ -62,12 +71,28 @@ def iterative_stratification(
         raise ValueError(f"proportions must be {n_folds} non-negative shares summing to 1, got {proportions}")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
+    # Units placed: recordings, or groups of them. unit_counts: recordings of each label in a unit.
+    if groups is None:
+        unit_of = np.arange(n_recordings)
+        unit_counts = labels.astype(np.float64)
+        unit_sizes = np.ones(n_recordings)
+    else:
+        unit_of = group_indices(groups)
+        if unit_of.shape != (n_recordings,):
+            raise ValueError(f"groups must give one group per recording ({n_recordings}), got {len(unit_of)}")
+        n_units = int(unit_of.max()) + 1 if n_recordings else 0
+        unit_counts = np.zeros((n_units, n_labels))
+        np.add.at(unit_counts, unit_of, labels.astype(np.float64))
+        unit_sizes = np.bincount(unit_of, minlength=n_units).astype(np.float64)
+    unit_labels = unit_counts > 0
+    n_units = unit_labels.shape[0]
+
     # What each fold still lacks, in recordings and in recordings of each label.
     wanted = n_recordings * proportions
     wanted_per_label = proportions[:, None] * labels.sum(axis=0)[None, :].astype(np.float64)
-    folds = np.full(n_recordings, -1, dtype=np.int64)
-    remaining = labels.copy()
-    unassigned = np.ones(n_recordings, dtype=bool)
+    unit_folds = np.full(n_units, -1, dtype=np.int64)
+    remaining = unit_labels.copy()
+    unassigned = np.ones(n_units, dtype=bool)
 
     def best_fold(candidates: np.ndarray) -> int:
         """Fold among ``candidates`` that most lacks recordings, ties at random."""
@@ -85,17 +110,31 @@ def iterative_stratification(
         for i in rng.permutation(members):
             lack = wanted_per_label[:, label]
             fold = best_fold(np.flatnonzero(lack == lack.max()))
-            folds[i] = fold
+            unit_folds[i] = fold
             unassigned[i] = False
-            wanted[fold] -= 1
-            wanted_per_label[fold, labels[i]] -= 1
+            wanted[fold] -= unit_sizes[i]
+            wanted_per_label[fold] -= unit_counts[i]
             remaining[i] = False
 
     for i in rng.permutation(np.flatnonzero(unassigned)):
         fold = best_fold(np.arange(n_folds))
-        folds[i] = fold
-        wanted[fold] -= 1
-    return folds
+        unit_folds[i] = fold
+        wanted[fold] -= unit_sizes[i]
+    return unit_folds[unit_of]
+
+
+def group_indices(groups: Sequence[Hashable] | np.ndarray) -> np.ndarray:
+    """Index of each recording's group, numbered in order of first appearance."""
+    index: dict[Hashable, int] = {}
+    return np.asarray([index.setdefault(g, len(index)) for g in groups], dtype=np.int64)
+
+
+def groups_split_across_folds(folds: np.ndarray, groups: Sequence[Hashable] | np.ndarray) -> list[Hashable]:
+    """Groups whose recordings lie in more than one fold (empty when the folds respect the groups)."""
+    seen: dict[Hashable, set[int]] = {}
+    for g, f in zip(groups, np.asarray(folds).tolist(), strict=True):
+        seen.setdefault(g, set()).add(f)
+    return [g for g, fs in seen.items() if len(fs) > 1]
 
 
 def cv_splits(

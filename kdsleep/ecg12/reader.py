@@ -12,11 +12,18 @@ Quirks handled:
   uV or V: every signal is returned in millivolts, ``(digital - baseline) / gain``;
 - ages written ``NaN`` or ``Unknown``, sex written ``Male``, ``male``, ``M``...;
 - all-zero leads and duplicated records (identical samples under different names), found by
-  :func:`scan_records`.
+  :func:`scan_records` and :func:`find_duplicates`; :func:`find_duplicates` also says which copy of each
+  group to keep (:func:`keep_order`), so that cross-validation can drop the others before making folds.
+
+Patients: none of the 2020 challenge's headers names the patient (their comment lines are Age, Sex, Dx, Rx,
+Hx and Sx), although several sources hold more than one record per patient (PTB, INCART, PTB-XL). A header
+comment ``#Patient ID:`` (or ``#Patient:``, ``#Subject ID:``, ``#Subject:``) is read when present, and
+:func:`read_patient_map` reads a record → patient table, such as PTB-XL's ``ptbxl_database.csv``.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import logging
 import os
@@ -42,6 +49,8 @@ _COMMENT_FIELD = re.compile(r"^#\s*([A-Za-z][A-Za-z ]*?)\s*:\s*(.*)$")
 # WFDB gain field: gain, optional (baseline), optional /units
 _GAIN_FIELD = re.compile(r"^([-+0-9.eE]+)(?:\(([-+0-9]+)\))?(?:/(\S+))?$")
 _MISSING = {"", "nan", "unknown", "none", "n/a", "na", "-"}
+#: Header comment keys read as the patient's identifier, in order of preference (lower case).
+PATIENT_ID_FIELDS: tuple[str, ...] = ("patient id", "patient", "subject id", "subject")
 
 
 class HeaderError(ValueError):
@@ -75,6 +84,9 @@ class ECGHeader:
         SNOMED CT codes of the ``#Dx`` line, in order, without repeats; empty when unlabelled.
     has_dx : bool
         Whether the header has a ``#Dx`` line at all.
+    patient_id : str or None
+        The patient's identifier from a ``#Patient ID:`` comment (see :data:`PATIENT_ID_FIELDS`); None when
+        the header gives none, as in every source of the 2020 challenge.
     """
 
     record_name: str
@@ -89,6 +101,7 @@ class ECGHeader:
     sex: str | None = None
     dx_codes: tuple[str, ...] = ()
     has_dx: bool = False
+    patient_id: str | None = None
 
     @property
     def n_leads(self) -> int:
@@ -329,6 +342,11 @@ def read_header(path: str | os.PathLike) -> ECGHeader:
     sex = _parse_sex(path, *comments["sex"]) if "sex" in comments else None
     has_dx = "dx" in comments
     dx_codes = _parse_dx(path, *comments["dx"]) if has_dx else ()
+    patient_id = None
+    for key in PATIENT_ID_FIELDS:
+        if key in comments and comments[key][1].strip().lower() not in _MISSING:
+            patient_id = comments[key][1].strip()
+            break
 
     return ECGHeader(
         record_name=record_name,
@@ -343,6 +361,7 @@ def read_header(path: str | os.PathLike) -> ECGHeader:
         sex=sex,
         dx_codes=dx_codes,
         has_dx=has_dx,
+        patient_id=patient_id,
     )
 
 
@@ -482,7 +501,8 @@ class ScanReport:
     zero_leads : dict of str to tuple of str
         Header path → the names of its all-zero leads, for records that have some.
     duplicates : list of tuple of Path
-        Groups of header paths whose signals are identical sample for sample.
+        Groups of header paths whose signals are identical sample for sample, each ordered by
+        :func:`keep_order` (the copy to keep first).
     amplitudes : dict of str to float
         Header path → typical amplitude in mV (median over the non-zero leads of the 99th percentile of
         the absolute deviation from the lead's median).
@@ -498,7 +518,7 @@ class ScanReport:
     implausible_amplitude: dict[str, float] = field(default_factory=dict)
 
     def duplicate_paths(self) -> set[Path]:
-        """Header paths of every record but the first of each duplicate group (the ones to drop)."""
+        """Header paths of every record but the kept one of each duplicate group (the ones to drop)."""
         return {p for group in self.duplicates for p in group[1:]}
 
     def summary(self) -> str:
@@ -560,7 +580,12 @@ def scan_records(
                 low,
                 high,
             )
-    duplicates = [tuple(group) for group in by_digest.values() if len(group) > 1]
+    by_path = {h.header_path: h for h in headers}
+    duplicates = [
+        tuple(sorted(group, key=lambda p: keep_order(by_path[p])))
+        for group in by_digest.values()
+        if len(group) > 1
+    ]
     for group in duplicates:
         logger.warning("identical signals in %s", ", ".join(str(p) for p in group))
     return ScanReport(
@@ -570,3 +595,136 @@ def scan_records(
         amplitudes=amplitudes,
         implausible_amplitude=implausible,
     )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Duplicates and patients, for leakage-free cross-validation
+# ---------------------------------------------------------------------------------------------------------
+
+
+def keep_order(header: ECGHeader) -> tuple[bool, str, str]:
+    """Sort key that puts the copy to keep first in a group of duplicated records.
+
+    A labelled copy (non-empty ``#Dx``) comes before an unlabelled one, then record names and finally header
+    paths in lexicographic order; the choice depends only on the records, not on the order they were read.
+    """
+    return (not header.dx_codes, header.record_name, str(header.header_path))
+
+
+@dataclass(frozen=True)
+class DuplicateGroup:
+    """Records with identical digital samples: one is kept, the others dropped.
+
+    Attributes
+    ----------
+    kept : ECGHeader
+        The copy kept (first by :func:`keep_order`).
+    dropped : tuple of ECGHeader
+        The other copies.
+    same_labels : bool
+        Whether every labelled copy has the same set of diagnoses (unlabelled copies are not compared).
+    """
+
+    kept: ECGHeader
+    dropped: tuple[ECGHeader, ...]
+    same_labels: bool
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "kept": str(self.kept.header_path),
+            "dropped": [str(h.header_path) for h in self.dropped],
+            "same_labels": self.same_labels,
+        }
+
+
+def find_duplicates(paths: Iterable[str | os.PathLike]) -> list[DuplicateGroup]:
+    """Groups of records whose digital samples (and shape) are identical, with the copy to keep.
+
+    Parameters
+    ----------
+    paths : iterable of paths
+        Header files (``.hea``); each record's ``.mat`` file is read.
+
+    Returns
+    -------
+    list of DuplicateGroup
+        One per group of two or more identical records, sorted by the kept record's header path; records
+        that occur once are not listed.
+    """
+    by_digest: dict[str, list[ECGHeader]] = {}
+    for path in paths:
+        header = read_header(path)
+        by_digest.setdefault(signal_digest(read_digital(header)), []).append(header)
+    groups = []
+    for members in by_digest.values():
+        if len(members) < 2:
+            continue
+        members = sorted(members, key=keep_order)
+        label_sets = {frozenset(h.dx_codes) for h in members if h.dx_codes}
+        groups.append(DuplicateGroup(members[0], tuple(members[1:]), len(label_sets) <= 1))
+    return sorted(groups, key=lambda g: str(g.kept.header_path))
+
+
+def read_patient_map(path: str | os.PathLike) -> dict[str, str]:
+    """Record name → patient identifier, from a CSV table.
+
+    Two layouts are read: columns ``record`` and ``patient`` (any other columns are ignored), or PTB-XL's
+    ``ptbxl_database.csv`` with ``ecg_id`` and ``patient_id``, whose records the 2020 challenge names
+    ``HR`` + the ECG id on five digits (``ecg_id`` 1 is ``HR00001``; patient ids such as ``15709.0`` are
+    read as ``15709``).
+
+    Raises
+    ------
+    HeaderError
+        When the file is missing, lacks the columns, or has an empty or conflicting row; the message names
+        the file, the line and the field.
+    """
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except FileNotFoundError:
+        raise HeaderError(f"{path}: patient table not found") from None
+    if not rows:
+        raise _header_error(path, 1, "columns", "the file is empty")
+    columns = [c.strip().lower() for c in rows[0]]
+    if "record" in columns and "patient" in columns:
+        record_col, patient_col, ptbxl = columns.index("record"), columns.index("patient"), False
+    elif "ecg_id" in columns and "patient_id" in columns:
+        record_col, patient_col, ptbxl = columns.index("ecg_id"), columns.index("patient_id"), True
+    else:
+        raise _header_error(
+            path,
+            1,
+            "columns",
+            f"expected 'record' and 'patient' (or PTB-XL's 'ecg_id' and 'patient_id'), got {rows[0]}",
+        )
+    mapping: dict[str, str] = {}
+    for line_no, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) <= max(record_col, patient_col):
+            raise _header_error(path, line_no, "columns", f"{len(row)} fields, expected {len(columns)}")
+        record, patient = row[record_col].strip(), row[patient_col].strip()
+        if ptbxl:
+            try:
+                record = f"HR{int(float(record)):05d}"
+                patient = str(int(float(patient)))
+            except ValueError:
+                raise _header_error(
+                    path,
+                    line_no,
+                    "ecg_id/patient_id",
+                    f"{row[record_col]!r}, {row[patient_col]!r} are not numbers",
+                ) from None
+        if not record or patient.lower() in _MISSING:
+            raise _header_error(path, line_no, "record/patient", f"empty value in {row}")
+        if mapping.get(record, patient) != patient:
+            raise _header_error(
+                path,
+                line_no,
+                "patient",
+                f"record {record!r} given two patients, {mapping[record]!r} and {patient!r}",
+            )
+        mapping[record] = patient
+    return mapping

@@ -9,6 +9,7 @@ import pytest
 
 from kdsleep.ecg12.folds import (
     cv_splits,
+    groups_split_across_folds,
     iterative_stratification,
     label_counts_per_fold,
     label_distribution_deviation,
@@ -94,3 +95,39 @@ def test_real_labelled_records(shared_data: Path):
     counts = label_counts_per_fold(labels, folds)
     # a label on k <= 10 recordings lands on k different folds
     assert np.array_equal((counts > 0).sum(axis=0), np.minimum(labels.sum(axis=0), 10))
+
+
+@pytest.fixture(scope="module")
+def patients(labels) -> np.ndarray:
+    """Patient of each of the 2000 recordings: 700 patients with 1 to 7 recordings each."""
+    rng = np.random.default_rng(2)
+    return np.sort(rng.integers(0, 700, labels.shape[0]))
+
+
+def test_groups_never_split_across_folds(labels, patients):
+    folds = iterative_stratification(labels, n_folds=10, seed=0, groups=patients)
+    assert groups_split_across_folds(folds, patients) == []
+    for _, train, validation, test in cv_splits(folds):
+        test_patients = set(patients[test])
+        assert not test_patients & set(patients[train]) and not test_patients & set(patients[validation])
+        assert not set(patients[validation]) & set(patients[train])
+    # ungrouped folds do split patients, so the check above could fail
+    assert groups_split_across_folds(iterative_stratification(labels, n_folds=10, seed=0), patients)
+
+
+def test_grouped_folds_stay_balanced(labels, patients):
+    folds = iterative_stratification(labels, n_folds=10, seed=0, groups=patients)
+    sizes = np.bincount(folds, minlength=10)
+    assert np.all(np.abs(sizes - 200) <= 20)
+    random_folds = np.random.default_rng(0).permutation(700)[patients] % 10
+    assert label_distribution_deviation(labels, folds) < 0.6 * label_distribution_deviation(
+        labels, random_folds
+    )
+
+
+def test_singleton_groups_give_the_ungrouped_folds(labels):
+    plain = iterative_stratification(labels, n_folds=10, seed=3)
+    names = [f"record-{i}" for i in range(labels.shape[0])]
+    assert np.array_equal(iterative_stratification(labels, n_folds=10, seed=3, groups=names), plain)
+    with pytest.raises(ValueError, match="one group per recording"):
+        iterative_stratification(labels, n_folds=10, groups=names[:-1])

@@ -12,9 +12,11 @@ import scipy.io
 from kdsleep.ecg12.reader import (
     STANDARD_LEADS,
     HeaderError,
+    find_duplicates,
     list_records,
     read_dx_codes,
     read_header,
+    read_patient_map,
     read_record,
     scan_records,
 )
@@ -210,3 +212,80 @@ def test_signal_file_must_match_header(tmp_path: Path):
     with pytest.raises(HeaderError, match="lead 'V7' not found"):
         write_record(tmp_path, "S2", np.zeros((12, 500)))
         read_record(tmp_path / "S2.hea", leads=["I", "V7"])
+
+
+def test_find_duplicates_keeps_one_copy_by_a_fixed_rule(tmp_path: Path):
+    rng = np.random.default_rng(3)
+    same = rng.integers(-500, 500, (12, 1000))
+    # written in an order unrelated to the rule; B2 is unlabelled, C3 has other diagnoses
+    write_record(tmp_path / "u", "B2", same, dx="#Dx: ")
+    write_record(tmp_path / "l", "C3", same, dx="#Dx: 164889003")
+    write_record(tmp_path / "l", "C1", same, gain="200/mV")
+    write_record(tmp_path / "l", "D4", rng.integers(-500, 500, (12, 1000)))
+    paths = list_records(tmp_path / "u") + list_records(tmp_path / "l")
+    for order in (paths, paths[::-1]):
+        groups = find_duplicates(order)
+        assert len(groups) == 1
+        group = groups[0]
+        # labelled before unlabelled, then by record name: C1 is kept whatever the reading order
+        assert group.kept.record_name == "C1"
+        assert [h.record_name for h in group.dropped] == ["C3", "B2"]
+        assert not group.same_labels  # C1 and C3 disagree; the unlabelled B2 is not compared
+        assert group.to_dict()["kept"] == str(tmp_path / "l" / "C1.hea")
+    # scan_records orders its groups by the same rule
+    assert [p.name for p in scan_records([tmp_path / "u", tmp_path / "l"], progress=False).duplicates[0]] == [
+        "C1.hea",
+        "C3.hea",
+        "B2.hea",
+    ]
+
+
+def test_real_duplicates_keep_the_labelled_copy(shared_data: Path):
+    paths = all_record_paths(shared_data)
+    groups = find_duplicates(paths[::-1])
+    assert [g.kept.header_path.parent.name for g in groups] == ["labelled"] * 3
+    assert sorted(g.kept.record_name for g in groups) == ["E00009", "Q0001", "Q0010"]
+    assert all(len(g.dropped) == 1 and g.dropped[0].header_path.parent.name == "unlabelled" for g in groups)
+    assert all(g.same_labels for g in groups)
+
+
+def test_real_headers_name_no_patient(shared_data: Path):
+    assert all(read_header(p).patient_id is None for p in all_record_paths(shared_data))
+
+
+@pytest.mark.parametrize(
+    ("line", "patient"),
+    [
+        ("#Patient ID: 15709", "15709"),
+        ("# patient: P-3", "P-3"),
+        ("#Subject ID : s01", "s01"),
+        ("#Patient ID: Unknown", None),
+        ("#Rx: Unknown", None),
+    ],
+)
+def test_patient_id_from_header(tmp_path: Path, line: str, patient: str | None):
+    digital = np.zeros((12, 500), dtype=np.int64)
+    path = write_record(tmp_path, "P1", digital, extra_lines=("#Age: 50", "#Sex: Male", line))
+    assert read_header(path).patient_id == patient
+
+
+def test_read_patient_map_layouts_and_errors(tmp_path: Path):
+    simple = tmp_path / "patients.csv"
+    simple.write_text("record,patient,site\nA0001,p1,x\nA0002,p1,x\n\nA0003,p2,y\n")
+    assert read_patient_map(simple) == {"A0001": "p1", "A0002": "p1", "A0003": "p2"}
+    ptbxl = tmp_path / "ptbxl_database.csv"
+    ptbxl.write_text("ecg_id,patient_id,age\n1,15709.0,56.0\n2,13243.0,19.0\n21837,15709.0,56.0\n")
+    assert read_patient_map(ptbxl) == {"HR00001": "15709", "HR00002": "13243", "HR21837": "15709"}
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,subject\nA0001,p1\n")
+    with pytest.raises(HeaderError, match=r"bad.csv, line 1: field 'columns'"):
+        read_patient_map(bad)
+    bad.write_text("record,patient\nA0001,p1\nA0001,p2\n")
+    with pytest.raises(HeaderError, match=r"line 3: field 'patient': record 'A0001' given two patients"):
+        read_patient_map(bad)
+    bad.write_text("record,patient\nA0001,\n")
+    with pytest.raises(HeaderError, match=r"line 2: field 'record/patient'"):
+        read_patient_map(bad)
+    with pytest.raises(HeaderError, match="not found"):
+        read_patient_map(tmp_path / "missing.csv")
