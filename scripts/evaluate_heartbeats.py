@@ -30,12 +30,8 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from kdsleep.data.heartbeats import (  # noqa: E402
-    BeatScore,
-    detect_heartbeats,
-    match_beats,
-    read_annotated_ecg,
-)
+from kdsleep.data.heartbeats import BeatScore, detect_heartbeats, match_beats  # noqa: E402
+from kdsleep.data.readers.wfdb_io import read_annotated_ecg  # noqa: E402
 
 logger = logging.getLogger("evaluate_heartbeats")
 

@@ -20,15 +20,14 @@ Stretches that carry no usable ECG (flat lines, lead-off constants, NaN, saturat
 segments) are found first, masked (no beats are reported inside them and they do not update the
 thresholds) and returned by :func:`detect_heartbeats_with_quality` as a list of sample intervals.
 
-:func:`match_beats` scores detections against reference annotations with the usual 150 ms tolerance, and
-:func:`read_annotated_ecg` reads a WFDB record with its beat annotations for that purpose.
+:func:`match_beats` scores detections against reference annotations with the usual 150 ms tolerance;
+:func:`kdsleep.data.readers.read_annotated_ecg` reads a WFDB record with its beat annotations for that purpose.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import os
 from dataclasses import dataclass
 
 import numba
@@ -38,19 +37,12 @@ from scipy import signal
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "BEAT_SYMBOLS",
     "HeartbeatDetection",
     "BeatScore",
     "detect_heartbeats",
     "detect_heartbeats_with_quality",
     "match_beats",
-    "AnnotatedECG",
-    "read_annotated_ecg",
 ]
-
-#: Annotation symbols of the WFDB standard that mark a heartbeat (PhysioNet's ``ann_labels`` beat classes);
-#: only these count as reference beats when a detector is scored.
-BEAT_SYMBOLS: frozenset[str] = frozenset("NLRBAaJSVrFejnE/fQ?")
 
 _MIN_SFREQ = 100.0
 _DETECTION_RATE = 150.0
@@ -1017,102 +1009,3 @@ def _match_count(detected: np.ndarray, reference: np.ndarray, tolerance: int) ->
             tp += 1
             i = best + 1
     return tp
-
-
-@dataclass(frozen=True)
-class AnnotatedECG:
-    """One ECG lead with expert beat annotations, as read by :func:`read_annotated_ecg`.
-
-    Attributes
-    ----------
-    name : str
-        Record name.
-    ecg : np.ndarray
-        The lead, float64, in the record's physical unit.
-    sfreq : float
-        Sampling frequency in Hz.
-    beats : np.ndarray
-        Sample indices of the annotated beats (symbols in :data:`BEAT_SYMBOLS`).
-    exclude : np.ndarray
-        ``(n, 2)`` sample ranges that standard evaluations leave out (ventricular flutter, between the
-        ``[`` and ``]`` annotations).
-    lead : str
-        Name of the lead that was read.
-    """
-
-    name: str
-    ecg: np.ndarray
-    sfreq: float
-    beats: np.ndarray
-    exclude: np.ndarray
-    lead: str
-
-
-def read_annotated_ecg(
-    record_path: str | os.PathLike[str],
-    *,
-    extension: str = "atr",
-    lead: str | int | None = None,
-    annotated_span_only: bool = False,
-) -> AnnotatedECG:
-    """Read one lead and the beat annotations of a WFDB record (MIT-BIH arrhythmia, nstdb, svdb, LUDB).
-
-    Parameters
-    ----------
-    record_path : str or os.PathLike
-        Path of the record without extension (``.../mitdb/100``).
-    extension : str
-        Annotation file extension (``atr`` for MIT-BIH; ``ii`` etc. for LUDB's per-lead files).
-    lead : str, int or None
-        Lead name or channel index; None takes ``MLII`` when present (the second channel in mitdb 114),
-        otherwise the first channel.
-    annotated_span_only : bool
-        Exclude everything before the first and after the last annotation from scoring (LUDB annotates
-        only the middle part of each record).
-
-    Returns
-    -------
-    AnnotatedECG
-        The lead, its sampling frequency, the annotated beats and the excluded ranges.
-    """
-    import wfdb
-
-    record_path = os.fspath(record_path)
-    try:
-        record = wfdb.rdrecord(record_path)
-        annotation = wfdb.rdann(record_path, extension)
-    except FileNotFoundError as err:
-        raise FileNotFoundError(f"{record_path}: WFDB record or .{extension} annotations not found") from err
-    names = list(record.sig_name)
-    if lead is None:
-        channel = names.index("MLII") if "MLII" in names else 0
-    elif isinstance(lead, str):
-        lowered = [n.lower() for n in names]
-        if lead.lower() not in lowered:
-            raise ValueError(f"{record_path}.hea: lead {lead!r} not found; leads are {names}")
-        channel = lowered.index(lead.lower())
-    else:
-        channel = int(lead)
-        if not 0 <= channel < len(names):
-            raise ValueError(f"{record_path}.hea: channel {channel} out of range 0..{len(names) - 1}")
-    ecg = np.asarray(record.p_signal[:, channel], dtype=np.float64)
-    symbols = np.asarray(annotation.symbol)
-    samples = np.asarray(annotation.sample, dtype=np.int64)
-    is_beat = np.isin(symbols, sorted(BEAT_SYMBOLS))
-    starts = samples[symbols == "["]
-    stops = samples[symbols == "]"]
-    exclude = []
-    for start in starts:
-        later = stops[stops >= start]
-        exclude.append((start, later[0] if later.size else ecg.shape[0]))
-    if annotated_span_only and samples.size:
-        exclude.append((0, int(samples.min()) - 1))
-        exclude.append((int(samples.max()) + 1, ecg.shape[0]))
-    return AnnotatedECG(
-        name=os.path.basename(record_path),
-        ecg=ecg,
-        sfreq=float(record.fs),
-        beats=samples[is_beat],
-        exclude=np.asarray(exclude, dtype=np.int64).reshape(-1, 2),
-        lead=names[channel],
-    )

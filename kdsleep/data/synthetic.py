@@ -39,7 +39,8 @@ import numpy as np
 from kdsleep._io import save_figure_atomic
 from kdsleep.data._hypnogram_model import FITTED_HYPNOGRAM_MODEL, HypnogramModel
 from kdsleep.data.edf_writer import write_edf
-from kdsleep.data.stages import SleepStage, parse_stage_labels
+from kdsleep.data.readers.wfdb_io import read_slpdb_annotations
+from kdsleep.data.stages import SleepStage
 
 __all__ = [
     "EPOCH_LENGTH",
@@ -914,37 +915,6 @@ def generate_synthetic_psg(
 # --------------------------------------------------------------------------------------------------
 
 
-def _read_slpdb_annotations(record_path: Path) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
-    """Stages per 30-s epoch, record duration (s), beat times (s) and ventricular flags of a slpdb record."""
-    import wfdb
-
-    base = (
-        str(record_path.with_suffix(""))
-        if record_path.suffix in (".hea", ".st", ".ecg")
-        else str(record_path)
-    )
-    try:
-        header = wfdb.rdheader(base)
-        st = wfdb.rdann(base, "st")
-        beats = wfdb.rdann(base, "ecg")
-    except FileNotFoundError as err:
-        raise FileNotFoundError(f"{base}: slpdb record needs its .hea, .st and .ecg files ({err})") from None
-    fs = float(header.fs)
-    epoch_samples = int(round(EPOCH_LENGTH * fs))
-    n_epochs = int(header.sig_len // epoch_samples)
-    labels = [note.replace("\x00", "").split()[0] if note.strip("\x00 ") else "?" for note in st.aux_note]
-    values = parse_stage_labels(labels, "slpdb", source=f"{base}.st")
-    stages = np.full(n_epochs, int(SleepStage.UNSCORED), dtype=np.int8)
-    epochs = np.asarray(st.sample) // epoch_samples
-    keep = epochs < n_epochs
-    stages[epochs[keep]] = values[keep]
-    symbols = np.asarray(beats.symbol)
-    beat_samples = np.asarray(beats.sample)
-    # Beat annotations only: the .ecg files label beats with N, V, S, ... and may hold non-beat marks.
-    is_beat = np.isin(symbols, list("NLRBAaJSVrFejnE/fQ?"))
-    return stages, header.sig_len / fs, beat_samples[is_beat] / fs, symbols[is_beat] == "V"
-
-
 def synthesize_from_slpdb(
     record_path: str | os.PathLike[str],
     sfreq: float = 256.0,
@@ -973,7 +943,7 @@ def synthesize_from_slpdb(
     SyntheticNight
     """
     record_path = Path(record_path)
-    stages, duration, beat_times, ventricular = _read_slpdb_annotations(record_path)
+    stages, duration, beat_times, ventricular = read_slpdb_annotations(record_path)
     # Seeded by the record name too (not Python's salted hash), so each record gets its own subject.
     rng = np.random.default_rng([seed, *record_path.stem.encode("ascii", "replace")])
     profile = SubjectProfile.draw(rng)

@@ -14,13 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kdsleep.data.heartbeats import (
-    BEAT_SYMBOLS,
-    detect_heartbeats,
-    detect_heartbeats_with_quality,
-    match_beats,
-    read_annotated_ecg,
-)
+from kdsleep.data.heartbeats import detect_heartbeats, detect_heartbeats_with_quality, match_beats
+from kdsleep.data.readers.wfdb_io import read_annotated_ecg
 
 # (sensitivity %, positive predictive value %) measured on MLII, 150 ms tolerance
 MITDB_MEASURED = {
@@ -109,11 +104,6 @@ def test_match_beats_counts_one_to_one_within_tolerance() -> None:
     )
     assert (score.true_positives, score.false_positives, score.false_negatives) == (2, 0, 0)
     assert score.sensitivity == 1.0 and score.positive_predictive_value == 1.0
-
-
-def test_beat_symbols_are_the_standard_beat_classes() -> None:
-    assert BEAT_SYMBOLS == set("NLRBAaJSVrFejnE/fQ?")
-    assert not {"+", "~", "|", "[", "]", "!", "x"} & BEAT_SYMBOLS
 
 
 def test_kernels_match_numpy_and_scipy_references() -> None:
