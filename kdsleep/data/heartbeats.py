@@ -32,11 +32,13 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
-from scipy import signal
+
+from kdsleep.data.filters import design_bandpass, sosfiltfilt
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "MIN_SFREQ",
     "HeartbeatDetection",
     "BeatScore",
     "detect_heartbeats",
@@ -44,7 +46,9 @@ __all__ = [
     "match_beats",
 ]
 
-_MIN_SFREQ = 100.0
+#: Lowest sampling rate in Hz that the detector accepts (the QRS band reaches about 40 Hz); callers with a
+#: slower ECG upsample it for detection.
+MIN_SFREQ = 100.0
 _DETECTION_RATE = 150.0
 _NOISE_WINDOW = 5.0  # seconds; long enough to hold a beat even at 30 bpm with a pause
 
@@ -109,80 +113,16 @@ class BeatScore:
 # ---------------------------------------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, nogil=True)
-def _sos_pass(sos: np.ndarray, zi: np.ndarray, x: np.ndarray, backward: bool) -> None:
-    """Run a cascade of second-order sections over ``x`` in place (direct form II transposed), forward
-    or backward, each section starting from the steady state ``zi`` scaled by the first input sample.
-
-    Sections are processed two at a time with their states in scalars: the two recursions are
-    independent chains, so the processor overlaps them.
-    """
-    n = x.shape[0]
-    x0 = x[n - 1] if backward else x[0]
-    step = -1 if backward else 1
-    first = n - 1 if backward else 0
-    s = 0
-    while s < sos.shape[0]:
-        b0, b1, b2, a1, a2 = sos[s, 0], sos[s, 1], sos[s, 2], sos[s, 4], sos[s, 5]
-        z0 = zi[s, 0] * x0
-        z1 = zi[s, 1] * x0
-        if s + 1 < sos.shape[0]:
-            c0, c1, c2, d1, d2 = sos[s + 1, 0], sos[s + 1, 1], sos[s + 1, 2], sos[s + 1, 4], sos[s + 1, 5]
-            w0 = zi[s + 1, 0] * x0
-            w1 = zi[s + 1, 1] * x0
-            i = first
-            for _ in range(n):
-                v = x[i]
-                y = b0 * v + z0
-                z0 = b1 * v - a1 * y + z1
-                z1 = b2 * v - a2 * y
-                u = c0 * y + w0
-                w0 = c1 * y - d1 * u + w1
-                w1 = c2 * y - d2 * u
-                x[i] = u
-                i += step
-            s += 2
-        else:
-            i = first
-            for _ in range(n):
-                v = x[i]
-                y = b0 * v + z0
-                z0 = b1 * v - a1 * y + z1
-                z1 = b2 * v - a2 * y
-                x[i] = y
-                i += step
-            s += 1
-
-
-@numba.njit(cache=True, nogil=True)
-def _sosfiltfilt(sos: np.ndarray, zi: np.ndarray, x: np.ndarray, padlen: int) -> np.ndarray:
-    """Zero-phase filtering (forward, then backward) with odd extension of ``padlen`` samples, as
-    ``scipy.signal.sosfiltfilt`` does."""
-    n = x.shape[0]
-    padlen = min(padlen, n - 1)
-    m = n + 2 * padlen
-    ext = np.empty(m)
-    for i in range(padlen):
-        ext[i] = 2.0 * x[0] - x[padlen - i]
-        ext[n + padlen + i] = 2.0 * x[n - 1] - x[n - 2 - i]
-    ext[padlen : padlen + n] = x
-    _sos_pass(sos, zi, ext, False)
-    _sos_pass(sos, zi, ext, True)
-    return ext[padlen : padlen + n]
-
-
 @functools.lru_cache(maxsize=32)
-def _bandpass_design(sfreq: float, low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
-    """Second-order sections and their steady-state initial conditions; cached because designing takes a
-    few milliseconds, a fifth of the whole detection on a 30-min record."""
-    sos = signal.butter(2, [low, high], btype="bandpass", fs=sfreq, output="sos")
-    return sos, signal.sosfilt_zi(sos)
+def _bandpass_design(sfreq: float, low: float, high: float) -> np.ndarray:
+    """Second-order sections of the detector's band-pass; cached because designing takes a few
+    milliseconds, a fifth of the whole detection on a 30-min record."""
+    return design_bandpass(sfreq, low, high, order=2)
 
 
 def _bandpass(x: np.ndarray, sfreq: float, low: float, high: float) -> np.ndarray:
-    """Zero-phase second-order Butterworth band-pass (as ``scipy.signal.sosfiltfilt``, in numba)."""
-    sos, zi = _bandpass_design(float(sfreq), float(low), float(high))
-    return _sosfiltfilt(sos, zi, np.ascontiguousarray(x, dtype=np.float64), 3 * (2 * sos.shape[0] + 1))
+    """Zero-phase second-order Butterworth band-pass (the package's numba ``sosfiltfilt``)."""
+    return sosfiltfilt(_bandpass_design(float(sfreq), float(low), float(high)), x)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -522,8 +462,8 @@ def _check_input(ecg: np.ndarray, sfreq: float) -> tuple[np.ndarray, float]:
         sfreq = float(sfreq)
     except (TypeError, ValueError) as err:
         raise ValueError(f"sfreq: expected a number of Hz, got {sfreq!r}") from err
-    if not np.isfinite(sfreq) or sfreq < _MIN_SFREQ:
-        raise ValueError(f"sfreq: expected a sampling frequency >= {_MIN_SFREQ:g} Hz, got {sfreq!r}")
+    if not np.isfinite(sfreq) or sfreq < MIN_SFREQ:
+        raise ValueError(f"sfreq: expected a sampling frequency >= {MIN_SFREQ:g} Hz, got {sfreq!r}")
     return ecg.astype(np.float64, copy=False), sfreq
 
 

@@ -13,8 +13,17 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import signal
 
-from kdsleep.data.heartbeats import detect_heartbeats, detect_heartbeats_with_quality, match_beats
+from kdsleep.data.filters import sosfiltfilt
+from kdsleep.data.heartbeats import (
+    MIN_SFREQ,
+    _bandpass,
+    _slope_feature,
+    detect_heartbeats,
+    detect_heartbeats_with_quality,
+    match_beats,
+)
 from kdsleep.data.readers.wfdb_io import read_annotated_ecg
 
 # (sensitivity %, positive predictive value %) measured on MLII, 150 ms tolerance
@@ -107,13 +116,11 @@ def test_match_beats_counts_one_to_one_within_tolerance() -> None:
 
 
 def test_kernels_match_numpy_and_scipy_references() -> None:
-    from scipy import signal
-
-    from kdsleep.data.heartbeats import _bandpass, _slope_feature
-
     rng = np.random.default_rng(0)
     x = rng.standard_normal(3000).cumsum()
     sos = signal.butter(2, [5.0, 20.0], btype="bandpass", fs=180.0, output="sos")
+    # the detector's band-pass is the package's zero-phase filter (kdsleep.data.filters), not a copy of it
+    assert np.array_equal(_bandpass(x, 180.0, 5.0, 20.0), sosfiltfilt(sos, x))
     assert np.allclose(_bandpass(x, 180.0, 5.0, 20.0), signal.sosfiltfilt(sos, x), atol=1e-10)
     # mean square of the central-difference slope over a centred window that shrinks at the edges
     for n, width in [(3000, 27), (3000, 28), (20, 27), (2, 5)]:
@@ -288,6 +295,13 @@ def test_integer_adc_input() -> None:
 def test_bad_input_raises_a_clear_error(ecg, sfreq, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         detect_heartbeats(ecg, sfreq)
+
+
+def test_min_sfreq_is_the_rate_the_detector_enforces() -> None:
+    ecg, truth = synthetic_ecg(MIN_SFREQ, seed=5)
+    assert _se_ppv(detect_heartbeats(ecg, MIN_SFREQ), truth, MIN_SFREQ) == (100.0, 100.0)
+    with pytest.raises(ValueError, match=f">= {MIN_SFREQ:g} Hz"):
+        detect_heartbeats(ecg, np.nextafter(MIN_SFREQ, 0.0))
 
 
 @settings(max_examples=25, deadline=None)
