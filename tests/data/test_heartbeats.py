@@ -1,4 +1,4 @@
-"""Heartbeat detector: synthetic robustness, beat scoring, and accuracy floors on real annotated ECG.
+"""Heartbeat detector: synthetic robustness and accuracy floors on real annotated ECG.
 
 The floors are the values measured with ``python scripts/evaluate_heartbeats.py`` (the table in
 docs/results/heartbeat_detector.md) minus a small margin: changes to the detector must not make them
@@ -22,9 +22,9 @@ from kdsleep.data.heartbeats import (
     _slope_feature,
     detect_heartbeats,
     detect_heartbeats_with_quality,
-    match_beats,
 )
 from kdsleep.data.readers.wfdb_io import read_annotated_ecg
+from kdsleep.evaluation.beats import match_beats
 
 # (sensitivity %, positive predictive value %) measured on MLII, 150 ms tolerance
 MITDB_MEASURED = {
@@ -93,26 +93,6 @@ def synthetic_ecg(
 def _se_ppv(detected: np.ndarray, reference: np.ndarray, sfreq: float, exclude=None) -> tuple[float, float]:
     score = match_beats(detected, reference, sfreq, exclude=exclude)
     return 100 * score.sensitivity, 100 * score.positive_predictive_value
-
-
-# --------------------------------------------------------------------------------------------------------
-# scoring
-# --------------------------------------------------------------------------------------------------------
-
-
-def test_match_beats_counts_one_to_one_within_tolerance() -> None:
-    # 100 Hz, 150 ms = 15 samples
-    score = match_beats(np.array([100, 205, 400]), np.array([102, 300, 398]), 100.0)
-    assert (score.true_positives, score.false_positives, score.false_negatives) == (2, 1, 1)
-    # two detections near one reference beat: only one matches
-    score = match_beats(np.array([100, 104]), np.array([102]), 100.0)
-    assert (score.true_positives, score.false_positives, score.false_negatives) == (1, 1, 0)
-    # excluded ranges drop both detections and references
-    score = match_beats(
-        np.array([100, 205, 400]), np.array([102, 300, 398]), 100.0, exclude=np.array([[200, 350]])
-    )
-    assert (score.true_positives, score.false_positives, score.false_negatives) == (2, 0, 0)
-    assert score.sensitivity == 1.0 and score.positive_predictive_value == 1.0
 
 
 def test_kernels_match_numpy_and_scipy_references() -> None:
