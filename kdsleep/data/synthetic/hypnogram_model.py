@@ -45,6 +45,7 @@ from kdsleep.data.stages import SleepStage, parse_stage_labels
 __all__ = [
     "FITTED_HYPNOGRAM_MODEL",
     "HypnogramModel",
+    "ReferenceNight",
     "count_transitions",
     "fit_hypnogram_model",
     "format_model_constants",
@@ -406,7 +407,7 @@ def format_model_constants(model: HypnogramModel, counts: np.ndarray) -> str:
 
 # Fitted by ``fit_hypnogram_model("../shared/data")`` on ucddb-hypnograms/ucddb*_stage.txt (25 nights),
 # slpdb/*.st (15 records) and hmc/SN001_sleepscoring.edf; regenerate with
-#   python -c "from kdsleep.data._hypnogram_model import *; m, c = fit_hypnogram_model('../shared/data'); \
+#   python -c "from kdsleep.data.synthetic.hypnogram_model import *; m, c = fit_hypnogram_model('../shared/data'); \
 #              print(format_model_constants(m, c))"
 # Rows and columns: W, N1, N2, N3, R; _FITTED_ENTRY for the first epoch of a bout, _FITTED_TRANSITIONS for
 # the others. tests/data/test_synthetic.py refits and compares.
