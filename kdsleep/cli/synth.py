@@ -6,6 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from kdsleep.cli import CLIError
+
 logger = logging.getLogger(__name__)
 
 
@@ -44,7 +46,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kdsleep.cli import CLIError
+    # the library (numpy, the EDF writer) loads only when the command runs: `kdsleep --help` stays instant
     from kdsleep.data.synthetic import generate_from_slpdb, generate_synthetic_psg
 
     if args.subjects < 1:

@@ -20,8 +20,9 @@ test refits them and checks that they match.
 Sources (``../shared/data``):
 
 - ``ucddb-hypnograms/ucddb*_stage.txt`` (25 nights, UCDDB codes; 6, 7 and 8 are unscored);
-- ``slpdb/*.st`` through :func:`~kdsleep.data.readers.wfdb_io.read_wfdb_stages` (15 records, R&K; S3 and S4 -> N3; MT/M unscored). slp01b and slp02b continue
-  the nights of slp01a and slp02a: their elapsed time counts from the start of part a (header clocks);
+- ``slpdb/*.st`` through :func:`~kdsleep.data.readers.wfdb_io.read_wfdb_stages` (15 records, R&K; S3 and
+  S4 -> N3; MT/M unscored). slp01b and slp02b continue the nights of slp01a and slp02a: their elapsed time
+  counts from the start of part a (header clocks);
 - ``hmc/SN001_sleepscoring.edf`` (EDF+ annotations, AASM).
 
 Transitions are counted between consecutive scored epochs only; an unscored epoch breaks the chain (its
