@@ -7,13 +7,14 @@ per-stage tables of :mod:`~kdsleep.data.synthetic.eeg` and :mod:`~kdsleep.data.s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
 from kdsleep.data.stages import SleepStage
 
 __all__ = [
+    "Gain",
     "band_gain",
     "epoch_envelope",
     "peak_gain",
@@ -27,7 +28,9 @@ __all__ = [
 Gain = Callable[[np.ndarray], np.ndarray]
 
 
-def shaped_noises(n: int, sfreq: float, gains: list, rng: np.random.Generator) -> Iterator[np.ndarray]:
+def shaped_noises(
+    n: int, sfreq: float, gains: Sequence[Gain], rng: np.random.Generator
+) -> Iterator[np.ndarray]:
     """Filter one white Gaussian noise in the frequency domain by each ``gain(f)``; unit-RMS outputs.
 
     Outputs whose gains do not overlap in frequency are independent, so one forward transform serves all.
@@ -48,12 +51,12 @@ def shaped_noises(n: int, sfreq: float, gains: list, rng: np.random.Generator) -
         yield x
 
 
-def shaped_noise(n: int, sfreq: float, gain_of_freq, rng: np.random.Generator) -> np.ndarray:
+def shaped_noise(n: int, sfreq: float, gain_of_freq: Gain, rng: np.random.Generator) -> np.ndarray:
     """White Gaussian noise filtered in the frequency domain by ``gain_of_freq(f)``, unit RMS."""
     return next(shaped_noises(n, sfreq, [gain_of_freq], rng))
 
 
-def band_gain(lo: float, hi: float, edge: float):
+def band_gain(lo: float, hi: float, edge: float) -> Gain:
     """Band-pass gain with raised-cosine edges of width ``edge`` Hz."""
 
     def gain(f: np.ndarray) -> np.ndarray:
@@ -69,7 +72,7 @@ def band_gain(lo: float, hi: float, edge: float):
     return gain
 
 
-def peak_gain(f0: float, width: float):
+def peak_gain(f0: float, width: float) -> Gain:
     """Gaussian spectral peak at ``f0`` Hz (SD ``width`` Hz), zero beyond 5 SD."""
 
     def gain(f: np.ndarray) -> np.ndarray:
@@ -81,8 +84,10 @@ def peak_gain(f0: float, width: float):
     return gain
 
 
-def pink_gain(high_pass: float, exponent: float = 1.0):
-    # Amplitude ~ f^(-exponent/2) gives power ~ 1/f^exponent; a smooth high-pass removes the DC drift.
+def pink_gain(high_pass: float, exponent: float = 1.0) -> Gain:
+    """Power-law gain: power ~ 1 / f^``exponent``, with a smooth high-pass at ``high_pass`` Hz."""
+
+    # Amplitude ~ f^(-exponent/2) gives power ~ 1/f^exponent; the high-pass removes the DC drift.
     def gain(f: np.ndarray) -> np.ndarray:
         g = np.zeros_like(f)
         g[1:] = f[1:] ** (-exponent / 2)
