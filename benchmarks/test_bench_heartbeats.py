@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kdsleep.data.heartbeats import detect_heartbeats, read_annotated_ecg
+from kdsleep.data.heartbeats import detect_heartbeats
+from kdsleep.data.readers.wfdb_io import read_annotated_ecg
 
 ROUNDS = int(os.environ.get("KDSLEEP_BENCH_ROUNDS", "5"))
 SHARED_DATA = Path(

@@ -30,12 +30,9 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from kdsleep.data.heartbeats import (  # noqa: E402
-    BeatScore,
-    detect_heartbeats,
-    match_beats,
-    read_annotated_ecg,
-)
+from kdsleep.data.heartbeats import detect_heartbeats  # noqa: E402
+from kdsleep.data.readers.wfdb_io import read_annotated_ecg  # noqa: E402
+from kdsleep.evaluation.beats import BeatScore, match_beats  # noqa: E402
 
 logger = logging.getLogger("evaluate_heartbeats")
 

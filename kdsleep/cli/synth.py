@@ -6,6 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from kdsleep.cli import CLIError
+
 logger = logging.getLogger(__name__)
 
 
@@ -44,8 +46,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kdsleep.cli import CLIError
-    from kdsleep.data.synthetic import generate_from_slpdb, generate_synthetic_psg, proxy_separability
+    # the library (numpy, the EDF writer) loads only when the command runs: `kdsleep --help` stays instant
+    from kdsleep.data.synthetic import generate_from_slpdb, generate_synthetic_psg
 
     if args.subjects < 1:
         raise CLIError(f"--subjects must be >= 1, got {args.subjects}")
@@ -79,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {len(paths)} files ({len(paths) // 2} nights) to {args.out}")
 
     if args.check:
+        # scikit-learn and matplotlib load only for the check
+        from kdsleep.evaluation.synthetic_checks import proxy_separability
+
         result = proxy_separability(args.subjects, args.hours, args.seed, args.sfreq, progress=True)
         lines = ["per-epoch features + logistic regression, held-out subjects (weighted F1; per class):"]
         for label, suffix, classes in (("5-class", "", "W N1 N2 N3 R"), ("W-L-D-R", "_wldr", "W L D R")):

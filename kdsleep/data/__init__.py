@@ -52,7 +52,6 @@ _LAZY = {
     # heartbeats and heart rate
     "detect_heartbeats": "kdsleep.data.heartbeats",
     "detect_heartbeats_with_quality": "kdsleep.data.heartbeats",
-    "match_beats": "kdsleep.data.heartbeats",
     "rr_intervals": "kdsleep.data.heart_rate",
     "heart_rate_signal": "kdsleep.data.heart_rate",
     "heart_rate_channel": "kdsleep.data.heart_rate",

@@ -7,6 +7,7 @@ phase response is zero and the magnitude response is the square of the Butterwor
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -24,30 +25,66 @@ def _get_kernel():
     import numba
 
     @numba.njit(cache=True, nogil=True)
-    def _sosfilt_rows(sos, x, zi, reverse):  # pragma: no cover - compiled
-        # x: (n_rows, n) filtered in place; zi: (n_rows, n_sections, 2) initial states (consumed).
-        # Direct form II transposed, one section after the other per sample.
+    def _sosfilt_rows(sos, zi, x, backward):  # pragma: no cover - compiled
+        # x: (n_rows, n) filtered in place along its rows, forward or backward (direct form II transposed).
+        # Each section starts from its steady state zi (n_sections, 2) for a unit step, scaled by the row's
+        # first sample in the direction of filtering. Sections run two at a time with their states in
+        # scalars: the two recursions are independent chains, so the processor overlaps them. Each output
+        # is computed with the same operations in the same order as one section after the other.
         n_rows, n = x.shape
         n_sections = sos.shape[0]
+        step = -1 if backward else 1
+        first = n - 1 if backward else 0
         for r in range(n_rows):
-            z = zi[r]
-            for i in range(n):
-                j = n - 1 - i if reverse else i
-                v = x[r, j]
-                for s in range(n_sections):
-                    b0 = sos[s, 0]
-                    b1 = sos[s, 1]
-                    b2 = sos[s, 2]
-                    a1 = sos[s, 4]
-                    a2 = sos[s, 5]
-                    y = b0 * v + z[s, 0]
-                    z[s, 0] = b1 * v - a1 * y + z[s, 1]
-                    z[s, 1] = b2 * v - a2 * y
-                    v = y
-                x[r, j] = v
+            row = x[r]
+            x0 = row[first]
+            s = 0
+            while s < n_sections:
+                b0, b1, b2, a1, a2 = sos[s, 0], sos[s, 1], sos[s, 2], sos[s, 4], sos[s, 5]
+                z0 = zi[s, 0] * x0
+                z1 = zi[s, 1] * x0
+                if s + 1 < n_sections:
+                    c0, c1, c2 = sos[s + 1, 0], sos[s + 1, 1], sos[s + 1, 2]
+                    d1, d2 = sos[s + 1, 4], sos[s + 1, 5]
+                    w0 = zi[s + 1, 0] * x0
+                    w1 = zi[s + 1, 1] * x0
+                    i = first
+                    for _ in range(n):
+                        v = row[i]
+                        y = b0 * v + z0
+                        z0 = b1 * v - a1 * y + z1
+                        z1 = b2 * v - a2 * y
+                        u = c0 * y + w0
+                        w0 = c1 * y - d1 * u + w1
+                        w1 = c2 * y - d2 * u
+                        row[i] = u
+                        i += step
+                    s += 2
+                else:
+                    i = first
+                    for _ in range(n):
+                        v = row[i]
+                        y = b0 * v + z0
+                        z0 = b1 * v - a1 * y + z1
+                        z1 = b2 * v - a2 * y
+                        row[i] = y
+                        i += step
+                    s += 1
 
     _kernel_cache["sosfilt"] = _sosfilt_rows
     return _sosfilt_rows
+
+
+@functools.lru_cache(maxsize=64)
+def _steady_state(sos_bytes: bytes, n_sections: int) -> np.ndarray:
+    """Steady-state section states for a unit step (``scipy.signal.sosfilt_zi``), cached by filter: a
+    fifth of a millisecond per call is worth saving for the heartbeat detector, which filters every record
+    with the same few designs."""
+    from scipy.signal import sosfilt_zi
+
+    zi = sosfilt_zi(np.frombuffer(sos_bytes, dtype=np.float64).reshape(n_sections, 6))
+    zi.setflags(write=False)
+    return zi
 
 
 def design_bandpass(sfreq: float, l_freq: float | None, h_freq: float | None, order: int = 4) -> np.ndarray:
@@ -107,8 +144,6 @@ def sosfiltfilt(sos: np.ndarray, x: np.ndarray, axis: int = -1) -> np.ndarray:
     ndarray
         Filtered signal, same shape and float dtype as ``x`` (computed in float64).
     """
-    from scipy.signal import sosfilt_zi
-
     sos = np.ascontiguousarray(sos, dtype=np.float64)
     if sos.ndim != 2 or sos.shape[1] != 6:
         raise ValueError(f"sosfiltfilt: sos must have shape (n_sections, 6), got {sos.shape}")
@@ -132,15 +167,16 @@ def sosfiltfilt(sos: np.ndarray, x: np.ndarray, axis: int = -1) -> np.ndarray:
         )
     moved = np.moveaxis(x, axis, -1)
     lead_shape = moved.shape[:-1]
-    rows = moved.reshape(-1, n).astype(np.float64)
+    ext = np.empty((int(np.prod(lead_shape)), n + 2 * edge))
+    ext[:, edge : edge + n] = moved.reshape(-1, n)
+    rows = ext[:, edge : edge + n]
     # odd extension: point reflection about the end samples keeps the value and slope continuous
-    left = 2 * rows[:, :1] - rows[:, edge:0:-1]
-    right = 2 * rows[:, -1:] - rows[:, -2 : -edge - 2 : -1]
-    ext = np.ascontiguousarray(np.concatenate([left, rows, right], axis=1))
-    zi = sosfilt_zi(sos)  # (n_sections, 2), steady state for a unit step
+    ext[:, :edge] = 2 * rows[:, :1] - rows[:, edge:0:-1]
+    ext[:, edge + n :] = 2 * rows[:, -1:] - rows[:, -2 : -edge - 2 : -1]
     kernel = _get_kernel()
-    kernel(sos, ext, zi[None, :, :] * ext[:, :1, None], False)
-    kernel(sos, ext, zi[None, :, :] * ext[:, -1:, None], True)
+    zi = _steady_state(sos.tobytes(), n_sections)  # (n_sections, 2), steady state for a unit step
+    kernel(sos, zi, ext, False)
+    kernel(sos, zi, ext, True)
     out = ext[:, edge:-edge].astype(out_dtype, copy=False)
     return np.moveaxis(out.reshape(*lead_shape, n), -1, axis)
 

@@ -20,39 +20,33 @@ Stretches that carry no usable ECG (flat lines, lead-off constants, NaN, saturat
 segments) are found first, masked (no beats are reported inside them and they do not update the
 thresholds) and returned by :func:`detect_heartbeats_with_quality` as a list of sample intervals.
 
-:func:`match_beats` scores detections against reference annotations with the usual 150 ms tolerance, and
-:func:`read_annotated_ecg` reads a WFDB record with its beat annotations for that purpose.
+Detections are scored against expert annotations by :func:`kdsleep.evaluation.beats.match_beats`, on records
+read by :func:`kdsleep.data.readers.read_annotated_ecg`.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import os
 from dataclasses import dataclass
 
 import numba
 import numpy as np
-from scipy import signal
+
+from kdsleep.data.filters import design_bandpass, sosfiltfilt
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "BEAT_SYMBOLS",
+    "MIN_SFREQ",
     "HeartbeatDetection",
-    "BeatScore",
     "detect_heartbeats",
     "detect_heartbeats_with_quality",
-    "match_beats",
-    "AnnotatedECG",
-    "read_annotated_ecg",
 ]
 
-#: Annotation symbols of the WFDB standard that mark a heartbeat (PhysioNet's ``ann_labels`` beat classes);
-#: only these count as reference beats when a detector is scored.
-BEAT_SYMBOLS: frozenset[str] = frozenset("NLRBAaJSVrFejnE/fQ?")
-
-_MIN_SFREQ = 100.0
+#: Lowest sampling rate in Hz that the detector accepts (the QRS band reaches about 40 Hz); callers with a
+#: slower ECG upsample it for detection.
+MIN_SFREQ = 100.0
 _DETECTION_RATE = 150.0
 _NOISE_WINDOW = 5.0  # seconds; long enough to hold a beat even at 30 bpm with a pause
 
@@ -84,113 +78,21 @@ class HeartbeatDetection:
         return float(np.sum(self.masked_intervals[:, 1] - self.masked_intervals[:, 0])) / self.sfreq
 
 
-@dataclass(frozen=True)
-class BeatScore:
-    """Beat-by-beat agreement of a detector with reference annotations.
-
-    Attributes
-    ----------
-    n_reference, true_positives, false_positives, false_negatives : int
-        Counts after one-to-one matching within the tolerance.
-    """
-
-    n_reference: int
-    true_positives: int
-    false_positives: int
-    false_negatives: int
-
-    @property
-    def sensitivity(self) -> float:
-        """TP / (TP + FN); 1.0 when there are no reference beats."""
-        denom = self.true_positives + self.false_negatives
-        return self.true_positives / denom if denom else 1.0
-
-    @property
-    def positive_predictive_value(self) -> float:
-        """TP / (TP + FP); 1.0 when nothing was detected."""
-        denom = self.true_positives + self.false_positives
-        return self.true_positives / denom if denom else 1.0
-
-
 # ---------------------------------------------------------------------------------------------------------
 # numba kernels
 # ---------------------------------------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, nogil=True)
-def _sos_pass(sos: np.ndarray, zi: np.ndarray, x: np.ndarray, backward: bool) -> None:
-    """Run a cascade of second-order sections over ``x`` in place (direct form II transposed), forward
-    or backward, each section starting from the steady state ``zi`` scaled by the first input sample.
-
-    Sections are processed two at a time with their states in scalars: the two recursions are
-    independent chains, so the processor overlaps them.
-    """
-    n = x.shape[0]
-    x0 = x[n - 1] if backward else x[0]
-    step = -1 if backward else 1
-    first = n - 1 if backward else 0
-    s = 0
-    while s < sos.shape[0]:
-        b0, b1, b2, a1, a2 = sos[s, 0], sos[s, 1], sos[s, 2], sos[s, 4], sos[s, 5]
-        z0 = zi[s, 0] * x0
-        z1 = zi[s, 1] * x0
-        if s + 1 < sos.shape[0]:
-            c0, c1, c2, d1, d2 = sos[s + 1, 0], sos[s + 1, 1], sos[s + 1, 2], sos[s + 1, 4], sos[s + 1, 5]
-            w0 = zi[s + 1, 0] * x0
-            w1 = zi[s + 1, 1] * x0
-            i = first
-            for _ in range(n):
-                v = x[i]
-                y = b0 * v + z0
-                z0 = b1 * v - a1 * y + z1
-                z1 = b2 * v - a2 * y
-                u = c0 * y + w0
-                w0 = c1 * y - d1 * u + w1
-                w1 = c2 * y - d2 * u
-                x[i] = u
-                i += step
-            s += 2
-        else:
-            i = first
-            for _ in range(n):
-                v = x[i]
-                y = b0 * v + z0
-                z0 = b1 * v - a1 * y + z1
-                z1 = b2 * v - a2 * y
-                x[i] = y
-                i += step
-            s += 1
-
-
-@numba.njit(cache=True, nogil=True)
-def _sosfiltfilt(sos: np.ndarray, zi: np.ndarray, x: np.ndarray, padlen: int) -> np.ndarray:
-    """Zero-phase filtering (forward, then backward) with odd extension of ``padlen`` samples, as
-    ``scipy.signal.sosfiltfilt`` does."""
-    n = x.shape[0]
-    padlen = min(padlen, n - 1)
-    m = n + 2 * padlen
-    ext = np.empty(m)
-    for i in range(padlen):
-        ext[i] = 2.0 * x[0] - x[padlen - i]
-        ext[n + padlen + i] = 2.0 * x[n - 1] - x[n - 2 - i]
-    ext[padlen : padlen + n] = x
-    _sos_pass(sos, zi, ext, False)
-    _sos_pass(sos, zi, ext, True)
-    return ext[padlen : padlen + n]
-
-
 @functools.lru_cache(maxsize=32)
-def _bandpass_design(sfreq: float, low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
-    """Second-order sections and their steady-state initial conditions; cached because designing takes a
-    few milliseconds, a fifth of the whole detection on a 30-min record."""
-    sos = signal.butter(2, [low, high], btype="bandpass", fs=sfreq, output="sos")
-    return sos, signal.sosfilt_zi(sos)
+def _bandpass_design(sfreq: float, low: float, high: float) -> np.ndarray:
+    """Second-order sections of the detector's band-pass; cached because designing takes a few
+    milliseconds, a fifth of the whole detection on a 30-min record."""
+    return design_bandpass(sfreq, low, high, order=2)
 
 
 def _bandpass(x: np.ndarray, sfreq: float, low: float, high: float) -> np.ndarray:
-    """Zero-phase second-order Butterworth band-pass (as ``scipy.signal.sosfiltfilt``, in numba)."""
-    sos, zi = _bandpass_design(float(sfreq), float(low), float(high))
-    return _sosfiltfilt(sos, zi, np.ascontiguousarray(x, dtype=np.float64), 3 * (2 * sos.shape[0] + 1))
+    """Zero-phase second-order Butterworth band-pass (the package's numba ``sosfiltfilt``)."""
+    return sosfiltfilt(_bandpass_design(float(sfreq), float(low), float(high)), x)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -530,8 +432,8 @@ def _check_input(ecg: np.ndarray, sfreq: float) -> tuple[np.ndarray, float]:
         sfreq = float(sfreq)
     except (TypeError, ValueError) as err:
         raise ValueError(f"sfreq: expected a number of Hz, got {sfreq!r}") from err
-    if not np.isfinite(sfreq) or sfreq < _MIN_SFREQ:
-        raise ValueError(f"sfreq: expected a sampling frequency >= {_MIN_SFREQ:g} Hz, got {sfreq!r}")
+    if not np.isfinite(sfreq) or sfreq < MIN_SFREQ:
+        raise ValueError(f"sfreq: expected a sampling frequency >= {MIN_SFREQ:g} Hz, got {sfreq!r}")
     return ecg.astype(np.float64, copy=False), sfreq
 
 
@@ -940,179 +842,3 @@ def detect_heartbeats(ecg: np.ndarray, sfreq: float) -> np.ndarray:
         stretches hold no beats; they are logged and returned by :func:`detect_heartbeats_with_quality`.
     """
     return detect_heartbeats_with_quality(ecg, sfreq).beats
-
-
-def match_beats(
-    detected: np.ndarray,
-    reference: np.ndarray,
-    sfreq: float,
-    tolerance: float = 0.15,
-    exclude: np.ndarray | None = None,
-) -> BeatScore:
-    """Match detected beats to reference beats one-to-one within a tolerance.
-
-    Parameters
-    ----------
-    detected, reference : np.ndarray
-        Sample indices of the detected and of the annotated beats.
-    sfreq : float
-        Sampling frequency in Hz.
-    tolerance : float
-        Largest distance between a detection and its reference beat in seconds (150 ms, the usual
-        tolerance of ANSI/AAMI EC57 evaluations).
-    exclude : np.ndarray or None
-        ``(n, 2)`` sample ranges ``[start, stop]`` left out of the scoring (e.g. ventricular flutter in
-        mitdb 207): detections and reference beats inside them are ignored.
-
-    Returns
-    -------
-    BeatScore
-        True positives, false positives and false negatives.
-    """
-    detected = np.sort(np.asarray(detected, dtype=np.int64))
-    reference = np.sort(np.asarray(reference, dtype=np.int64))
-    if exclude is not None and len(exclude):
-        exclude = np.asarray(exclude, dtype=np.int64).reshape(-1, 2)
-
-        def outside(x: np.ndarray) -> np.ndarray:
-            keep = np.ones(x.size, dtype=bool)
-            for start, stop in exclude:
-                keep &= ~((x >= start) & (x <= stop))
-            return x[keep]
-
-        detected = outside(detected)
-        reference = outside(reference)
-    tp = _match_count(detected, reference, int(round(tolerance * sfreq)))
-    return BeatScore(
-        n_reference=int(reference.size),
-        true_positives=tp,
-        false_positives=int(detected.size - tp),
-        false_negatives=int(reference.size - tp),
-    )
-
-
-@numba.njit(cache=True)
-def _match_count(detected: np.ndarray, reference: np.ndarray, tolerance: int) -> int:
-    """Greedy one-to-one matching of two sorted index arrays, nearest first within ``tolerance``."""
-    i = 0
-    tp = 0
-    n_det = detected.shape[0]
-    for r in range(reference.shape[0]):
-        ref = reference[r]
-        while i < n_det and detected[i] < ref - tolerance:
-            i += 1
-        if i >= n_det:
-            break
-        # take the closest unused detection within tolerance; a later reference beat may want the next one
-        best = -1
-        best_dist = tolerance + 1
-        j = i
-        while j < n_det and detected[j] <= ref + tolerance:
-            d = abs(detected[j] - ref)
-            if d < best_dist:
-                best_dist = d
-                best = j
-            j += 1
-        if best >= 0:
-            tp += 1
-            i = best + 1
-    return tp
-
-
-@dataclass(frozen=True)
-class AnnotatedECG:
-    """One ECG lead with expert beat annotations, as read by :func:`read_annotated_ecg`.
-
-    Attributes
-    ----------
-    name : str
-        Record name.
-    ecg : np.ndarray
-        The lead, float64, in the record's physical unit.
-    sfreq : float
-        Sampling frequency in Hz.
-    beats : np.ndarray
-        Sample indices of the annotated beats (symbols in :data:`BEAT_SYMBOLS`).
-    exclude : np.ndarray
-        ``(n, 2)`` sample ranges that standard evaluations leave out (ventricular flutter, between the
-        ``[`` and ``]`` annotations).
-    lead : str
-        Name of the lead that was read.
-    """
-
-    name: str
-    ecg: np.ndarray
-    sfreq: float
-    beats: np.ndarray
-    exclude: np.ndarray
-    lead: str
-
-
-def read_annotated_ecg(
-    record_path: str | os.PathLike[str],
-    *,
-    extension: str = "atr",
-    lead: str | int | None = None,
-    annotated_span_only: bool = False,
-) -> AnnotatedECG:
-    """Read one lead and the beat annotations of a WFDB record (MIT-BIH arrhythmia, nstdb, svdb, LUDB).
-
-    Parameters
-    ----------
-    record_path : str or os.PathLike
-        Path of the record without extension (``.../mitdb/100``).
-    extension : str
-        Annotation file extension (``atr`` for MIT-BIH; ``ii`` etc. for LUDB's per-lead files).
-    lead : str, int or None
-        Lead name or channel index; None takes ``MLII`` when present (the second channel in mitdb 114),
-        otherwise the first channel.
-    annotated_span_only : bool
-        Exclude everything before the first and after the last annotation from scoring (LUDB annotates
-        only the middle part of each record).
-
-    Returns
-    -------
-    AnnotatedECG
-        The lead, its sampling frequency, the annotated beats and the excluded ranges.
-    """
-    import wfdb
-
-    record_path = os.fspath(record_path)
-    try:
-        record = wfdb.rdrecord(record_path)
-        annotation = wfdb.rdann(record_path, extension)
-    except FileNotFoundError as err:
-        raise FileNotFoundError(f"{record_path}: WFDB record or .{extension} annotations not found") from err
-    names = list(record.sig_name)
-    if lead is None:
-        channel = names.index("MLII") if "MLII" in names else 0
-    elif isinstance(lead, str):
-        lowered = [n.lower() for n in names]
-        if lead.lower() not in lowered:
-            raise ValueError(f"{record_path}.hea: lead {lead!r} not found; leads are {names}")
-        channel = lowered.index(lead.lower())
-    else:
-        channel = int(lead)
-        if not 0 <= channel < len(names):
-            raise ValueError(f"{record_path}.hea: channel {channel} out of range 0..{len(names) - 1}")
-    ecg = np.asarray(record.p_signal[:, channel], dtype=np.float64)
-    symbols = np.asarray(annotation.symbol)
-    samples = np.asarray(annotation.sample, dtype=np.int64)
-    is_beat = np.isin(symbols, sorted(BEAT_SYMBOLS))
-    starts = samples[symbols == "["]
-    stops = samples[symbols == "]"]
-    exclude = []
-    for start in starts:
-        later = stops[stops >= start]
-        exclude.append((start, later[0] if later.size else ecg.shape[0]))
-    if annotated_span_only and samples.size:
-        exclude.append((0, int(samples.min()) - 1))
-        exclude.append((int(samples.max()) + 1, ecg.shape[0]))
-    return AnnotatedECG(
-        name=os.path.basename(record_path),
-        ecg=ecg,
-        sfreq=float(record.fs),
-        beats=samples[is_beat],
-        exclude=np.asarray(exclude, dtype=np.int64).reshape(-1, 2),
-        lead=names[channel],
-    )

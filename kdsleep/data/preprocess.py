@@ -55,9 +55,6 @@ Band = tuple[float | None, float | None] | None
 #: Channels computed from another channel of the recording (name -> the channel they are derived from).
 DERIVED_CHANNELS: dict[str, str] = {"ihr": "ecg"}
 
-#: Lowest rate the heartbeat detector accepts; slower ECGs are upsampled for detection only.
-_DETECTION_MIN_SFREQ = 100.0
-
 
 def _check_band(name: str, band: object, sfreq: float) -> Band:
     if band is None:
@@ -337,11 +334,11 @@ def derive_heart_rate(
         float32, shape ``(n_times,)``.
     """
     from kdsleep.data.heart_rate import heart_rate_channel
-    from kdsleep.data.heartbeats import detect_heartbeats
+    from kdsleep.data.heartbeats import MIN_SFREQ, detect_heartbeats
 
     x = np.asarray(ecg, dtype=np.float64)
     detect_sfreq = float(ecg_sfreq)
-    if detect_sfreq < _DETECTION_MIN_SFREQ:
+    if detect_sfreq < MIN_SFREQ:
         finite = np.isfinite(x)
         x = resample(np.where(finite, x, 0.0), detect_sfreq, 128.0)
         if not finite.all():

@@ -163,10 +163,10 @@ def prepare_record(
         Seed of the synthetic EEG.
     """
     from kdsleep.data.heart_rate import heart_rate_channel
-    from kdsleep.data.synthetic import _read_slpdb_annotations
+    from kdsleep.data.readers.wfdb_io import read_slpdb_annotations
 
     path = Path(path)
-    stages, _duration, beat_times, _ventricular = _read_slpdb_annotations(path)
+    stages, _duration, beat_times, _ventricular = read_slpdb_annotations(path)
     samples_per_epoch = int(round(EPOCH_LENGTH * sfreq))
     n_times = stages.shape[0] * samples_per_epoch
     hr, mask = heart_rate_channel(beat_times, sfreq, n_times, source=f"{path}.ecg")

@@ -17,6 +17,18 @@ def test_matches_scipy_sosfiltfilt(l_freq: float | None, h_freq: float | None) -
     np.testing.assert_allclose(sosfiltfilt(sos, x), scipy_sosfiltfilt(sos, x), rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("order", [1, 2, 3, 5])
+@pytest.mark.parametrize("axis", [0, -1])
+def test_any_number_of_sections_along_any_axis(order: int, axis: int) -> None:
+    # an odd number of sections leaves one to run alone after the pairs; each design gets its own states
+    rng = np.random.default_rng(order)
+    x = rng.standard_normal((400, 3)) if axis == 0 else rng.standard_normal((3, 400))
+    for l_freq, h_freq in ((1.0, 30.0), (2.0, None), (None, 20.0)):
+        sos = design_bandpass(100.0, l_freq, h_freq, order=order)
+        expected = scipy_sosfiltfilt(sos, x, axis=axis)
+        np.testing.assert_allclose(sosfiltfilt(sos, x, axis=axis), expected, rtol=1e-10, atol=1e-12)
+
+
 def test_passes_band_and_rejects_outside_without_phase_shift() -> None:
     sfreq = 200.0
     t = np.arange(int(60 * sfreq)) / sfreq

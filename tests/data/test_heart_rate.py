@@ -111,7 +111,8 @@ def test_rr_limits_are_checked() -> None:
 
 
 def test_real_record_heart_rate(shared_data: Path) -> None:
-    from kdsleep.data.heartbeats import detect_heartbeats, read_annotated_ecg
+    from kdsleep.data.heartbeats import detect_heartbeats
+    from kdsleep.data.readers.wfdb_io import read_annotated_ecg
 
     path = shared_data / "ecg-beats" / "mitdb" / "100"
     if not path.with_suffix(".hea").exists():

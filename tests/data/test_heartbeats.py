@@ -1,4 +1,4 @@
-"""Heartbeat detector: synthetic robustness, beat scoring, and accuracy floors on real annotated ECG.
+"""Heartbeat detector: synthetic robustness and accuracy floors on real annotated ECG.
 
 The floors are the values measured with ``python scripts/evaluate_heartbeats.py`` (the table in
 docs/results/heartbeat_detector.md) minus a small margin: changes to the detector must not make them
@@ -13,14 +13,18 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import signal
 
+from kdsleep.data.filters import sosfiltfilt
 from kdsleep.data.heartbeats import (
-    BEAT_SYMBOLS,
+    MIN_SFREQ,
+    _bandpass,
+    _slope_feature,
     detect_heartbeats,
     detect_heartbeats_with_quality,
-    match_beats,
-    read_annotated_ecg,
 )
+from kdsleep.data.readers.wfdb_io import read_annotated_ecg
+from kdsleep.evaluation.beats import match_beats
 
 # (sensitivity %, positive predictive value %) measured on MLII, 150 ms tolerance
 MITDB_MEASURED = {
@@ -91,39 +95,12 @@ def _se_ppv(detected: np.ndarray, reference: np.ndarray, sfreq: float, exclude=N
     return 100 * score.sensitivity, 100 * score.positive_predictive_value
 
 
-# --------------------------------------------------------------------------------------------------------
-# scoring
-# --------------------------------------------------------------------------------------------------------
-
-
-def test_match_beats_counts_one_to_one_within_tolerance() -> None:
-    # 100 Hz, 150 ms = 15 samples
-    score = match_beats(np.array([100, 205, 400]), np.array([102, 300, 398]), 100.0)
-    assert (score.true_positives, score.false_positives, score.false_negatives) == (2, 1, 1)
-    # two detections near one reference beat: only one matches
-    score = match_beats(np.array([100, 104]), np.array([102]), 100.0)
-    assert (score.true_positives, score.false_positives, score.false_negatives) == (1, 1, 0)
-    # excluded ranges drop both detections and references
-    score = match_beats(
-        np.array([100, 205, 400]), np.array([102, 300, 398]), 100.0, exclude=np.array([[200, 350]])
-    )
-    assert (score.true_positives, score.false_positives, score.false_negatives) == (2, 0, 0)
-    assert score.sensitivity == 1.0 and score.positive_predictive_value == 1.0
-
-
-def test_beat_symbols_are_the_standard_beat_classes() -> None:
-    assert BEAT_SYMBOLS == set("NLRBAaJSVrFejnE/fQ?")
-    assert not {"+", "~", "|", "[", "]", "!", "x"} & BEAT_SYMBOLS
-
-
 def test_kernels_match_numpy_and_scipy_references() -> None:
-    from scipy import signal
-
-    from kdsleep.data.heartbeats import _bandpass, _slope_feature
-
     rng = np.random.default_rng(0)
     x = rng.standard_normal(3000).cumsum()
     sos = signal.butter(2, [5.0, 20.0], btype="bandpass", fs=180.0, output="sos")
+    # the detector's band-pass is the package's zero-phase filter (kdsleep.data.filters), not a copy of it
+    assert np.array_equal(_bandpass(x, 180.0, 5.0, 20.0), sosfiltfilt(sos, x))
     assert np.allclose(_bandpass(x, 180.0, 5.0, 20.0), signal.sosfiltfilt(sos, x), atol=1e-10)
     # mean square of the central-difference slope over a centred window that shrinks at the edges
     for n, width in [(3000, 27), (3000, 28), (20, 27), (2, 5)]:
@@ -298,6 +275,13 @@ def test_integer_adc_input() -> None:
 def test_bad_input_raises_a_clear_error(ecg, sfreq, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         detect_heartbeats(ecg, sfreq)
+
+
+def test_min_sfreq_is_the_rate_the_detector_enforces() -> None:
+    ecg, truth = synthetic_ecg(MIN_SFREQ, seed=5)
+    assert _se_ppv(detect_heartbeats(ecg, MIN_SFREQ), truth, MIN_SFREQ) == (100.0, 100.0)
+    with pytest.raises(ValueError, match=f">= {MIN_SFREQ:g} Hz"):
+        detect_heartbeats(ecg, np.nextafter(MIN_SFREQ, 0.0))
 
 
 @settings(max_examples=25, deadline=None)

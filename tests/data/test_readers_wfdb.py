@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 import wfdb
 
-from kdsleep.data.readers import read_wfdb_beats, read_wfdb_record, read_wfdb_stages
+from kdsleep.data.readers import (
+    BEAT_SYMBOLS,
+    read_annotated_ecg,
+    read_slpdb_annotations,
+    read_wfdb_beats,
+    read_wfdb_header,
+    read_wfdb_record,
+    read_wfdb_stages,
+)
 from kdsleep.data.stages import SleepStage, UnknownStageLabelError
 
 S = SleepStage
@@ -58,7 +66,26 @@ def test_slpdb_beats_timing(shared_data):
     assert beats.sfreq == 250.0
     rr = np.diff(beats.times)
     assert 0.4 < np.median(rr) < 1.5 and np.all(rr > 0)
-    assert set(beats.beats_only().symbols) <= set("NLRBAaJSVrFejnE/fQ?")
+    assert set(beats.beats_only().symbols) <= BEAT_SYMBOLS
+
+
+def test_beat_symbols_are_the_standard_beat_classes() -> None:
+    assert BEAT_SYMBOLS == set("NLRBAaJSVrFejnE/fQ?")
+    assert not {"+", "~", "|", "[", "]", "!", "x"} & BEAT_SYMBOLS
+
+
+def test_slpdb_header_and_annotations_agree_with_the_readers(shared_data):
+    path = shared_data / "slpdb" / "slp01a"
+    header = read_wfdb_header(path.with_suffix(".hea"))
+    assert header.sfreq == 250.0 and header.start is not None
+    assert header.n_samples == wfdb.rdheader(str(path)).sig_len
+    assert header.duration == pytest.approx(header.n_samples / 250.0)
+    night = read_slpdb_annotations(path)
+    assert np.array_equal(night.stages, read_wfdb_stages(path).stages) and night.stages.dtype == np.int8
+    assert night.duration == header.duration
+    beats = read_wfdb_beats(path).beats_only()
+    assert np.array_equal(night.beat_times, beats.times) and night.beat_times.size == 7806
+    assert night.ventricular.dtype == bool and night.ventricular.sum() == beats.symbols.count("V")
 
 
 def _write_st(folder, record, samples, notes, fs=250, sig_len=None):
@@ -97,6 +124,63 @@ def test_slpdb_unknown_stage_and_past_end(tmp_path):
     _write_st(tmp_path, "long", [1, 7501, 15001], ["W", "1", "2"], sig_len=15000)
     with pytest.raises(ValueError, match="past the end of the signal.*epoch 2.*2 whole epochs"):
         read_wfdb_stages(tmp_path / "long")
+
+
+def test_slpdb_annotations_validate_stages_rather_than_clip(tmp_path):
+    _write_st(tmp_path, "long", [1, 7501, 15001], ["W", "1", "2"], sig_len=15000)
+    with pytest.raises(FileNotFoundError, match=r"needs its \.hea, \.st and \.ecg.*long\.ecg"):
+        read_slpdb_annotations(tmp_path / "long")
+    wfdb.wrann("long", "ecg", np.array([100, 400]), symbol=["N", "V"], fs=250, write_dir=str(tmp_path))
+    # the third stage annotation lies past the 2 whole epochs of the signal: an error, not a dropped epoch
+    with pytest.raises(ValueError, match="long.st: annotations past the end of the signal"):
+        read_slpdb_annotations(tmp_path / "long")
+    _write_st(tmp_path, "long", [1, 7501], ["W", "1"], sig_len=15000)
+    night = read_slpdb_annotations(tmp_path / "long")
+    assert night.stages.tolist() == [S.W, S.N1]
+    assert night.beat_times.tolist() == [0.4, 1.6] and night.ventricular.tolist() == [False, True]
+    assert night.duration == 60.0
+
+
+def test_header_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nothing\.hea: WFDB header not found"):
+        read_wfdb_header(tmp_path / "nothing")
+
+
+def test_annotated_ecg_picks_the_lead_and_excludes_flutter(tmp_path):
+    fs, n = 360, 3600
+    leads = np.c_[np.linspace(-1, 1, n), np.linspace(0, 2, n)]
+    wfdb.wrsamp(
+        "rec",
+        fs=fs,
+        units=["mV", "mV"],
+        sig_name=["V1", "MLII"],
+        p_signal=leads,
+        fmt=["16", "16"],
+        write_dir=str(tmp_path),
+    )
+    wfdb.wrann(
+        "rec",
+        "atr",
+        np.array([100, 500, 900, 1000, 1300, 2000]),
+        symbol=["N", "+", "[", "!", "]", "V"],
+        fs=fs,
+        write_dir=str(tmp_path),
+    )
+    record = read_annotated_ecg(tmp_path / "rec")
+    assert record.lead == "MLII" and record.sfreq == 360.0 and record.name == "rec"
+    np.testing.assert_allclose(record.ecg, leads[:, 1], atol=1e-3)
+    assert record.beats.tolist() == [100, 2000]  # rhythm, flutter and bracket marks are not beats
+    assert record.exclude.tolist() == [[900, 1300]]
+    assert read_annotated_ecg(tmp_path / "rec", lead="v1").lead == "V1"
+    assert read_annotated_ecg(tmp_path / "rec", lead=0).lead == "V1"
+    span = read_annotated_ecg(tmp_path / "rec", annotated_span_only=True)
+    assert span.exclude.tolist() == [[900, 1300], [0, 99], [2001, n]]
+    with pytest.raises(ValueError, match=r"rec\.hea: lead 'V9' not found"):
+        read_annotated_ecg(tmp_path / "rec", lead="V9")
+    with pytest.raises(ValueError, match=r"channel 2 out of range 0\.\.1"):
+        read_annotated_ecg(tmp_path / "rec", lead=2)
+    with pytest.raises(FileNotFoundError, match=r"\.qrs annotations not found"):
+        read_annotated_ecg(tmp_path / "rec", extension="qrs")
 
 
 def test_wfdb_record_signals(tmp_path):

@@ -1,4 +1,6 @@
-"""WFDB records and annotations through wfdb: MIT-BIH Polysomnographic Database (slpdb) stages and beats.
+"""WFDB records and annotations through wfdb: slpdb stages and beats, annotated ECG for detector scoring.
+
+This is the only module of the package that imports :mod:`wfdb`.
 
 slpdb quirks handled here (see the project's reference facts, section 5):
 
@@ -18,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from types import ModuleType
+from typing import NamedTuple
 
 import numpy as np
 
@@ -31,12 +35,62 @@ from kdsleep.data.readers.channels import (
 from kdsleep.data.recording import Hypnogram, Recording, Signal
 from kdsleep.data.stages import SleepStage, get_label_mapping, parse_stage_label
 
-__all__ = ["BeatAnnotations", "read_wfdb_beats", "read_wfdb_record", "read_wfdb_stages"]
+__all__ = [
+    "BEAT_SYMBOLS",
+    "AnnotatedECG",
+    "BeatAnnotations",
+    "SlpdbAnnotations",
+    "WfdbHeader",
+    "read_annotated_ecg",
+    "read_slpdb_annotations",
+    "read_wfdb_beats",
+    "read_wfdb_header",
+    "read_wfdb_record",
+    "read_wfdb_stages",
+]
 
 logger = logging.getLogger(__name__)
 
-#: WFDB beat annotation codes (MIT-BIH conventions) counted as heartbeats.
-BEAT_SYMBOLS = frozenset("NLRBAaJSVrFejnE/fQ?")
+#: Annotation codes of the WFDB standard that mark a heartbeat (PhysioNet's ``ann_labels`` beat classes,
+#: MIT-BIH conventions); rhythm, noise and flutter marks are not beats. Only these count as reference beats.
+BEAT_SYMBOLS: frozenset[str] = frozenset("NLRBAaJSVrFejnE/fQ?")
+
+
+def _wfdb() -> ModuleType:
+    """The wfdb package, imported on first use: it pulls in pandas, too slow for ``import kdsleep.data``."""
+    import wfdb
+
+    return wfdb
+
+
+@dataclass(frozen=True)
+class WfdbHeader:
+    """What a WFDB header (``.hea``) says about its record.
+
+    Attributes
+    ----------
+    n_samples : int
+        Samples per signal (0 when the header does not say).
+    sfreq : float
+        Sampling rate in Hz.
+    signal_names : tuple of str
+        Signal (channel) names in file order.
+    start : datetime or None
+        Date and time of the first sample when the header gives both.
+    source : Path
+        The header file.
+    """
+
+    n_samples: int
+    sfreq: float
+    signal_names: tuple[str, ...]
+    start: datetime | None
+    source: Path
+
+    @property
+    def duration(self) -> float:
+        """Record length in seconds."""
+        return self.n_samples / self.sfreq
 
 
 @dataclass(frozen=True)
@@ -85,13 +139,37 @@ def _record_path(record: str | os.PathLike[str]) -> Path:
     return path
 
 
-def _signal_length(record: Path) -> tuple[int, float] | None:
-    import wfdb
+def read_wfdb_header(record: str | os.PathLike[str]) -> WfdbHeader:
+    """Read the header (``.hea``) of a WFDB record.
 
-    if not record.with_suffix(".hea").exists():
-        return None
-    header = wfdb.rdheader(str(record))
-    return int(header.sig_len or 0), float(header.fs)
+    Parameters
+    ----------
+    record : path-like
+        Record path, with or without extension (``.../slpdb/slp01a``).
+
+    Raises
+    ------
+    FileNotFoundError
+        When the header file does not exist.
+    ValueError
+        When the header gives no positive sampling rate.
+    """
+    record = _record_path(record)
+    path = record.with_suffix(".hea")
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: WFDB header not found")
+    header = _wfdb().rdheader(str(record))
+    sfreq = float(header.fs or 0.0)
+    if not sfreq > 0:
+        raise ValueError(f"{path}: sampling frequency: expected a positive number of Hz, got {header.fs!r}")
+    start = None
+    if header.base_date is not None and header.base_time is not None:
+        start = datetime.combine(header.base_date, header.base_time)
+    return WfdbHeader(int(header.sig_len or 0), sfreq, tuple(header.sig_name or ()), start, path)
+
+
+def _header_if_any(record: Path) -> WfdbHeader | None:
+    return read_wfdb_header(record) if record.with_suffix(".hea").exists() else None
 
 
 def read_wfdb_stages(
@@ -127,21 +205,13 @@ def read_wfdb_stages(
     ValueError
         When two annotations fall into one epoch, or annotations lie past the end of the record.
     """
-    import wfdb
-
     record = _record_path(record)
     ann_path = record.with_suffix(f".{extension}")
     if not ann_path.exists():
         raise FileNotFoundError(f"{ann_path}: WFDB annotation file not found")
-    ann = wfdb.rdann(str(record), extension)
-    fs = float(ann.fs) if ann.fs else None
-    length = _signal_length(record)
-    if fs is None:
-        if length is None:
-            raise ValueError(
-                f"{ann_path}: no sampling rate in the annotation file and no header {record}.hea"
-            )
-        fs = length[1]
+    ann = _wfdb().rdann(str(record), extension)
+    header = _header_if_any(record)
+    fs = _annotation_rate(ann, header, ann_path)
     samples_per_epoch = int(round(epoch_length * fs))
     _, table = get_label_mapping(mapping)
     lookup = mapping if isinstance(mapping, str) else table  # keeps the mapping's name for error messages
@@ -167,12 +237,12 @@ def read_wfdb_stages(
             f"{ann_path}: two stage annotations fall into epoch {dup} (sample // {samples_per_epoch})"
         )
     n_epochs = int(epochs_a.max()) + 1
-    if length is not None and length[0] > 0:
-        n_record_epochs = length[0] // samples_per_epoch
+    if header is not None and header.n_samples > 0:
+        n_record_epochs = header.n_samples // samples_per_epoch
         if n_epochs > n_record_epochs:
             raise ValueError(
                 f"{ann_path}: annotations past the end of the signal: stage annotation in epoch {n_epochs - 1} "
-                f"but the record holds {n_record_epochs} whole epochs ({length[0]} samples)"
+                f"but the record holds {n_record_epochs} whole epochs ({header.n_samples} samples)"
             )
         n_epochs = n_record_epochs
     out = np.full(n_epochs, int(SleepStage.UNSCORED), dtype=np.int8)
@@ -186,23 +256,30 @@ def read_wfdb_stages(
 
 
 def read_wfdb_beats(record: str | os.PathLike[str], extension: str = "ecg") -> BeatAnnotations:
-    """Read beat annotations (slpdb ``.ecg``, mitdb ``.atr``) of a WFDB record."""
-    import wfdb
+    """Read beat annotations (slpdb ``.ecg``, mitdb ``.atr``) of a WFDB record.
 
+    All annotations are returned, beats and others (rhythm, noise); :meth:`BeatAnnotations.beats_only`
+    keeps the beats.
+    """
     record = _record_path(record)
     ann_path = record.with_suffix(f".{extension}")
     if not ann_path.exists():
         raise FileNotFoundError(f"{ann_path}: WFDB annotation file not found")
-    ann = wfdb.rdann(str(record), extension)
-    fs = ann.fs
-    if not fs:
-        length = _signal_length(record)
-        if length is None:
-            raise ValueError(
-                f"{ann_path}: no sampling rate in the annotation file and no header {record}.hea"
-            )
-        fs = length[1]
-    return BeatAnnotations(np.asarray(ann.sample, dtype=np.int64), tuple(ann.symbol), float(fs), ann_path)
+    ann = _wfdb().rdann(str(record), extension)
+    fs = _annotation_rate(ann, _header_if_any(record) if not ann.fs else None, ann_path)
+    return BeatAnnotations(np.asarray(ann.sample, dtype=np.int64), tuple(ann.symbol), fs, ann_path)
+
+
+def _annotation_rate(ann: object, header: WfdbHeader | None, ann_path: Path) -> float:
+    """Sampling rate of an annotation file: its own, else its record header's."""
+    fs = getattr(ann, "fs", None)
+    if fs:
+        return float(fs)
+    if header is None:
+        raise ValueError(
+            f"{ann_path}: no sampling rate in the annotation file and no header {ann_path.with_suffix('.hea')}"
+        )
+    return header.sfreq
 
 
 def read_wfdb_record(
@@ -219,13 +296,9 @@ def read_wfdb_record(
     Channel names are matched as in :func:`kdsleep.data.readers.edf.read_edf`; slpdb names its EEG
     ``"EEG (C4-A1)"``, which the lookup also finds for ``"C4-A1"``. Voltages are returned in volts.
     """
-    import wfdb
-
     record = _record_path(record)
-    if not record.with_suffix(".hea").exists():
-        raise FileNotFoundError(f"{record}.hea: WFDB header not found")
-    header = wfdb.rdheader(str(record))
-    available = list(header.sig_name)
+    header = read_wfdb_header(record)
+    available = list(header.signal_names)
     # slpdb writes "EEG (C4-A1)": offer the bare derivation too, so "C4-A1" resolves.
     bare = {
         name: name[name.index("(") + 1 : name.rindex(")")]
@@ -253,7 +326,7 @@ def read_wfdb_record(
             None if src.negative is None else to_file.get(src.negative, src.negative),
         )
     needed = sorted({n for pair in sources.values() for n in pair if n is not None}, key=available.index)
-    rec = wfdb.rdrecord(str(record), channel_names=needed, physical=True)
+    rec = _wfdb().rdrecord(str(record), channel_names=needed, physical=True)
     data = {name: rec.p_signal[:, i].astype(np.float64) for i, name in enumerate(rec.sig_name)}
     units = dict(zip(rec.sig_name, rec.units, strict=True))
     signals = {}
@@ -270,9 +343,169 @@ def read_wfdb_record(
         if ecg_polarity is not None and (is_ecg_name(out) or is_ecg_name(pos)):
             x, _ = correct_ecg_polarity(x, float(rec.fs), ecg_polarity)
         signals[out] = Signal(x, float(rec.fs), unit)
-    start = None
-    if header.base_date is not None and header.base_time is not None:
-        start = datetime.combine(header.base_date, header.base_time)
     return Recording(
-        subject if subject is not None else record.name, signals, session, start, Path(f"{record}.hea")
+        subject if subject is not None else record.name, signals, session, header.start, Path(f"{record}.hea")
+    )
+
+
+class SlpdbAnnotations(NamedTuple):
+    """Stages and beats of one slpdb record, as :func:`read_slpdb_annotations` returns them.
+
+    Attributes
+    ----------
+    stages : np.ndarray of int8
+        :class:`~kdsleep.data.stages.SleepStage` per 30-s epoch from the first sample, over the record's
+        whole epochs; epochs without an annotation are unscored.
+    duration : float
+        Record length in seconds.
+    beat_times : np.ndarray of float64
+        Annotated heartbeats (:data:`BEAT_SYMBOLS`), seconds after the record start.
+    ventricular : np.ndarray of bool
+        Which of those beats are ventricular (``V``).
+    """
+
+    stages: np.ndarray
+    duration: float
+    beat_times: np.ndarray
+    ventricular: np.ndarray
+
+
+def read_slpdb_annotations(record: str | os.PathLike[str]) -> SlpdbAnnotations:
+    """Read the sleep stages (``.st``), the beats (``.ecg``) and the length (``.hea``) of an slpdb record.
+
+    Parameters
+    ----------
+    record : path-like
+        Record path, with or without extension (``.../slpdb/slp01a``).
+
+    Returns
+    -------
+    SlpdbAnnotations
+        Stages validated as by :func:`read_wfdb_stages` (an annotation past the end of the signal or two
+        in one epoch are errors), beat times and ventricular flags.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the ``.hea``, ``.st`` or ``.ecg`` file is missing.
+    """
+    record = _record_path(record)
+    missing = [record.with_suffix(s) for s in (".hea", ".st", ".ecg") if not record.with_suffix(s).exists()]
+    if missing:
+        names = ", ".join(str(m) for m in missing)
+        raise FileNotFoundError(
+            f"{record}: an slpdb record needs its .hea, .st and .ecg files; missing {names}"
+        )
+    header = read_wfdb_header(record)
+    hypnogram = read_wfdb_stages(record, "st")
+    beats = read_wfdb_beats(record, "ecg").beats_only()
+    return SlpdbAnnotations(
+        stages=np.asarray(hypnogram.stages, dtype=np.int8),
+        duration=header.duration,
+        beat_times=np.asarray(beats.times, dtype=np.float64),
+        ventricular=np.asarray(beats.symbols, dtype=object) == "V",
+    )
+
+
+@dataclass(frozen=True)
+class AnnotatedECG:
+    """One ECG lead with expert beat annotations, as read by :func:`read_annotated_ecg`.
+
+    Attributes
+    ----------
+    name : str
+        Record name.
+    ecg : np.ndarray
+        The lead, float64, in the record's physical unit.
+    sfreq : float
+        Sampling frequency in Hz.
+    beats : np.ndarray
+        Sample indices of the annotated beats (symbols in :data:`BEAT_SYMBOLS`).
+    exclude : np.ndarray
+        ``(n, 2)`` sample ranges that standard evaluations leave out (ventricular flutter, between the
+        ``[`` and ``]`` annotations).
+    lead : str
+        Name of the lead that was read.
+    """
+
+    name: str
+    ecg: np.ndarray
+    sfreq: float
+    beats: np.ndarray
+    exclude: np.ndarray
+    lead: str
+
+
+def read_annotated_ecg(
+    record: str | os.PathLike[str],
+    *,
+    extension: str = "atr",
+    lead: str | int | None = None,
+    annotated_span_only: bool = False,
+) -> AnnotatedECG:
+    """Read one lead and the beat annotations of a WFDB record (MIT-BIH arrhythmia, nstdb, svdb, LUDB).
+
+    Parameters
+    ----------
+    record : str or os.PathLike
+        Path of the record without extension (``.../mitdb/100``).
+    extension : str
+        Annotation file extension (``atr`` for MIT-BIH; ``ii`` etc. for LUDB's per-lead files).
+    lead : str, int or None
+        Lead name (case-insensitive) or channel index; None takes ``MLII`` when present (the second
+        channel in mitdb 114), otherwise the first channel.
+    annotated_span_only : bool
+        Exclude everything before the first and after the last annotation from scoring (LUDB annotates
+        only the middle part of each record).
+
+    Returns
+    -------
+    AnnotatedECG
+        The lead, its sampling frequency, the annotated beats and the excluded ranges.
+    """
+    path = _record_path(record)
+    header_path = path.with_suffix(".hea")
+    try:
+        header = read_wfdb_header(path)
+        annotations = read_wfdb_beats(path, extension)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(
+            f"{path}: WFDB record or .{extension} annotations not found ({err})"
+        ) from None
+    names = list(header.signal_names)
+    if lead is None:
+        channel = names.index("MLII") if "MLII" in names else 0
+    elif isinstance(lead, str):
+        lowered = [n.lower() for n in names]
+        if lead.lower() not in lowered:
+            raise ValueError(f"{header_path}: lead {lead!r} not found; leads are {names}")
+        channel = lowered.index(lead.lower())
+    else:
+        channel = int(lead)
+        if not 0 <= channel < len(names):
+            raise ValueError(f"{header_path}: channel {channel} out of range 0..{len(names) - 1}")
+    try:
+        signals = _wfdb().rdrecord(str(path), channels=[channel], physical=True)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{path}: WFDB signal file not found ({err})") from None
+    ecg = np.asarray(signals.p_signal[:, 0], dtype=np.float64)
+    symbols = np.asarray(annotations.symbols)
+    samples = annotations.samples
+    is_beat = np.isin(symbols, sorted(BEAT_SYMBOLS))
+    starts = samples[symbols == "["]
+    stops = samples[symbols == "]"]
+    exclude = []
+    for start in starts:
+        later = stops[stops >= start]
+        exclude.append((start, later[0] if later.size else ecg.shape[0]))
+    if annotated_span_only and samples.size:
+        exclude.append((0, int(samples.min()) - 1))
+        exclude.append((int(samples.max()) + 1, ecg.shape[0]))
+    return AnnotatedECG(
+        name=path.name,
+        ecg=ecg,
+        sfreq=header.sfreq,
+        beats=samples[is_beat],
+        exclude=np.asarray(exclude, dtype=np.int64).reshape(-1, 2),
+        lead=names[channel],
     )

@@ -20,8 +20,9 @@ test refits them and checks that they match.
 Sources (``../shared/data``):
 
 - ``ucddb-hypnograms/ucddb*_stage.txt`` (25 nights, UCDDB codes; 6, 7 and 8 are unscored);
-- ``slpdb/*.st`` through wfdb (15 records, R&K; S3 and S4 -> N3; MT/M unscored). slp01b and slp02b continue
-  the nights of slp01a and slp02a: their elapsed time counts from the start of part a (header clocks);
+- ``slpdb/*.st`` through :func:`~kdsleep.data.readers.wfdb_io.read_wfdb_stages` (15 records, R&K; S3 and
+  S4 -> N3; MT/M unscored). slp01b and slp02b continue the nights of slp01a and slp02a: their elapsed time
+  counts from the start of part a (header clocks);
 - ``hmc/SN001_sleepscoring.edf`` (EDF+ annotations, AASM).
 
 Transitions are counted between consecutive scored epochs only; an unscored epoch breaks the chain (its
@@ -39,11 +40,13 @@ from pathlib import Path
 
 import numpy as np
 
+from kdsleep.data.readers.wfdb_io import read_wfdb_header, read_wfdb_stages
 from kdsleep.data.stages import SleepStage, parse_stage_labels
 
 __all__ = [
     "FITTED_HYPNOGRAM_MODEL",
     "HypnogramModel",
+    "ReferenceNight",
     "count_transitions",
     "fit_hypnogram_model",
     "format_model_constants",
@@ -265,28 +268,16 @@ def _read_ucddb(folder: Path) -> list[ReferenceNight]:
 
 
 def _read_slpdb(folder: Path) -> list[ReferenceNight]:
-    import wfdb
-
-    epoch_samples = 7500  # 30 s at 250 Hz; slpdb scores one annotation per epoch
     records = (folder / "RECORDS").read_text().split()
     starts: dict[str, _dt.datetime] = {}
     onsets: dict[str, int | None] = {}
     nights = []
     for record in records:
-        header = wfdb.rdheader(str(folder / record))
-        ann = wfdb.rdann(str(folder / record), "st")
-        n_epochs = header.sig_len // epoch_samples
-        if header.base_time is not None and header.base_date is not None:
-            starts[record] = _dt.datetime.combine(header.base_date, header.base_time)
-        # Only the first word of an aux note is the stage; apnea codes follow.
-        labels = [
-            note.replace("\x00", "").split()[0] if note.strip("\x00 ") else "?" for note in ann.aux_note
-        ]
-        values = parse_stage_labels(labels, "slpdb", source=folder / f"{record}.st")
-        stages = np.full(n_epochs, int(SleepStage.UNSCORED), dtype=np.int8)
-        epochs = np.asarray(ann.sample) // epoch_samples
-        keep = epochs < n_epochs
-        stages[epochs[keep]] = values[keep]
+        start = read_wfdb_header(folder / record).start
+        if start is not None:
+            starts[record] = start
+        # one annotation per 30-s epoch; S3 and S4 -> N3, MT/M and epochs without one unscored
+        stages = read_wfdb_stages(folder / record, "st").stages
         night = ReferenceNight(record, stages)
         # Part b of a night: time counts from the start of part a (the header clocks give the gap), and
         # sleep onset is part a's.
@@ -417,7 +408,7 @@ def format_model_constants(model: HypnogramModel, counts: np.ndarray) -> str:
 
 # Fitted by ``fit_hypnogram_model("../shared/data")`` on ucddb-hypnograms/ucddb*_stage.txt (25 nights),
 # slpdb/*.st (15 records) and hmc/SN001_sleepscoring.edf; regenerate with
-#   python -c "from kdsleep.data._hypnogram_model import *; m, c = fit_hypnogram_model('../shared/data'); \
+#   python -c "from kdsleep.data.synthetic.hypnogram_model import *; m, c = fit_hypnogram_model('../shared/data'); \
 #              print(format_model_constants(m, c))"
 # Rows and columns: W, N1, N2, N3, R; _FITTED_ENTRY for the first epoch of a bout, _FITTED_TRANSITIONS for
 # the others. tests/data/test_synthetic.py refits and compares.
