@@ -195,6 +195,43 @@ def test_cli_preprocess_on_the_synthetic_default(
     assert (root / "recordings" / "01-03-0001" / "data.npy").stat().st_mtime_ns == before
 
 
+def test_cli_reprocesses_changed_recordings_and_names_another_folder(
+    synthetic_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_dir, data)
+    out = tmp_path / "cache"
+    argv = ["preprocess", "--data-dir", str(data), "--out", str(out), "--workers", "1", "--no-progress"]
+    assert main(argv) == 0
+    root = out / PreprocessConfig().config_hash()
+    psg = next(data.rglob("01-03-0002 PSG.edf"))
+    before = (root / "recordings" / "01-03-0002" / "data.npy").read_bytes()
+    # the recording is replaced by one of the same size whose signal differs in one data record
+    raw = bytearray(psg.read_bytes())
+    raw[len(raw) // 2 : len(raw) // 2 + 4000] = bytes(4000)
+    psg.write_bytes(bytes(raw))
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert main(argv) == 0
+    assert f"re-processing 01-03-0002: source changed: {psg.absolute()}: content" in caplog.text
+    assert "01-03-0001" not in caplog.text.split("re-processing")[-1]
+    assert (root / "recordings" / "01-03-0002" / "data.npy").read_bytes() != before
+    # the same cache given another folder: said once; unchanged copies are reused
+    other = tmp_path / "other"
+    shutil.copytree(synthetic_dir, other)
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert main(["preprocess", "--data-dir", str(other), *argv[3:]]) == 0
+    assert "this cache was built from recordings in" in caplog.text and str(data) in caplog.text
+    assert "re-processing 01-03-0001" not in caplog.text  # same content: reused
+    assert "re-processing 01-03-0002: source changed" in caplog.text
+    assert (root / "recordings" / "01-03-0002" / "data.npy").read_bytes() == before
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert all(str(other) in s["path"] for m in manifest["recordings"].values() for s in m["sources"])
+
+
 def test_cli_errors_are_one_line(synthetic_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["preprocess", "--data-dir", str(tmp_path / "nope"), "--out", str(tmp_path / "c")]) == 2
     assert "not found" in capsys.readouterr().err
