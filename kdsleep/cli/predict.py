@@ -46,13 +46,23 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from kdsleep._preflight import unwritable_output
     from kdsleep.cli import CLIError
-    from kdsleep.inference import InferenceError, load_model_checkpoint, predict_recording, write_prediction
+    from kdsleep.inference import (
+        InferenceError,
+        load_model_checkpoint,
+        output_paths,
+        predict_recording,
+        write_prediction,
+    )
 
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise CLIError(f"--out {args.out} exists and is not a folder")
+    outputs = output_paths(args.recording, args.out)
+    if problem := unwritable_output(p for kind, p in outputs.items() if kind != "png" or not args.no_plot):
+        raise CLIError(f"{problem} (checked before staging; nothing was written)")
     try:
         checkpoint = load_model_checkpoint(args.model)
         print(
