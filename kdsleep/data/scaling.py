@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -70,7 +71,10 @@ def robust_scale(
                 f"robust_scale: valid of shape {np.shape(valid)} does not match x of shape {x.shape}"
             ) from None
         stats_from = np.where(mask, x64, np.nan)
-    q25, median, q75 = np.nanpercentile(stats_from, [25, 50, 75], axis=axis, keepdims=True)
+    with warnings.catch_warnings():
+        # a channel without any finite valid sample is reported below, by name
+        warnings.simplefilter("ignore", RuntimeWarning)
+        q25, median, q75 = np.nanpercentile(stats_from, [25, 50, 75], axis=axis, keepdims=True)
     iqr = q75 - q25
     bad = ~(iqr > 0)
     if bad.any():
