@@ -284,7 +284,6 @@ def _stale_entries(root: Path, manifest: dict, entries: Sequence[Any], *, verify
         if problem is None and _read_meta(folder) != meta:
             problem = f"{folder / 'meta.json'} differs from the manifest"
         if problem is not None:
-            logger.warning("%s: damaged cache entry: %s", key, problem)
             stale[key] = f"damaged entry ({problem})"
             continue
         reason, identities = source_changes(meta.get("sources", []), source_files(entry))
@@ -387,7 +386,8 @@ def build_cache(
                 manifest["recordings"][meta["key"]] = meta
     stale = _stale_entries(root, manifest, entries, verify=verify)
     for key, reason in stale.items():
-        logger.info("%s: re-processing %s: %s", root, key, reason)
+        level = logging.WARNING if reason.startswith("damaged") else logging.INFO
+        logger.log(level, "%s: re-processing %s: %s", root, key, reason)
         meta = manifest["recordings"].pop(key)
         shutil.rmtree(records_dir / meta["folder"], ignore_errors=True)
     _write_json_atomic(manifest_path, manifest)
