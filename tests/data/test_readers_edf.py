@@ -209,3 +209,11 @@ def test_channel_with_equal_physical_minimum_and_maximum_is_refused(tmp_path) ->
 def test_folder_given_as_recording(tmp_path) -> None:
     with pytest.raises(EdfFormatError, match="is a folder, not an EDF/BDF file"):
         read_edf(tmp_path)
+
+
+def test_real_file_holds_as_many_records_as_declared(shared_data, caplog) -> None:
+    """The real HMC scoring file (EDF+) holds exactly its declared records: no warning for it."""
+    real = shared_data / "hmc" / "SN001_sleepscoring.edf"
+    header = read_edf_header(real)
+    assert header.records_in_file == header.n_records >= 1
+    assert header.physical_min[0] < header.physical_max[0]
