@@ -5,15 +5,15 @@
 
 Where this differs from the official evaluation code (``evaluate_12ECG_score.py``):
 
-- A missing output file is an error; the official code stops with a traceback too.
+- A missing output file is an error, as in the official code.
 - A malformed output file is an error (``strict=True``, the default). With ``strict=False`` it is read as
   the official code reads it (all negative, unreadable entries as 0), with a warning naming the file.
 - Checks the official code does not make, each an error (``strict``) or a warning naming the file
   (``strict=False``), see :func:`check_output_content`: a probability outside [0, 1] or not finite (the
   official code scores 7.5 or ``inf`` as given; here they are clipped to [0, 1] when not strict); a
   ``#record`` line naming another record (the official code ignores that line); the same class code in two
-  columns (the official code keeps the last; here they are merged, positive if either is, mean
-  probability); an output file naming none of the scored classes (the official code scores it as all
+  columns (the official code keeps one of the columns; here they are merged, positive if either is,
+  mean probability); an output file naming none of the scored classes (the official code scores it as all
   negative).
 - An output file for which LABEL_DIR holds no header is named in a warning (the official code never looks
   at it).

@@ -218,3 +218,16 @@ def test_scores_into_a_missing_folder_or_an_unwritable_place(real, tmp_path: Pat
         capsys, root / "labelled", outputs, "--scoring-dir", root / "scoring", "--class-scores", tmp_path
     )
     assert code == 2 and out == "" and "is a folder" in err
+
+
+def test_score_folder_in_the_library(real, tmp_path: Path):
+    from kdsleep.ecg12.score_folder import ScoreFolderError, score_folder
+
+    root, outputs, headers = _perfect(real, tmp_path)
+    (outputs / "Z99999.csv").write_text("#Z99999\n164889003\n1\n0.9\n")
+    result = score_folder(root / "labelled", outputs, real[1])
+    assert result.records == tuple(sorted(h.record_name for h in headers))
+    assert result.unlabelled_outputs == (outputs / "Z99999.csv",)
+    assert result.scores.challenge_metric == pytest.approx(1.0)
+    with pytest.raises(ScoreFolderError, match="OUTPUT_DIR .* is not a folder"):
+        score_folder(root / "labelled", tmp_path / "none", real[1])
