@@ -264,7 +264,12 @@ def _stale_entries(root: Path, manifest: dict, entries: Sequence[Any], *, verify
     before = describe_sources([s for meta in recordings.values() for s in meta.get("sources", [])])
     now_paths = [p for e in entries for p in source_files(e)]
     now = os.path.commonpath([str(p.parent) for p in now_paths]) if now_paths else None
-    if before is not None and now is not None and before != now:
+    nested = (
+        before is not None
+        and now is not None
+        and (Path(before).is_relative_to(now) or Path(now).is_relative_to(before))
+    )
+    if before is not None and now is not None and not nested:
         logger.warning(
             "%s: this cache was built from recordings in %s, now given %s; each recording is reused only where "
             "its files have the same size and content, the others are processed again",

@@ -418,3 +418,15 @@ def test_workers_die_with_the_parent(tmp_path: Path) -> None:
         if parent.poll() is None:
             parent.kill()
             parent.wait()
+
+
+def test_recordings_added_in_a_subfolder_are_not_another_folder(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = _file_entries(tmp_path / "data" / "SS1", {"a": 1})
+    build_cache(first, tmp_path / "cache", CONFIG, progress=False)
+    more = first + _file_entries(tmp_path / "data" / "SS3", {"b": 2})
+    with caplog.at_level(logging.INFO, logger="kdsleep.data.cache"):
+        build_cache(more, tmp_path / "cache", CONFIG, progress=False)
+    assert "built from recordings in" not in caplog.text
+    assert [e.loads for e in more] == [0, 1]
