@@ -425,7 +425,7 @@ def test_recordings_added_in_a_subfolder_are_not_another_folder(
 ) -> None:
     first = _file_entries(tmp_path / "data" / "SS1", {"a": 1})
     build_cache(first, tmp_path / "cache", CONFIG, progress=False)
-    more = first + _file_entries(tmp_path / "data" / "SS3", {"b": 2})
+    more = _file_entries(tmp_path / "data" / "SS1") + _file_entries(tmp_path / "data" / "SS3", {"b": 2})
     with caplog.at_level(logging.INFO, logger="kdsleep.data.cache"):
         build_cache(more, tmp_path / "cache", CONFIG, progress=False)
     assert "built from recordings in" not in caplog.text
