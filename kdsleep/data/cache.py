@@ -241,6 +241,10 @@ def _load_manifest(manifest_path: Path, config: PreprocessConfig) -> dict:
         raise ValueError(
             f"{manifest_path}: written for config {manifest.get('config_hash')}, not {config.config_hash()}"
         )
+    for key, meta in list(manifest["recordings"].items()):
+        if not (isinstance(meta, dict) and meta.get("key") == key and meta.get("folder") == folder_name(key)):
+            logger.warning("%s: entry %r is malformed; the recording is processed again", manifest_path, key)
+            del manifest["recordings"][key]
     if manifest.get("format_version") != CACHE_FORMAT_VERSION:
         logger.info(
             "%s: cache format version %s, not %s; every recording is processed again",
@@ -383,7 +387,12 @@ def build_cache(
     for folder in records_dir.iterdir():
         if folder.name not in known:
             meta = _read_meta(folder)
-            if meta is None or meta.get("folder") != folder.name:
+            if (
+                not isinstance(meta, dict)
+                or not isinstance(meta.get("key"), str)
+                or meta.get("folder") != folder.name
+                or folder_name(meta["key"]) != folder.name
+            ):
                 logger.warning("removing %s: no readable meta.json, not a complete cache entry", folder)
                 shutil.rmtree(folder, ignore_errors=True)
             else:
@@ -482,8 +491,15 @@ class PreprocessedCache:
         manifest_path = root / "manifest.json"
         if not manifest_path.exists():
             raise FileNotFoundError(f"{manifest_path}: no cache manifest; run `kdsleep preprocess` first")
-        with open(manifest_path, encoding="utf-8") as fh:
-            manifest = json.load(fh)
+        try:
+            with open(manifest_path, encoding="utf-8") as fh:
+                manifest = json.load(fh)
+            if not isinstance(manifest, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as err:
+            raise DamagedCacheError(
+                f"{manifest_path}: unreadable cache manifest ({err}); building the cache again restores it"
+            ) from None
         if manifest.get("format") != CACHE_FORMAT or manifest.get("format_version") != CACHE_FORMAT_VERSION:
             raise ValueError(
                 f"{manifest_path}: not a kdsleep cache of format version {CACHE_FORMAT_VERSION} "

@@ -338,6 +338,8 @@ def test_damaged_entry_is_rebuilt(tmp_path: Path, damage: str, caplog: pytest.Lo
 def test_unreadable_or_old_manifest(tmp_path: Path) -> None:
     root = build_cache(_entries(2), tmp_path, CONFIG, progress=False)
     (root / "manifest.json").write_text("{not json")
+    with pytest.raises(DamagedCacheError, match=r"manifest\.json: unreadable cache manifest"):
+        PreprocessedCache(root)
     entries = _entries(2)
     build_cache(entries, tmp_path, CONFIG, progress=False)
     assert [e.loads for e in entries] == [0, 0]  # the entries are adopted again from their meta.json
@@ -430,3 +432,18 @@ def test_recordings_added_in_a_subfolder_are_not_another_folder(
         build_cache(more, tmp_path / "cache", CONFIG, progress=False)
     assert "built from recordings in" not in caplog.text
     assert [e.loads for e in more] == [0, 1]
+
+
+def test_malformed_manifest_entry_and_garbage_meta(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    root = build_cache(_entries(3), tmp_path, CONFIG, progress=False)
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["recordings"]["sub00"]["folder"] = ""  # must not make the build touch other folders
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    (root / "recordings" / "sub01" / "meta.json").write_text("garbage")
+    entries = _entries(3)
+    with caplog.at_level(logging.INFO, logger="kdsleep.data.cache"):
+        build_cache(entries, tmp_path, CONFIG, progress=False)
+    assert "entry 'sub00' is malformed" in caplog.text
+    assert "sub01/meta.json differs from the manifest" in caplog.text
+    assert [e.loads for e in entries] == [0, 1, 0]  # sub00 adopted again from its own meta.json
+    assert PreprocessedCache(root).keys == ["sub00", "sub01", "sub02"]
