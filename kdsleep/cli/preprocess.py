@@ -115,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise CLIError(f"--workers must be >= 1, got {args.workers}")
+    if args.out.exists() and not args.out.is_dir():
+        raise CLIError(f"--out {args.out} exists and is not a folder")
     try:
         names = [c.split("=", 1)[0].strip() for c in args.channels]
         specs = tuple(

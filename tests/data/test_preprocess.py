@@ -290,6 +290,9 @@ def test_cli_reprocesses_changed_recordings_and_names_another_folder(
 def test_cli_errors_are_one_line(synthetic_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["preprocess", "--data-dir", str(tmp_path / "nope"), "--out", str(tmp_path / "c")]) == 2
     assert "not found" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("")
+    assert main(["preprocess", "--data-dir", str(synthetic_dir), "--out", str(tmp_path / "afile")]) == 2
+    assert "--out" in (err := capsys.readouterr().err) and "exists and is not a folder" in err
     argv = ["preprocess", "--data-dir", str(synthetic_dir), "--out", str(tmp_path / "c"), "--no-progress"]
     assert main(argv + ["--eeg-band", "0.3", "150"]) == 2
     assert "Nyquist" in capsys.readouterr().err
