@@ -290,6 +290,8 @@ def read_model_channel(
     path = Path(recording_path)
     config = _preprocess_config(checkpoint)
     name, spec = _channel_request(checkpoint, config, channel)
+    if path.is_dir():
+        raise InferenceError(f"{path}: is a folder, not a recording; give the EDF, EDF+ or BDF file itself")
     if not path.is_file():
         raise InferenceError(f"{path}: no such recording (expected an EDF, EDF+ or BDF file)")
     try:

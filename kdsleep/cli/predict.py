@@ -134,9 +134,10 @@ def _parse_start(text: str | None) -> datetime | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from kdsleep._preflight import unwritable_output
     from kdsleep.cli import CLIError
     from kdsleep.evaluation.summary import summarize_prediction
-    from kdsleep.inference import InferenceError, predict_recording, write_prediction
+    from kdsleep.inference import InferenceError, output_paths, predict_recording, write_prediction
     from kdsleep.models import pretrained
     from kdsleep.models.pretrained import resolve_model
 
@@ -155,6 +156,13 @@ def run(args: argparse.Namespace) -> int:
     start = _parse_start(args.start)
     duration = _parse_duration(args.duration)
     source = args.beats if args.beats is not None else args.recording
+    out = args.out
+    if out is None and not _writable_folder(source.resolve().parent):
+        out = Path.cwd()
+        logger.info("%s: its folder is not writable; writing the hypnogram to %s", source, out)
+    outputs = output_paths(source, out)
+    if problem := unwritable_output(p for kind, p in outputs.items() if kind != "png" or not args.no_plot):
+        raise CLIError(f"{problem} (checked before staging; nothing was written)")
     try:
         checkpoint = resolve_model(args.model)
         label = args.model if args.model is not None else f"{pretrained.DEFAULT_MODEL} (default)"
@@ -195,10 +203,6 @@ def run(args: argparse.Namespace) -> int:
                 )
     except InferenceError as err:
         raise CLIError(str(err)) from err
-    out = args.out
-    if out is None and not _writable_folder(source.resolve().parent):
-        out = Path.cwd()
-        logger.info("%s: its folder is not writable; writing the hypnogram to %s", source, out)
     try:
         paths = write_prediction(prediction, out, plot=not args.no_plot)
     except OSError as err:

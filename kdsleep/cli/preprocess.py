@@ -33,7 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description=(
             "Read every recording of a dataset, resample to the target rate, band-pass, scale per recording, "
             "cut into epochs aligned to the scoring, and write each recording once into "
-            "OUT/<config hash>/. Interrupted runs resume where they stopped."
+            "OUT/<config hash>/. Interrupted runs resume where they stopped. A recording already cached is "
+            "reused only when its files have the same size and content and its cached arrays are whole; "
+            "otherwise it is processed again, with a line saying which and why."
         ),
     )
     parser.add_argument(
@@ -95,6 +97,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="worker processes (default min(4, CPUs))",
     )
     parser.add_argument("--compress", action="store_true", help="store compressed .npz (not memory-mappable)")
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help=(
+            "check the SHA-256 of every stored file of the recordings already cached, not only their sizes "
+            "(reads the whole cache)"
+        ),
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
@@ -105,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise CLIError(f"--workers must be >= 1, got {args.workers}")
+    if args.out.exists() and not args.out.is_dir():
+        raise CLIError(f"--out {args.out} exists and is not a folder")
     try:
         names = [c.split("=", 1)[0].strip() for c in args.channels]
         specs = tuple(
@@ -130,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
             config,
             n_workers=args.workers,
             compress=args.compress,
+            verify=args.verify,
             progress=not args.no_progress,
         )
     except (ValueError, KeyError, FileNotFoundError, OSError, RecordingFailedError) as err:

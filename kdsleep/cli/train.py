@@ -107,6 +107,10 @@ def make_pipeline(args: argparse.Namespace, config):
     from kdsleep.distill.experiment import Pipeline
 
     run_dir = args.run_dir or default_run_dir(config)
+    if args.resume and not Path(run_dir).is_dir():
+        raise CLIError(
+            f"--resume: run folder {run_dir} does not exist, nothing to resume; drop --resume to start"
+        )
     try:
         return Pipeline(
             config,

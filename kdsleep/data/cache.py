@@ -14,6 +14,14 @@ Layout under the cache folder::
 A recording is processed into a hidden temporary folder beside its final place and renamed when every file
 is written, so an interrupted build never leaves a half-written entry; the next build skips the recordings
 already present (including any finished after the manifest was last written) and removes leftovers.
+
+An entry is keyed by what produced it. The preprocessing settings name the cache root (their hash); each
+entry's ``meta.json`` records the identity of its source files (path, size, modification time, sampled and
+whole-file SHA-256, see :mod:`kdsleep.data.fingerprint`) and the size and SHA-256 of each stored file. A
+build reuses an entry only when its recording is still among those given, its stored files are present with
+their recorded sizes (and checksums, with ``verify=True``), and its sources have the same size and content;
+otherwise the entry is removed and the recording processed again, with a log line saying which and why. A
+cache built from files in another folder is reported once and reused only where the content matches.
 Uncompressed arrays are opened with ``np.load(mmap_mode="r")``: windows are read from disk on demand, so a
 dataset of hundreds of nights need not fit in memory. Compressed caches are smaller but are decompressed
 whole, one recording at a time.
@@ -37,10 +45,19 @@ import numpy as np
 
 from kdsleep._io import write_text_atomic
 from kdsleep.data.epoching import DEFAULT_WINDOW_EPOCHS, epoch_labels, window_starts
+from kdsleep.data.fingerprint import (
+    array_files_problem,
+    describe_sources,
+    file_checksums,
+    source_changes,
+    source_files,
+    source_identity,
+)
 from kdsleep.data.preprocess import PreprocessConfig, channel_request, preprocess_recording
 from kdsleep.data.stages import SleepStage, StageGrouping, get_grouping
 
 __all__ = [
+    "DamagedCacheError",
     "PairedWindowDataset",
     "PreprocessedCache",
     "RecordingFailedError",
@@ -55,7 +72,7 @@ logger = logging.getLogger(__name__)
 PairedWindowDataset: type
 
 CACHE_FORMAT = "kdsleep-preprocessed-cache"
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2
 _KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ +/-]*$")
 _TMP_PREFIX = ".tmp-"
 _ARRAYS = ("data", "stages", "onsets")
@@ -85,9 +102,15 @@ def folder_name(key: str) -> str:
     return key.replace("/", "__")
 
 
+def _array_files(compress: bool) -> list[str]:
+    return ["epochs.npz"] if compress else [f"{name}.npy" for name in _ARRAYS]
+
+
 def _process_entry(entry: Any, config_dict: dict, records_dir: str, compress: bool) -> dict:
     """Worker: read, preprocess and write one recording; returns its manifest entry."""
     config = PreprocessConfig.from_dict(config_dict)
+    # identified before reading, so a file replaced while it is processed is seen as changed next time
+    sources = [source_identity(path) for path in source_files(entry)]
     # bad-signal masking is part of the pipeline (with the config's flat_seconds), not of the reader
     recording, hypnogram = entry.load(
         channel_request(config, entry), ecg_polarity=config.ecg_polarity, mask_bad=False
@@ -113,6 +136,7 @@ def _process_entry(entry: Any, config_dict: dict, records_dir: str, compress: bo
         "epoch_step": float(hypnogram.epoch_step),
         "stage_counts": stage_counts,
         "compressed": bool(compress),
+        "sources": sources,
     }
     final = Path(records_dir) / meta["folder"]
     tmp = Path(records_dir) / f"{_TMP_PREFIX}{meta['folder']}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
@@ -129,8 +153,11 @@ def _process_entry(entry: Any, config_dict: dict, records_dir: str, compress: bo
                     np.save(fh, array)
                     fh.flush()
                     os.fsync(fh.fileno())
+        meta["files"] = file_checksums(tmp, _array_files(compress))
         with open(tmp / "meta.json", "w", encoding="utf-8") as fh:
             json.dump(meta, fh, indent=1, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
         # meta.json is written last: a folder holding it is complete. The rename makes it visible at once.
         os.replace(tmp, final)
     except BaseException:
@@ -139,8 +166,44 @@ def _process_entry(entry: Any, config_dict: dict, records_dir: str, compress: bo
     return meta
 
 
+class DamagedCacheError(ValueError):
+    """A cache entry's files are missing, truncated or replaced (the message names the file)."""
+
+
 class RecordingFailedError(RuntimeError):
     """A recording could not be preprocessed in a worker process (the message names it and the cause)."""
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Worker initializer: end this worker when the process that started it dies (even by SIGKILL).
+
+    On Linux the kernel sends SIGKILL on the parent's death (``prctl(PR_SET_PDEATHSIG)``); elsewhere a daemon
+    thread polls the parent's pid once a second.
+    """
+    import signal
+    import sys
+    import threading
+    import time
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            pr_set_pdeathsig = 1
+            if libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0) == 0:
+                if os.getppid() != parent_pid:  # the parent died before the request took effect
+                    os._exit(1)
+                return
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="kdsleep-parent-watch", daemon=True).start()
 
 
 def _process_entry_in_worker(entry: Any, config_dict: dict, records_dir: str, compress: bool) -> dict:
@@ -159,6 +222,89 @@ def _read_meta(folder: Path) -> dict | None:
         return None
 
 
+def _load_manifest(manifest_path: Path, config: PreprocessConfig) -> dict:
+    """The manifest to extend: the existing one, or a new one when it is missing, unreadable or of an older
+    format (its entries are then re-verified from their meta.json or re-processed)."""
+    if not manifest_path.exists():
+        return _new_manifest(config)
+    try:
+        with open(manifest_path, encoding="utf-8") as fh:
+            manifest = json.load(fh)
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("recordings"), dict):
+            raise ValueError("not a JSON object with 'recordings'")
+    except (OSError, ValueError) as err:
+        logger.warning(
+            "%s: unreadable (%s); the entries are checked again from their folders", manifest_path, err
+        )
+        return _new_manifest(config)
+    if manifest.get("config_hash") != config.config_hash():
+        raise ValueError(
+            f"{manifest_path}: written for config {manifest.get('config_hash')}, not {config.config_hash()}"
+        )
+    for key, meta in list(manifest["recordings"].items()):
+        if not (isinstance(meta, dict) and meta.get("key") == key and meta.get("folder") == folder_name(key)):
+            logger.warning("%s: entry %r is malformed; the recording is processed again", manifest_path, key)
+            del manifest["recordings"][key]
+    if manifest.get("format_version") != CACHE_FORMAT_VERSION:
+        logger.info(
+            "%s: cache format version %s, not %s; every recording is processed again",
+            manifest_path,
+            manifest.get("format_version"),
+            CACHE_FORMAT_VERSION,
+        )
+        shutil.rmtree(manifest_path.parent / "recordings", ignore_errors=True)
+        (manifest_path.parent / "recordings").mkdir()
+        return _new_manifest(config)
+    return manifest
+
+
+def _stale_entries(root: Path, manifest: dict, entries: Sequence[Any], *, verify: bool) -> dict[str, str]:
+    """Cached recordings that must not be served, with the reason: no longer among ``entries``, damaged
+    (a stored file missing or of the wrong size; with ``verify``, the wrong checksum) or made from sources
+    that have changed. Unchanged sources found under a new path or modification time are re-recorded."""
+    recordings = manifest["recordings"]
+    by_key = {e.key: e for e in entries}
+    stale: dict[str, str] = {}
+    before = describe_sources([s for meta in recordings.values() for s in meta.get("sources", [])])
+    now_paths = [p for e in entries for p in source_files(e)]
+    now = os.path.commonpath([str(p.parent) for p in now_paths]) if now_paths else None
+    nested = (
+        before is not None
+        and now is not None
+        and (Path(before).is_relative_to(now) or Path(now).is_relative_to(before))
+    )
+    if before is not None and now is not None and not nested:
+        logger.warning(
+            "%s: this cache was built from recordings in %s, now given %s; each recording is reused only where "
+            "its files have the same size and content, the others are processed again",
+            root,
+            before,
+            now,
+        )
+    for key, meta in recordings.items():
+        entry = by_key.get(key)
+        if entry is None:
+            stale[key] = "no longer among the recordings given"
+            continue
+        folder = root / "recordings" / str(meta.get("folder", ""))
+        problem = array_files_problem(folder, meta.get("files") or {}, checksums=verify)
+        if problem is None and not meta.get("files"):
+            problem = "the entry records no file sizes"
+        if problem is None and _read_meta(folder) != meta:
+            problem = f"{folder / 'meta.json'} differs from the manifest"
+        if problem is not None:
+            stale[key] = f"damaged entry ({problem})"
+            continue
+        reason, identities = source_changes(meta.get("sources", []), source_files(entry))
+        if reason is not None:
+            stale[key] = f"source changed: {reason}"
+        elif identities != meta.get("sources", []):
+            # same content under a new path or modification time: remember the new identity
+            meta["sources"] = identities
+            _write_json_atomic(folder / "meta.json", meta)
+    return stale
+
+
 def build_cache(
     entries: Sequence[Any],
     cache_dir: str | os.PathLike[str],
@@ -166,10 +312,15 @@ def build_cache(
     *,
     n_workers: int | None = 1,
     compress: bool = False,
+    verify: bool = False,
     progress: bool = True,
     on_recording_done: Callable[[str], None] | None = None,
 ) -> Path:
-    """Preprocess every recording of ``entries`` into the cache, skipping those already there.
+    """Preprocess every recording of ``entries`` into the cache, reusing the entries that are still valid.
+
+    A cached recording is reused when it is still among ``entries``, its stored files are whole and its
+    source files are unchanged (see the module documentation); any other cached recording is removed and, if
+    still given, processed again. The cache then holds exactly the recordings of ``entries``.
 
     Parameters
     ----------
@@ -185,6 +336,9 @@ def build_cache(
         Worker processes; ``None`` picks ``min(4, cpu count)``. 1 runs in this process.
     compress : bool, default False
         Store zip-compressed ``.npz`` (smaller, but read whole) instead of memory-mappable ``.npy``.
+    verify : bool, default False
+        Check the SHA-256 of every stored file of the recordings already cached (reads them whole); by
+        default only their presence and sizes are checked.
     progress : bool, default True
         Show a progress bar.
     on_recording_done : callable, optional
@@ -222,15 +376,7 @@ def build_cache(
     records_dir = root / "recordings"
     records_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = root / "manifest.json"
-    if manifest_path.exists():
-        with open(manifest_path, encoding="utf-8") as fh:
-            manifest = json.load(fh)
-        if manifest.get("config_hash") != config.config_hash():
-            raise ValueError(
-                f"{manifest_path}: written for config {manifest.get('config_hash')}, not {config.config_hash()}"
-            )
-    else:
-        manifest = _new_manifest(config)
+    manifest = _load_manifest(manifest_path, config)
     # leftovers of an interrupted run are incomplete by construction
     for path in list(records_dir.iterdir()) + list(root.iterdir()):
         if path.name.startswith(_TMP_PREFIX):
@@ -241,18 +387,29 @@ def build_cache(
     for folder in records_dir.iterdir():
         if folder.name not in known:
             meta = _read_meta(folder)
-            if meta is None or meta.get("folder") != folder.name:
-                logger.warning("removing %s: no meta.json, not a complete cache entry", folder)
+            if (
+                not isinstance(meta, dict)
+                or not isinstance(meta.get("key"), str)
+                or meta.get("folder") != folder.name
+                or folder_name(meta["key"]) != folder.name
+            ):
+                logger.warning("removing %s: no readable meta.json, not a complete cache entry", folder)
                 shutil.rmtree(folder, ignore_errors=True)
             else:
                 logger.info("adopting %s, completed by an interrupted run", folder)
                 manifest["recordings"][meta["key"]] = meta
+    stale = _stale_entries(root, manifest, entries, verify=verify)
+    for key, reason in stale.items():
+        level = logging.WARNING if reason.startswith("damaged") else logging.INFO
+        logger.log(level, "%s: re-processing %s: %s", root, key, reason)
+        meta = manifest["recordings"].pop(key)
+        shutil.rmtree(records_dir / meta["folder"], ignore_errors=True)
     _write_json_atomic(manifest_path, manifest)
 
     todo = [e for e in entries if e.key not in manifest["recordings"]]
     n_done = len(entries) - len(todo)
     if n_done:
-        logger.info("%s: %d of %d recordings already cached", root, n_done, len(entries))
+        logger.info("%s: %d of %d recordings already cached and unchanged", root, n_done, len(entries))
     bar = tqdm(total=len(entries), initial=n_done, desc="preprocess", unit="rec", disable=not progress)
 
     def record(meta: dict) -> None:
@@ -272,7 +429,12 @@ def build_cache(
 
             # spawn: workers start clean (no inherited threads or numba / torch state)
             context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=min(n_workers, len(todo)), mp_context=context) as pool:
+            with ProcessPoolExecutor(
+                max_workers=min(n_workers, len(todo)),
+                mp_context=context,
+                initializer=_die_with_parent,
+                initargs=(os.getpid(),),
+            ) as pool:
                 pending: set[Future] = set()
                 queue = list(todo)
                 error: BaseException | None = None
@@ -329,8 +491,15 @@ class PreprocessedCache:
         manifest_path = root / "manifest.json"
         if not manifest_path.exists():
             raise FileNotFoundError(f"{manifest_path}: no cache manifest; run `kdsleep preprocess` first")
-        with open(manifest_path, encoding="utf-8") as fh:
-            manifest = json.load(fh)
+        try:
+            with open(manifest_path, encoding="utf-8") as fh:
+                manifest = json.load(fh)
+            if not isinstance(manifest, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as err:
+            raise DamagedCacheError(
+                f"{manifest_path}: unreadable cache manifest ({err}); building the cache again restores it"
+            ) from None
         if manifest.get("format") != CACHE_FORMAT or manifest.get("format_version") != CACHE_FORMAT_VERSION:
             raise ValueError(
                 f"{manifest_path}: not a kdsleep cache of format version {CACHE_FORMAT_VERSION} "
@@ -380,13 +549,24 @@ class PreprocessedCache:
             lru.move_to_end(key)
             return lru[key]
         folder = self.root / "recordings" / meta["folder"]
-        if compressed:
-            with np.load(folder / "epochs.npz") as npz:
-                arrays = {name: npz[name] for name in _ARRAYS}
-        else:
-            # only the signal is mapped; the per-epoch arrays are small
-            arrays = {name: np.load(folder / f"{name}.npy") for name in _ARRAYS if name != "data"}
-            arrays["data"] = np.load(folder / "data.npy", mmap_mode="r")
+        problem = array_files_problem(folder, meta.get("files") or {})
+        if problem is not None:
+            raise DamagedCacheError(
+                f"damaged cache entry for recording {key!r}: {problem}; building the cache again processes it anew"
+            )
+        try:
+            if compressed:
+                with np.load(folder / "epochs.npz") as npz:
+                    arrays = {name: npz[name] for name in _ARRAYS}
+            else:
+                # only the signal is mapped; the per-epoch arrays are small
+                arrays = {name: np.load(folder / f"{name}.npy") for name in _ARRAYS if name != "data"}
+                arrays["data"] = np.load(folder / "data.npy", mmap_mode="r")
+        except (OSError, ValueError, KeyError) as err:
+            raise DamagedCacheError(
+                f"damaged cache entry for recording {key!r} in {folder}: {err}; building the cache again "
+                "processes it anew"
+            ) from err
         expected = (meta["n_epochs"], len(meta["channels"]), meta["samples_per_epoch"])
         if arrays["data"].shape != expected or arrays["stages"].shape != expected[:1]:
             raise ValueError(

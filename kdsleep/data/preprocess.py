@@ -6,9 +6,12 @@ filter bands, scaling, epoch length); its :meth:`~PreprocessConfig.config_hash` 
 when windows are served, so one cache serves the 5-, 4- and 3-class tasks.
 
 Per channel, in order: bad-signal masking on the raw samples (NaN / flat stretches, via
-:func:`kdsleep.data.readers.quality.mask_bad_epochs`), resampling to ``sfreq``
-(:func:`kdsleep.data.resample`), zero-phase band-pass, robust scaling over the whole recording, epoching
-aligned to the hypnogram.
+:func:`kdsleep.data.readers.quality.mask_bad_epochs`), bridging of those stretches by a straight line between
+the good samples on either side (so neither the resampler nor the filter sees a step at their edges),
+resampling to ``sfreq`` (:func:`kdsleep.data.resample`), zero-phase band-pass, robust scaling with
+statistics from the good samples only, epoching aligned to the hypnogram. A masked stretch therefore leaves
+the other epochs' values as they would be without it (up to the change in median and inter-quartile range
+that the missing good signal itself makes).
 
 Derived channels (:data:`DERIVED_CHANNELS`) are computed from another stored channel instead of being read:
 ``ihr``, the instantaneous heart rate of the ``ecg`` channel (R peaks detected on the raw ECG by
@@ -39,6 +42,7 @@ from kdsleep.data.stages import get_grouping
 __all__ = [
     "DERIVED_CHANNELS",
     "PreprocessConfig",
+    "bridge_bad_samples",
     "channel_request",
     "dataset_entries",
     "derive_heart_rate",
@@ -248,7 +252,7 @@ def preprocess_recording(
         ``data`` of shape (n_epochs, n_channels, samples_per_epoch) in ``config.dtype``; epochs touched by
         NaN or flat raw signal are ``ARTEFACT`` in ``stages`` (label -1).
     """
-    from kdsleep.data.readers.quality import mask_bad_epochs
+    from kdsleep.data.readers.quality import bad_sample_mask, mask_bad_epochs
 
     config = config or PreprocessConfig()
     where = str(recording.source or recording.subject)
@@ -269,16 +273,19 @@ def preprocess_recording(
             continue
         signal = recording[name]
         x = np.asarray(signal.data, dtype=np.float64)
-        if not np.isfinite(x).all():
-            # the affected epochs are already masked; zeros keep NaN from spreading through the filters
-            x = np.where(np.isfinite(x), x, 0.0)
+        # the affected epochs are already masked; bridging keeps NaN and steps out of the filters
+        bad = bad_sample_mask(x, signal.sfreq, config.flat_seconds)
+        if bad.all():
+            raise ValueError(f"{where}: channel {name!r}: no usable sample (all NaN or flat)")
+        x = bridge_bad_samples(x, bad)
         x = resample(x, signal.sfreq, config.sfreq)
+        good = None if not bad.any() else ~_resample_mask(bad, signal.sfreq, config.sfreq, x.size)
         band = config.ecg_band if _is_ecg(name) else config.eeg_band
         if band is not None:
             x = bandpass_filter(x, config.sfreq, band[0], band[1], order=config.filter_order)
         if config.scaling == "robust":
             try:
-                x = robust_scale(x, clip=config.clip)
+                x = robust_scale(x, clip=config.clip, valid=good)
             except ValueError as err:
                 raise ValueError(f"{where}: channel {name!r}: {err}") from None
         rows.append(x.astype(config.dtype))
@@ -303,6 +310,27 @@ def preprocess_recording(
             source=where,
         )
     return epochs
+
+
+def bridge_bad_samples(x: np.ndarray, bad: np.ndarray) -> np.ndarray:
+    """``x`` with the samples where ``bad`` replaced by a straight line between the good samples on either
+    side (held flat before the first and after the last good sample)."""
+    if not bad.any():
+        return x
+    good = np.flatnonzero(~bad)
+    out = x.copy()
+    out[bad] = np.interp(np.flatnonzero(bad), good, x[good])
+    return out
+
+
+def _resample_mask(bad: np.ndarray, sfreq: float, target_sfreq: float, n_out: int) -> np.ndarray:
+    """``bad`` (at ``sfreq``) on the ``target_sfreq`` time base: a target sample is bad when the source
+    samples around it (one source sample either side) include a bad one."""
+    t = np.arange(n_out) / target_sfreq * sfreq
+    lo = np.clip(np.floor(t).astype(np.int64) - 1, 0, bad.size)
+    hi = np.clip(np.ceil(t).astype(np.int64) + 2, 0, bad.size)
+    csum = np.concatenate(([0], np.cumsum(bad)))
+    return (csum[hi] - csum[lo]) > 0
 
 
 def derive_heart_rate(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -18,11 +19,13 @@ def robust_scale(
     axis: int = -1,
     clip: float | None = 20.0,
     channel_names: list[str] | None = None,
+    valid: np.ndarray | None = None,
 ) -> np.ndarray:
     """Centre each channel on its median and divide by its inter-quartile range.
 
-    Statistics are taken over the whole recording (all samples along ``axis``), ignoring NaNs, so one
-    recording's amplitude scale (electrode impedance, amplifier gain) does not leak into the model.
+    Statistics are taken over the whole recording (all samples along ``axis``), ignoring NaNs and the samples
+    outside ``valid``, so one recording's amplitude scale (electrode impedance, amplifier gain) does not leak
+    into the model, and neither does a stretch of artefact (a flat or saturated electrode).
 
     Parameters
     ----------
@@ -35,6 +38,9 @@ def robust_scale(
         ``None`` disables clipping.
     channel_names : list of str, optional
         Names used in error messages, one per channel of a 2-D ``x``.
+    valid : array_like of bool, optional
+        Samples the statistics are taken from (broadcast against ``x``); default all. Every sample is
+        scaled.
 
     Returns
     -------
@@ -55,7 +61,20 @@ def robust_scale(
     if clip is not None and not (math.isfinite(clip) and clip > 0):
         raise ValueError(f"robust_scale: clip must be a positive number of IQRs or None, got {clip!r}")
     x64 = x.astype(np.float64, copy=False)
-    q25, median, q75 = np.nanpercentile(x64, [25, 50, 75], axis=axis, keepdims=True)
+    if valid is None:
+        stats_from = x64
+    else:
+        try:
+            mask = np.broadcast_to(np.asarray(valid, dtype=bool), x64.shape)
+        except ValueError:
+            raise ValueError(
+                f"robust_scale: valid of shape {np.shape(valid)} does not match x of shape {x.shape}"
+            ) from None
+        stats_from = np.where(mask, x64, np.nan)
+    with warnings.catch_warnings():
+        # a channel without any finite valid sample is reported below, by name
+        warnings.simplefilter("ignore", RuntimeWarning)
+        q25, median, q75 = np.nanpercentile(stats_from, [25, 50, 75], axis=axis, keepdims=True)
     iqr = q75 - q25
     bad = ~(iqr > 0)
     if bad.any():
@@ -63,7 +82,7 @@ def robust_scale(
         if channel_names is not None and x.ndim == 2:
             flat = [channel_names[i[0]] for i in flat]
         raise ValueError(
-            f"robust_scale: channel(s) {flat} are flat or have no finite samples (inter-quartile range 0); "
+            f"robust_scale: channel(s) {flat} are flat or have no finite valid samples (inter-quartile range 0); "
             "they cannot be scaled"
         )
     scaled = (x64 - median) / iqr

@@ -125,6 +125,61 @@ def test_nan_and_flat_signal_masks_epochs_with_a_warning() -> None:
     assert (epochs.labels("w-n-r")[[1, 6]] == -1).all()
 
 
+def _relative_rms(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((a - b) ** 2)) / np.sqrt(np.mean(b**2)))
+
+
+@pytest.mark.parametrize("value", ["flat", "saturated", "nan"])
+@pytest.mark.parametrize("minutes", [5, 20])
+def test_masked_stretch_leaves_the_other_epochs_unchanged(value: str, minutes: int) -> None:
+    """A flat, saturated or missing stretch in a 1-h night changes the untouched epochs by < 1 % (RMS)."""
+    recording, _ = _night(n_epochs=120, seed=2)
+    hypnogram = Hypnogram(np.full(120, S.N2, dtype=np.int8), 30.0, onset=4.0)
+    clean = preprocess_recording(recording, hypnogram)
+    for name in ("eeg", "ecg"):
+        x = recording[name].data.copy()
+        sfreq = recording[name].sfreq
+        stretch = slice(int(1000.3 * sfreq), int((1000.3 + 60 * minutes) * sfreq))
+        x[stretch] = {"flat": 0.0, "saturated": 3.2e-3, "nan": np.nan}[value]
+        recording.signals[name] = Signal(x, sfreq)
+    with pytest.warns(BadSignalWarning):
+        masked = preprocess_recording(recording, hypnogram)
+    hit = masked.stages == S.ARTEFACT
+    assert hit.sum() == 2 * minutes + 1  # the stretch is not aligned to the epochs
+    keep = ~hit
+    for c in range(2):
+        assert _relative_rms(masked.data[keep, c], clean.data[keep, c]) < 0.01
+    # the epochs right beside the stretch see no filter transient from its edges
+    first, last = np.flatnonzero(hit)[[0, -1]]
+    for e in (first - 1, last + 1):
+        assert _relative_rms(masked.data[e], clean.data[e]) < 0.02
+
+
+def test_masking_warning_is_given_once(caplog: pytest.LogCaptureFixture) -> None:
+    recording, hypnogram = _night(seed=1)
+    eeg = recording["eeg"].data.copy()
+    eeg[int(200 * 256) : int(210 * 256)] = 0.0
+    recording.signals["eeg"] = Signal(eeg, 256.0)
+    with caplog.at_level("INFO"), pytest.warns(BadSignalWarning) as record:
+        preprocess_recording(recording, hypnogram)
+    assert len(record) == 1 and "flat signal" in str(record[0].message)
+    assert "flat signal" not in caplog.text  # not logged as well
+
+
+def test_bridge_bad_samples() -> None:
+    from kdsleep.data.preprocess import bridge_bad_samples
+
+    x = np.array([1.0, np.nan, 5.0, 5.0, 5.0, 2.0, np.nan])
+    bad = np.array([False, True, False, True, True, False, True])
+    np.testing.assert_allclose(bridge_bad_samples(x, bad), [1, 3, 5, 4, 3, 2, 2])
+    with pytest.raises(ValueError, match="no usable sample"):
+        rec, hyp = _night()
+        rec.signals["ecg"] = Signal(np.zeros_like(rec["ecg"].data), 512.0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            preprocess_recording(rec, hyp)
+
+
 def test_errors_name_the_problem() -> None:
     recording, hypnogram = _night()
     with pytest.raises(ValueError, match="20 s.*widen"):
@@ -195,9 +250,49 @@ def test_cli_preprocess_on_the_synthetic_default(
     assert (root / "recordings" / "01-03-0001" / "data.npy").stat().st_mtime_ns == before
 
 
+def test_cli_reprocesses_changed_recordings_and_names_another_folder(
+    synthetic_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_dir, data)
+    out = tmp_path / "cache"
+    argv = ["preprocess", "--data-dir", str(data), "--out", str(out), "--workers", "1", "--no-progress"]
+    assert main(argv) == 0
+    root = out / PreprocessConfig().config_hash()
+    psg = next(data.rglob("01-03-0002 PSG.edf"))
+    before = (root / "recordings" / "01-03-0002" / "data.npy").read_bytes()
+    # the recording is replaced by one of the same size whose signal differs in one data record
+    raw = bytearray(psg.read_bytes())
+    raw[len(raw) // 2 : len(raw) // 2 + 4000] = bytes(4000)
+    psg.write_bytes(bytes(raw))
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert main(argv) == 0
+    assert f"re-processing 01-03-0002: source changed: {psg.absolute()}: content" in caplog.text
+    assert "01-03-0001" not in caplog.text.split("re-processing")[-1]
+    assert (root / "recordings" / "01-03-0002" / "data.npy").read_bytes() != before
+    # the same cache given another folder: said once; unchanged copies are reused
+    other = tmp_path / "other"
+    shutil.copytree(synthetic_dir, other)
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert main(["preprocess", "--data-dir", str(other), *argv[3:]]) == 0
+    assert "this cache was built from recordings in" in caplog.text and str(data) in caplog.text
+    assert "re-processing 01-03-0001" not in caplog.text  # same content: reused
+    assert "re-processing 01-03-0002: source changed" in caplog.text
+    assert (root / "recordings" / "01-03-0002" / "data.npy").read_bytes() == before
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert all(str(other) in s["path"] for m in manifest["recordings"].values() for s in m["sources"])
+
+
 def test_cli_errors_are_one_line(synthetic_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["preprocess", "--data-dir", str(tmp_path / "nope"), "--out", str(tmp_path / "c")]) == 2
     assert "not found" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("")
+    assert main(["preprocess", "--data-dir", str(synthetic_dir), "--out", str(tmp_path / "afile")]) == 2
+    assert "--out" in (err := capsys.readouterr().err) and "exists and is not a folder" in err
     argv = ["preprocess", "--data-dir", str(synthetic_dir), "--out", str(tmp_path / "c"), "--no-progress"]
     assert main(argv + ["--eeg-band", "0.3", "150"]) == 2
     assert "Nyquist" in capsys.readouterr().err

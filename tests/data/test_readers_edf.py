@@ -168,3 +168,52 @@ def test_duplicate_channel_label_is_ambiguous(tmp_path):
     path = write_edf(tmp_path / "d.edf", [np.zeros(256), np.ones(256)], 256.0, ["ECG", "ECG"], "uV")
     with pytest.raises(EdfFormatError, match="'ECG' appears 2 times"):
         read_edf(path, ["ECG"])
+
+
+def _two_channel_edf(path, seconds: int = 60) -> None:
+    x = np.sin(np.arange(100 * seconds) / 10) * 100
+    write_edf(path, [x, x], [100, 100], ["EEG C3-A2", "ECG I"], record_duration=1.0)
+
+
+def _patch(path, offset: int, text: str) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[offset : offset + 8] = text.ljust(8).encode("ascii")
+    path.write_bytes(bytes(raw))
+
+
+def test_more_records_than_the_header_declares_are_ignored_with_a_warning(tmp_path, caplog) -> None:
+    path = tmp_path / "night.edf"
+    _two_channel_edf(path)
+    _patch(path, 236, "30")  # the header now declares 30 of the 60 one-second records
+    with caplog.at_level("WARNING"):
+        recording = read_edf(path, ["ECG I"])
+    assert recording["ECG I"].duration == 30.0 and recording["ECG I"].data.size == 3000
+    assert f"{path}: the header declares 30 data records but the file holds 60" in caplog.text
+    assert "reading the 30 declared records" in caplog.text
+    assert read_edf_header(path).records_in_file == 60
+
+
+def test_channel_with_equal_physical_minimum_and_maximum_is_refused(tmp_path) -> None:
+    path = tmp_path / "night.edf"
+    _two_channel_edf(path)
+    header = read_edf_header(path)
+    ns = len(header.labels)
+    phys_min = 256 + ns * (16 + 80 + 8)
+    phys_max = phys_min + 8 * ns
+    _patch(path, phys_max + 8, f"{header.physical_min[1]:g}")  # ECG I: maximum = minimum
+    with pytest.raises(EdfFormatError, match=r"channel 'ECG I': physical minimum = physical maximum"):
+        read_edf(path, ["ECG I"])
+    assert read_edf(path, ["EEG C3-A2"])["EEG C3-A2"].data.size == 6000  # other channels still read
+
+
+def test_folder_given_as_recording(tmp_path) -> None:
+    with pytest.raises(EdfFormatError, match="is a folder, not an EDF/BDF file"):
+        read_edf(tmp_path)
+
+
+def test_real_file_holds_as_many_records_as_declared(shared_data, caplog) -> None:
+    """The real HMC scoring file (EDF+) holds exactly its declared records: no warning for it."""
+    real = shared_data / "hmc" / "SN001_sleepscoring.edf"
+    header = read_edf_header(real)
+    assert header.records_in_file == header.n_records >= 1
+    assert header.physical_min[0] < header.physical_max[0]

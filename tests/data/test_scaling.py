@@ -42,3 +42,20 @@ def test_flat_channel_is_named() -> None:
 def test_bad_clip() -> None:
     with pytest.raises(ValueError, match="clip"):
         robust_scale(np.arange(10.0), clip=-1.0)
+
+
+def test_statistics_from_valid_samples_only() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(10_000)
+    polluted = x.copy()
+    polluted[:4000] = 0.0  # a flat stretch
+    valid = np.ones(x.size, bool)
+    valid[:4000] = False
+    expected = robust_scale(x[4000:], clip=None)
+    out = robust_scale(polluted, clip=None, valid=valid)
+    np.testing.assert_allclose(out[4000:], expected)
+    assert not np.allclose(robust_scale(polluted, clip=None)[4000:], expected)
+    with pytest.raises(ValueError, match="valid of shape"):
+        robust_scale(x, valid=valid[:10])
+    with pytest.raises(ValueError, match="no finite valid samples"):
+        robust_scale(x, valid=np.zeros(x.size, bool))

@@ -157,3 +157,77 @@ def test_command_line_entry_point(real, tmp_path: Path):
         timeout=120,
     ).stdout
     assert "score" in help_text
+
+
+def _perfect(real, tmp_path: Path) -> tuple[Path, Path, list]:
+    root, tables, headers = real
+    outputs = write_outputs(tmp_path / "out", headers, tables, lambda y: (y, 0.1 + 0.8 * y))
+    return root, outputs, headers
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("#{rec}\n164889003,426783006\n1,0\n7.5,0.1\n", "probability 7.5 is not in [0, 1]"),
+        ("#{rec}\n164889003,426783006\n1,0\ninf,0.1\n", "probability inf is not in [0, 1]"),
+        ("#E99999\n164889003,426783006\n1,0\n0.9,0.1\n", "'#E99999' names another record"),
+        ("#{rec}\n164889003,164889003\n1,0\n0.9,0.1\n", "['164889003'] appear in more than one column"),
+        ("#{rec}\n1234567,7654321\n1,0\n0.9,0.1\n", "none of its 2 class codes is among the"),
+    ],
+)
+def test_implausible_outputs_are_errors_or_warnings(
+    real, tmp_path: Path, capsys, caplog, content: str, expected: str
+):
+    root, outputs, headers = _perfect(real, tmp_path)
+    victim = outputs / f"{headers[2].record_name}.csv"
+    victim.write_text(content.format(rec=headers[2].record_name))
+    code, out, err = score(capsys, root / "labelled", outputs, "--scoring-dir", root / "scoring")
+    assert code == 2 and out == "" and f"{victim}: " in err and expected in err
+    # --lenient scores them as the official code would, saying which file and what
+    with caplog.at_level("WARNING"):
+        code, out, err = score(
+            capsys, root / "labelled", outputs, "--scoring-dir", root / "scoring", "--lenient"
+        )
+    assert code == 0 and out.startswith(HEADER)
+    assert str(victim) in caplog.text and expected in caplog.text
+
+
+def test_output_without_a_header_is_named(real, tmp_path: Path, capsys, caplog):
+    root, outputs, headers = _perfect(real, tmp_path)
+    (outputs / "Z99999.csv").write_text((outputs / f"{headers[0].record_name}.csv").read_text())
+    with caplog.at_level("WARNING"):
+        code, out, _ = score(capsys, root / "labelled", outputs, "--scoring-dir", root / "scoring")
+    assert code == 0 and out.splitlines()[1] == "1.000,1.000,1.000,1.000,1.000,1.000,1.000"
+    assert "1 output file(s) have no header" in caplog.text and "Z99999.csv" in caplog.text
+
+
+def test_scores_into_a_missing_folder_or_an_unwritable_place(real, tmp_path: Path, capsys):
+    root, outputs, _ = _perfect(real, tmp_path)
+    target = tmp_path / "new" / "deeper" / "x.csv"
+    code, out, err = score(
+        capsys, root / "labelled", outputs, "--scoring-dir", root / "scoring", "--scores", target
+    )
+    assert code == 0 and err == "" and target.read_text().splitlines() == out.splitlines()
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code, out, err = score(
+        capsys, root / "labelled", outputs, "--scoring-dir", root / "scoring", "--scores", blocker / "x.csv"
+    )
+    assert code == 2 and out == "" and "cannot create its folder" in err and "Traceback" not in err
+    code, out, err = score(
+        capsys, root / "labelled", outputs, "--scoring-dir", root / "scoring", "--class-scores", tmp_path
+    )
+    assert code == 2 and out == "" and "is a folder" in err
+
+
+def test_score_folder_in_the_library(real, tmp_path: Path):
+    from kdsleep.ecg12.score_folder import ScoreFolderError, score_folder
+
+    root, outputs, headers = _perfect(real, tmp_path)
+    (outputs / "Z99999.csv").write_text("#Z99999\n164889003\n1\n0.9\n")
+    result = score_folder(root / "labelled", outputs, real[1])
+    assert result.records == tuple(sorted(h.record_name for h in headers))
+    assert result.unlabelled_outputs == (outputs / "Z99999.csv",)
+    assert result.scores.challenge_metric == pytest.approx(1.0)
+    with pytest.raises(ScoreFolderError, match="OUTPUT_DIR .* is not a folder"):
+        score_folder(root / "labelled", tmp_path / "none", real[1])

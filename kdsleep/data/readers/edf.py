@@ -52,6 +52,12 @@ class EdfHeader:
     labels: tuple[str, ...]
     units: tuple[str, ...]
     samples_per_record: tuple[int, ...]
+    physical_min: tuple[float, ...] = ()
+    physical_max: tuple[float, ...] = ()
+    digital_min: tuple[float, ...] = ()
+    digital_max: tuple[float, ...] = ()
+    #: Whole data records the file holds (more than ``n_records`` when the header under-declares them).
+    records_in_file: int | None = None
 
     @property
     def signal_labels(self) -> list[str]:
@@ -116,6 +122,8 @@ def read_edf_header(path: str | os.PathLike[str]) -> EdfHeader:
         When the file does not exist.
     """
     path = Path(path)
+    if path.is_dir():
+        raise EdfFormatError(f"{path}: is a folder, not an EDF/BDF file; give the recording file itself")
     size = path.stat().st_size
     with open(path, "rb") as fh:
         fixed = fh.read(256)
@@ -155,9 +163,15 @@ def read_edf_header(path: str | os.PathLike[str]) -> EdfHeader:
     samples_per_record = tuple(
         _integer(f, f"samples per record of {labels[i]!r}", path) for i, f in enumerate(fields(spr_offset, 8))
     )
-    for i, name in enumerate(("physical minimum", "physical maximum", "digital minimum", "digital maximum")):
-        for label, raw in zip(labels, fields(16 + 80 + 8 + 8 * i, 8), strict=True):
+    ranges = [
+        tuple(
             _number(raw, f"{name} of {label!r}", path)
+            for label, raw in zip(labels, fields(16 + 80 + 8 + 8 * i, 8), strict=True)
+        )
+        for i, name in enumerate(
+            ("physical minimum", "physical maximum", "digital minimum", "digital maximum")
+        )
+    ]
     bytes_per_sample = 3 if bdf else 2
     record_bytes = bytes_per_sample * sum(samples_per_record)
     data_bytes = size - header_bytes
@@ -170,6 +184,7 @@ def read_edf_header(path: str | os.PathLike[str]) -> EdfHeader:
             f"{path}: truncated EDF file: the header declares {n_records} data records of {record_bytes} bytes "
             f"({n_records * record_bytes} bytes) but only {data_bytes} bytes of data follow the header"
         )
+    records_in_file = data_bytes // record_bytes if record_bytes else n_records
     date = fixed[168:176].decode("ascii", errors="replace")
     time = fixed[176:184].decode("ascii", errors="replace")
     return EdfHeader(
@@ -182,6 +197,11 @@ def read_edf_header(path: str | os.PathLike[str]) -> EdfHeader:
         labels=labels,
         units=units,
         samples_per_record=samples_per_record,
+        physical_min=ranges[0],
+        physical_max=ranges[1],
+        digital_min=ranges[2],
+        digital_max=ranges[3],
+        records_in_file=records_in_file,
     )
 
 
@@ -263,6 +283,27 @@ def read_edf(
                 f"{path}: channel label {name!r} appears {header.labels.count(name)} times in the header; "
                 "cannot tell which one is meant"
             )
+    for name in needed:
+        i = header.labels.index(name)
+        for kind, low, high in (
+            ("physical", header.physical_min, header.physical_max),
+            ("digital", header.digital_min, header.digital_max),
+        ):
+            if low and low[i] == high[i]:
+                raise EdfFormatError(
+                    f"{path}: channel {name!r}: {kind} minimum = {kind} maximum = {low[i]:g} in the header; its "
+                    "samples cannot be converted to physical values (a disconnected or misconfigured channel?)"
+                )
+    if header.records_in_file is not None and header.records_in_file > header.n_records:
+        logger.warning(
+            "%s: the header declares %d data records but the file holds %d; reading the %d declared records "
+            "(%g s) and ignoring the rest",
+            path,
+            header.n_records,
+            header.records_in_file,
+            header.n_records,
+            header.duration,
+        )
     for out, src in sources.items():
         if src.negative is not None and header.sfreq(src.positive) != header.sfreq(src.negative):
             raise ValueError(
@@ -283,6 +324,8 @@ def read_edf(
                 f"{path}: mne read {names} at {raw.info['sfreq']} Hz, header says {sfreq} Hz"
             )
         data = raw.get_data(picks=list(range(len(raw.ch_names))))
+        # mne reads every record in the file; the header's count is what the recording declares
+        data = data[:, : int(round(header.n_records * header.record_duration * sfreq))]
         for row, name in zip(data, raw.ch_names, strict=True):
             unit = header.units[header.labels.index(name)]
             scale = unit_scale_to_volts(unit)

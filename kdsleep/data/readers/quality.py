@@ -80,7 +80,8 @@ def mask_bad_epochs(
     flat_seconds : float
         See :func:`bad_sample_mask`.
     warn : bool
-        Emit a :class:`BadSignalWarning` naming the file, channel and amount masked.
+        Emit a :class:`BadSignalWarning` naming the file, channel and amount masked; ``False`` logs the same
+        message at INFO level instead (never both, so a command line shows it once).
 
     Returns
     -------
@@ -108,9 +109,11 @@ def mask_bad_epochs(
             f"{recording.source or recording.subject}: channel {name!r}: {bad.sum() / signal.sfreq:.1f} s of NaN "
             f"or flat signal ({n_nan / signal.sfreq:.1f} s NaN); {int(newly.sum())} epoch(s) masked as artefact"
         )
+        # one channel of report: a Python warning, or (warn=False) a log line
         if warn:
             warnings.warn(message, BadSignalWarning, stacklevel=2)
-        logger.info(message)
+        else:
+            logger.info(message)
     return Hypnogram(
         stages,
         hypnogram.epoch_length,
