@@ -6,10 +6,23 @@ features :math:`T_j \in \mathbb{R}^{B \times C^t_j \times L_j}` (channel counts 
 * attention map :math:`a(F)_{b,l} = \frac{1}{C}\sum_c |F_{b,c,l}|^p` (``p = 2``);
 * per-sample normalisation :math:`q(F)_b = a(F)_b / \max(\lVert a(F)_b \rVert_2, \epsilon)` over the
   :math:`L_j` positions;
-* ``distance="squared"``: :math:`\ell_j = \operatorname{mean}_{b,l} (q(S_j) - q(T_j))^2` as in Zagoruyko &
-  Komodakis (ICLR 2017); ``distance="l2"``: :math:`\ell_j = \operatorname{mean}_b \lVert q(S_j)_b -
-  q(T_j)_b\rVert_2`, Eq. 3 of Joshi et al. (arXiv 2112.07252);
+* the per-layer distance :math:`\ell_j`, one of
+
+  - ``distance="squared_l2"`` (default): :math:`\ell_j = \frac{1}{B}\sum_b \lVert q(S_j)_b -
+    q(T_j)_b\rVert_2^2 = \frac{1}{B}\sum_b \sum_{l=1}^{L_j} (q(S_j)_{b,l} - q(T_j)_{b,l})^2`, the squared
+    distance between unit-norm maps, summed over positions and averaged over the batch. It lies in
+    :math:`[0, 4]` (:math:`[0, 2]` for the non-negative maps of real features) whatever the layer length
+    :math:`L_j`, so every layer counts on the same scale;
+  - ``distance="squared_mean"`` (alias ``"squared"``, the behaviour before ``squared_l2`` existed):
+    :math:`\ell_j = \operatorname{mean}_{b,l} (q(S_j) - q(T_j))^2 = \ell_j^{\text{squared\_l2}} / L_j`, the
+    element mean of Zagoruyko & Komodakis' code (ICLR 2017). Each term scales as :math:`1/L_j`: on the
+    35-epoch U-Time layer set (:math:`L_j` from 70 to 210 000) the shortest layers outweigh the longest by
+    about :math:`3000\times`;
+  - ``distance="l2"``: :math:`\ell_j = \operatorname{mean}_b \lVert q(S_j)_b - q(T_j)_b\rVert_2`, Eq. 3 of
+    Joshi et al. (arXiv 2112.07252), in :math:`[0, 2]`, also independent of :math:`L_j`;
 * total :math:`\sum_j w_j \ell_j`; the gradient flows to the student only.
+
+``squared_l2`` runs the ``squared_mean`` kernel with the layer weights :math:`w_j L_j`, which is the same sum.
 
 ``mode="joshi"`` reproduces the authors' public code: sum instead of mean over channels, normalisation across
 the batch dimension (for each position), L1 distance averaged over (B, L), and by default the mean over the
@@ -17,8 +30,8 @@ given layers (pass ``weights`` to reproduce their five layer groups).
 
 Gradient used by the kernels (canonical mode). With :math:`u = q(S)_b`, :math:`v = q(T)_b`,
 :math:`n_s = \max(\lVert a_s\rVert, \epsilon)` and :math:`g = \partial\ell/\partial u = c\,(u - v)`
-(:math:`c = 2w/(BL)` for the squared distance, :math:`w/(B\lVert u-v\rVert)` for l2), the normalisation's
-Jacobian gives :math:`\partial\ell/\partial a_s = \alpha a_s + \beta a_t` with
+(:math:`c = 2w/(BL)` for ``squared_mean``, :math:`2w/B` for ``squared_l2``, :math:`w/(B\lVert u-v\rVert)`
+for l2), the normalisation's Jacobian gives :math:`\partial\ell/\partial a_s = \alpha a_s + \beta a_t` with
 :math:`\alpha = c(1 - k)/n_s^2`, :math:`\beta = -c/(n_s n_t)`, :math:`k = u\cdot u - u\cdot v` (0 when the
 norm is clamped). Hence three sums per (layer, sample), :math:`\sum a_s^2, \sum a_t^2, \sum a_s a_t`, decide
 the loss and the gradient, which is :math:`p\,\mathrm{sign}(S)|S|^{p-1}(\alpha a_s + \beta a_t)/C^s`.
@@ -33,7 +46,10 @@ from torch import Tensor
 
 from kdsleep.ops import _extension, reference
 
-__all__ = ["attention_transfer_loss"]
+__all__ = ["AT_DISTANCES", "attention_transfer_loss"]
+
+#: Accepted values of ``distance`` (``"squared"`` is an alias of ``"squared_mean"``).
+AT_DISTANCES = ("squared_l2", "squared_mean", "squared", "l2")
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -94,7 +110,7 @@ def attention_transfer_loss(
     *,
     p: float = 2.0,
     weights: Sequence[float] | None = None,
-    distance: str = "squared",
+    distance: str = "squared_l2",
     mode: str = "canonical",
     eps: float = 1e-12,
 ) -> Tensor:
@@ -110,9 +126,13 @@ def attention_transfer_loss(
     weights : list of float, optional
         Per-layer weights :math:`w_j`; default 1 for every layer (``mode="canonical"``) or ``1/J``
         (``mode="joshi"``, the mean over layers).
-    distance : {"squared", "l2"}
-        Mean squared difference of the normalised maps, or the paper's per-sample L2 norm (Eq. 3) averaged
-        over the batch. Ignored by ``mode="joshi"``, which uses the L1 distance of the authors' code.
+    distance : {"squared_l2", "squared_mean", "squared", "l2"}
+        ``"squared_l2"`` (default): per-sample squared L2 distance of the unit-norm maps, summed over the
+        positions and averaged over the batch, in [0, 4] whatever the layer length, so that every layer
+        counts. ``"squared_mean"`` (alias ``"squared"``): the same squared differences averaged over batch
+        *and* positions, which divides layer j's term by its length L_j (the shortest layers dominate).
+        ``"l2"``: the paper's per-sample L2 norm (Eq. 3) averaged over the batch. See the module docstring.
+        ``mode="joshi"`` uses the L1 distance of the authors' code and ignores the squared choices.
     mode : {"canonical", "joshi"}
         Canonical per-sample normalisation, or the authors' public code (see module docstring).
     eps : float
@@ -126,9 +146,12 @@ def attention_transfer_loss(
     _check_layers(student, teacher)
     if mode not in ("canonical", "joshi"):
         raise ValueError(f"attention_transfer_loss: mode must be 'canonical' or 'joshi', got {mode!r}")
-    if distance not in ("squared", "l2"):
-        raise ValueError(f"attention_transfer_loss: distance must be 'squared' or 'l2', got {distance!r}")
-    if mode == "joshi" and distance != "squared":
+    if distance not in AT_DISTANCES:
+        raise ValueError(
+            f"attention_transfer_loss: distance must be one of {', '.join(map(repr, AT_DISTANCES))}, "
+            f"got {distance!r}"
+        )
+    if mode == "joshi" and distance == "l2":
         raise ValueError(
             "attention_transfer_loss: mode='joshi' uses the L1 distance of the authors' code; "
             "leave distance at its default"
@@ -150,7 +173,13 @@ def attention_transfer_loss(
         return reference.attention_transfer_loss(
             student, teacher, p=p, weights=weights, distance=distance, mode=mode, eps=eps
         )
-    loss, _ = torch.ops.kdsleep.attention_transfer(student, teacher, p, weights, distance, mode, float(eps))
+    kernel_distance = "l2" if distance == "l2" else "squared"
+    if distance == "squared_l2" and mode == "canonical":
+        # sum over positions = L_j x the mean over positions that the kernel computes
+        weights = [w * s.shape[2] for w, s in zip(weights, student, strict=True)]
+    loss, _ = torch.ops.kdsleep.attention_transfer(
+        student, teacher, p, weights, kernel_distance, mode, float(eps)
+    )
     return loss
 
 

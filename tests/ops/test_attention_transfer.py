@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -12,7 +13,12 @@ from kdsleep.ops import reference
 
 from .conftest import make_layers
 
-MODES = [("canonical", "squared"), ("canonical", "l2"), ("joshi", "squared")]
+MODES = [
+    ("canonical", "squared_l2"),
+    ("canonical", "squared_mean"),
+    ("canonical", "l2"),
+    ("joshi", "squared_l2"),
+]
 
 
 def _both(student, teacher, **kw):
@@ -221,7 +227,8 @@ def test_opcheck(device, mode, distance):
     for requires_grad in (False, True):
         student = make_layers((2, [(3, 40), (5, 8)]), device=device, generator=g, requires_grad=requires_grad)
         teacher = make_layers((2, [(2, 40), (1, 8)]), device=device, generator=g)
-        args = (student, teacher, 2.0, [1.0, 0.5], distance, mode, 1e-12)
+        kernel_distance = "l2" if distance == "l2" else "squared"  # the op's own distances
+        args = (student, teacher, 2.0, [1.0, 0.5], kernel_distance, mode, 1e-12)
         torch.library.opcheck(torch.ops.kdsleep.attention_transfer.default, args)
     _, saved = torch.ops.kdsleep.attention_transfer(*args)
     grad = torch.ones((), device=device)
@@ -252,3 +259,81 @@ def test_torch_compile_fullgraph(device):
     out = compiled(*student, *teacher)
     torch.testing.assert_close(out, eager)
     torch.testing.assert_close(torch.autograd.grad(out, student), torch.autograd.grad(eager, student))
+
+
+# ---- per-layer normalisation: every layer counts ----
+
+
+def _utime_tap_shapes() -> list[tuple[int, int]]:
+    from kdsleep.models import UTime
+
+    return list(UTime(n_chans=1, n_outputs=5, sfreq=200, n_epochs=35).tap_shapes.values())
+
+
+def _gradient_share_spread(device: str, distance: str) -> float:
+    """max / min over layers of ||d loss / d S_j|| on the 35-epoch U-Time layer set (B = 2, random maps)."""
+    g = torch.Generator().manual_seed(11)
+    shapes = _utime_tap_shapes()
+    student = make_layers((2, shapes), device=device, generator=g, requires_grad=True)
+    teacher = make_layers((2, shapes), device=device, generator=g)
+    loss = ops.attention_transfer_loss(student, teacher, distance=distance)
+    norms = torch.stack([grad.double().norm() for grad in torch.autograd.grad(loss, student)])
+    assert torch.isfinite(norms).all() and (norms > 0).all()
+    return (norms.max() / norms.min()).item()
+
+
+def test_every_layer_counts_under_the_default(device):
+    """Each layer's share of the gradient norm is within an order of magnitude of every other layer's.
+
+    The U-Time layer set has L_j from 70 to 210 000. With ``squared_mean`` the shortest layers' gradients are
+    thousands of times larger than the longest layers' (the test would catch a regression to it).
+    """
+    shapes = _utime_tap_shapes()
+    lengths = [length for _, length in shapes]
+    assert len(shapes) >= 10 and max(lengths) / min(lengths) >= 1000
+    assert _gradient_share_spread(device, "squared_l2") < 10.0
+    assert _gradient_share_spread(device, "squared_mean") > 1000.0
+
+
+def test_squared_l2_is_the_default_and_bounded():
+    g = torch.Generator().manual_seed(12)
+    shapes = (3, [(4, 5000), (8, 7), (2, 1)])
+    student = make_layers(shapes, generator=g)
+    teacher = make_layers(shapes, generator=g)
+    default = ops.attention_transfer_loss(student, teacher)
+    torch.testing.assert_close(default, ops.attention_transfer_loss(student, teacher, distance="squared_l2"))
+    for s, t in zip(student, teacher, strict=True):
+        # unit-norm maps: ||u - v||^2 <= 4 (<= 2 for non-negative maps)
+        term = ops.attention_transfer_loss([s], [t]).item()
+        assert 0.0 <= term <= 2.0 + 1e-6
+        worst = ops.attention_transfer_loss([s], [-s], p=1.0, mode="canonical").item()  # maps >= 0: same map
+        assert worst == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_squared_l2_is_length_times_squared_mean(device, dtype):
+    """The fused squared_l2 equals sum_j w_j L_j l_j(squared_mean), loss and gradient, and the reference."""
+    g = torch.Generator().manual_seed(13)
+    shapes = (2, [(3, 900), (5, 30), (4, 1)])
+    student = make_layers(shapes, dtype=dtype, device=device, generator=g, requires_grad=True)
+    teacher = make_layers(shapes, dtype=dtype, device=device, generator=g)
+    weights = [0.5, 2.0, 1.0]
+    new = ops.attention_transfer_loss(student, teacher, weights=weights)
+    scaled = [w * s.shape[2] for w, s in zip(weights, student, strict=True)]
+    old = ops.attention_transfer_loss(student, teacher, weights=scaled, distance="squared_mean")
+    alias = ops.attention_transfer_loss(student, teacher, weights=scaled, distance="squared")
+    ref = reference.attention_transfer_loss(student, teacher, weights=weights, distance="squared_l2")
+    tol = dict(rtol=1e-12, atol=0) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-8)
+    torch.testing.assert_close(new, old, **tol)
+    torch.testing.assert_close(new, alias, **tol)
+    torch.testing.assert_close(
+        new, ref.to(new.dtype), **(tol if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-7))
+    )
+    for a, b in zip(torch.autograd.grad(new, student), torch.autograd.grad(old, student), strict=True):
+        torch.testing.assert_close(a, b, **tol)
+    # the same quantity by hand
+    by_hand = sum(
+        w * (F.normalize(s.pow(2).mean(1), dim=1) - F.normalize(t.pow(2).mean(1), dim=1)).pow(2).sum(1).mean()
+        for w, s, t in zip(weights, student, teacher, strict=True)
+    )
+    torch.testing.assert_close(new, by_hand.to(new.dtype), rtol=1e-4, atol=1e-7)
