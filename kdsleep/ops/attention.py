@@ -177,7 +177,7 @@ def attention_transfer_loss(
     if distance == "squared_l2" and mode == "canonical":
         # sum over positions = L_j x the mean over positions that the kernel computes
         weights = [w * s.shape[2] for w, s in zip(weights, student, strict=True)]
-    loss, _ = torch.ops.kdsleep.attention_transfer(
+    loss, _, _ = torch.ops.kdsleep.attention_transfer(
         student, teacher, p, weights, kernel_distance, mode, float(eps)
     )
     return loss
@@ -192,42 +192,23 @@ def _register() -> None:
     def _(student, teacher, p, weights, distance, mode, eps):
         ref = student[0]
         batch = ref.shape[0]
-        # Two fp64 coefficients per (layer, sample), then two maps per layer (see csrc/kdsleep_ops.h).
-        n = 2 * len(student) * batch * (1 if ref.dtype == torch.float64 else 2)
+        # Two maps per layer in the accumulation dtype; (alpha, beta) per (layer, sample) in float64
+        # (see csrc/kdsleep_ops.h).
+        n = 0
         for s in student:
             n = n + 2 * batch * s.shape[2]
         acc = _acc_dtype(ref.dtype)
-        return ref.new_empty((), dtype=acc), ref.new_empty((n,), dtype=acc)
-
-    @torch.library.register_fake("kdsleep::attention_transfer_backward")
-    def _(grad, student, saved, p, mode):
-        return [torch.empty_like(s, memory_format=torch.contiguous_format) for s in student]
-
-    def setup_context(ctx, inputs, output):
-        student, teacher, p, weights, distance, mode, eps = inputs
-        _, saved = output
-        ctx.save_for_backward(saved, *student)
-        ctx.p = p
-        ctx.mode = mode
-
-    def backward(ctx, grad_loss, grad_saved):
-        saved, *student = ctx.saved_tensors
-        grads = torch.ops.kdsleep.attention_transfer_backward(grad_loss, student, saved, ctx.p, ctx.mode)
-        return list(grads), [None] * len(student), None, None, None, None, None
-
-    torch.library.register_autograd("kdsleep::attention_transfer", backward, setup_context=setup_context)
-
-    def no_double_backward(ctx, *grads):
-        raise NotImplementedError(
-            "kdsleep attention_transfer_loss does not support double backward (create_graph=True); use "
-            "kdsleep.ops.reference.attention_transfer_loss for higher-order gradients"
+        return (
+            ref.new_empty((), dtype=acc),
+            ref.new_empty((n,), dtype=acc),
+            ref.new_empty((len(student), batch, 2), dtype=torch.float64),
         )
 
-    torch.library.register_autograd(
-        "kdsleep::attention_transfer_backward",
-        no_double_backward,
-        setup_context=lambda ctx, inputs, output: None,
-    )
+    @torch.library.register_fake("kdsleep::attention_transfer_backward")
+    def _(grad, student, saved, coeffs, p, mode):
+        return [torch.empty_like(s, memory_format=torch.contiguous_format) for s in student]
+
+    # Autograd is registered in C++ (csrc/kdsleep_ops.cpp), off the Python hot path.
 
 
 if "attention_transfer" in _extension.OPS:

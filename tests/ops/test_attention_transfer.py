@@ -230,11 +230,12 @@ def test_opcheck(device, mode, distance):
         kernel_distance = "l2" if distance == "l2" else "squared"  # the op's own distances
         args = (student, teacher, 2.0, [1.0, 0.5], kernel_distance, mode, 1e-12)
         torch.library.opcheck(torch.ops.kdsleep.attention_transfer.default, args)
-    _, saved = torch.ops.kdsleep.attention_transfer(*args)
+    _, saved, coeffs = torch.ops.kdsleep.attention_transfer(*args)
+    assert coeffs.dtype == torch.float64 and coeffs.shape == (2, 2, 2)
     grad = torch.ones((), device=device)
     torch.library.opcheck(
         torch.ops.kdsleep.attention_transfer_backward.default,
-        (grad, [s.detach() for s in student], saved.detach(), 2.0, mode),
+        (grad, [s.detach() for s in student], saved.detach(), coeffs.detach(), 2.0, mode),
     )
 
 
