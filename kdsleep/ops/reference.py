@@ -43,8 +43,11 @@ def attention_transfer_loss(
     distance: str = "squared_l2",
     mode: str = "canonical",
     eps: float = 1e-12,
+    teacher_maps: bool = False,
 ) -> Tensor:
     """Reference attention-transfer loss; see :func:`kdsleep.ops.attention_transfer_loss`.
+
+    With ``teacher_maps=True`` the teacher entries are precomputed (B, L_j) normalised maps.
 
     Per layer, with unit-norm maps ``qs``, ``qt`` of shape (B, L_j): ``squared_l2`` is
     ``((qs - qt) ** 2).sum(1).mean()``, ``squared_mean`` (alias ``squared``) is ``((qs - qt) ** 2).mean()``,
@@ -56,9 +59,11 @@ def attention_transfer_loss(
     total = None
     for s, t, w in zip(student, teacher, weights, strict=True):
         t = t.detach()
+        if teacher_maps:
+            t_map = _opmath(t.to(s.dtype)) if s.dtype == torch.float64 else t.float()
         if mode == "canonical":
             qs = F.normalize(attention_map(s, p, "mean"), dim=1, eps=eps)
-            qt = F.normalize(attention_map(t, p, "mean"), dim=1, eps=eps)
+            qt = F.normalize(t_map if teacher_maps else attention_map(t, p, "mean"), dim=1, eps=eps)
             if distance == "squared_l2":
                 term = (qs - qt).pow(2).sum(1).mean()
             elif distance in ("squared_mean", "squared"):
@@ -69,7 +74,7 @@ def attention_transfer_loss(
                 raise ValueError(f"attention_transfer_loss: unknown distance {distance!r}")
         else:
             qs = F.normalize(attention_map(s, p, "sum"), dim=0, eps=eps)
-            qt = F.normalize(attention_map(t, p, "sum"), dim=0, eps=eps)
+            qt = F.normalize(t_map if teacher_maps else attention_map(t, p, "sum"), dim=0, eps=eps)
             term = (qs - qt).abs().mean()
         total = w * term if total is None else total + w * term
     assert total is not None

@@ -338,3 +338,44 @@ def test_squared_l2_is_length_times_squared_mean(device, dtype):
         for w, s, t in zip(weights, student, teacher, strict=True)
     )
     torch.testing.assert_close(new, by_hand.to(new.dtype), rtol=1e-4, atol=1e-7)
+
+
+# ---- precomputed teacher maps ----
+
+
+@pytest.mark.parametrize("mode,distance", MODES)
+@pytest.mark.parametrize("p", [2.0, 1.5])
+def test_precomputed_teacher_maps_equal_the_live_teacher(device, mode, distance, p):
+    """Maps stored once (float32 or float16) give the live teacher's loss and gradient."""
+    g = torch.Generator().manual_seed(21)
+    shapes = [(4, 3000), (16, 70), (8, 1)]
+    student = make_layers((3, shapes), device=device, generator=g, requires_grad=True)
+    teacher = make_layers((3, [(c * 2, length) for c, length in shapes]), device=device, generator=g)
+    kw = dict(p=p, mode=mode, distance=distance, weights=[1.0, 0.5, 2.0])
+    live = ops.attention_transfer_loss(student, teacher, **kw)
+    (g_live,) = torch.autograd.grad(live, student[:1])
+    # loss: relative; gradient: relative in norm (element-wise it cancels where student and teacher agree)
+    # (measured: float16 canonical <= 9e-5 / 4e-4, joshi 4e-4 / 3e-2: its L1 gradient's sign flips where
+    # the maps nearly agree)
+    fp16 = (2e-4, 1e-3) if mode == "canonical" else (2e-3, 5e-2)
+    for dtype, rtol, grad_rtol in ((torch.float32, 1e-5, 1e-4), (torch.float16, *fp16)):
+        maps = ops.attention_maps(teacher, p=p, mode=mode, dtype=dtype)
+        assert [tuple(m.shape) for m in maps] == [(3, length) for _, length in shapes]
+        assert all(m.dtype == dtype and not m.requires_grad for m in maps)
+        cached = ops.attention_transfer_loss(student, maps, teacher_maps=True, **kw)
+        ref = reference.attention_transfer_loss(student, maps, teacher_maps=True, **kw)
+        torch.testing.assert_close(cached, live, rtol=rtol, atol=1e-7)
+        torch.testing.assert_close(ref, cached, rtol=2e-4, atol=1e-7)
+        (g_cached,) = torch.autograd.grad(cached, student[:1])
+        assert ((g_cached - g_live).norm() / g_live.norm()).item() <= grad_rtol
+
+
+def test_precomputed_teacher_maps_bad_input():
+    student = [torch.randn(2, 3, 10), torch.randn(2, 3, 5)]
+    maps = ops.attention_maps([torch.randn(2, 4, 10), torch.randn(2, 4, 5)])
+    with pytest.raises(ValueError, match=r"teacher map 1 has shape \(2, 4\); expected \(B, L\) = \(2, 5\)"):
+        ops.attention_transfer_loss(student, [maps[0], maps[1][:, :4]], teacher_maps=True)
+    with pytest.raises(ValueError, match="needs a list of 2"):
+        ops.attention_transfer_loss(student, maps[:1], teacher_maps=True)
+    with pytest.raises(ValueError, match=r"must be a \(B, C, L\)"):
+        ops.attention_maps([torch.randn(2, 10)])
