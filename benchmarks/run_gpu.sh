@@ -95,7 +95,11 @@ import sys
 import torch
 
 import kdsleep.ops as ops
-from kdsleep.models.utime import UTime
+
+# UTime(n_chans=1, n_outputs=5, sfreq=200, n_epochs=35).tap_shapes, written out so that this step needs
+# only torch (the model module imports the data stack)
+TAPS = [(16, 21000), (32, 4200), (64, 840), (128, 210), (256, 70), (512, 70), (256, 210), (128, 840),
+        (64, 4200), (32, 21000), (16, 210000), (5, 210000)]
 
 
 def event_median(fn, rounds=20):
@@ -121,7 +125,7 @@ copy_bw = 2 * src.numel() * 4 / event_median(lambda: dst.copy_(src))
 del src, dst
 lines = [f"GPU {torch.cuda.get_device_name(0)}, torch {torch.__version__}; copy bandwidth {copy_bw / 1e9:.0f} GB/s", ""]
 lines += ["| op | phase | CUDA-event median | bytes counted | fraction of copy bandwidth |", "|---|---|---|---|---|"]
-shapes = UTime(n_chans=1, n_outputs=5, sfreq=200.0, n_epochs=35).tap_shapes.values()
+shapes = TAPS
 g = torch.Generator().manual_seed(0)
 student = [torch.randn(12, c, n, generator=g).to(dev).requires_grad_(True) for c, n in shapes]
 teacher = [torch.randn(12, c, n, generator=g).to(dev) for c, n in shapes]
