@@ -61,8 +61,10 @@ using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
 // Identity whose backward refuses: the fused losses give first derivatives only. Applied to the gradients
-// a backward returns when it runs with create_graph=True, so the second backward fails clearly instead of
-// silently treating the fused gradient as a constant.
+// a backward returns when it runs with create_graph=True. Where those gradients depend on something that
+// requires grad (attention transfer: the student; softmax / DINO: an incoming gradient that requires grad),
+// a second backward then fails clearly instead of treating the fused gradient as a constant; otherwise they
+// carry no graph and PyTorch itself refuses to differentiate them.
 struct NoDoubleBackward : public torch::autograd::Function<NoDoubleBackward> {
   static variable_list forward(AutogradContext* ctx, at::TensorList grads, std::string op) {
     ctx->saved_data["op"] = op;

@@ -174,3 +174,37 @@ def test_self_distillation_paths(device, classes, dtype):
     tol = dict(rtol=1e-9, atol=1e-12) if dtype == torch.float64 else dict(rtol=2e-4, atol=1e-6)
     torch.testing.assert_close(fused, ref.to(fused.dtype), **tol)
     torch.testing.assert_close(torch.autograd.grad(fused, s)[0], torch.autograd.grad(ref, s)[0], **tol)
+
+
+def test_autograd_runs_in_cpp_and_refuses_double_backward(device):
+    """Each op's backward node is the C++ autograd function (no Python autograd.Function per call), and no
+    second derivative is ever silently wrong: attention transfer raises; the softmax and DINO gradients
+    carry no graph (PyTorch refuses to differentiate them) unless the incoming gradient itself requires
+    grad, in which case they raise too."""
+    g = torch.Generator().manual_seed(5)
+    s = torch.randn(2, 5, 7, generator=g, dtype=torch.float64).to(device).requires_grad_(True)
+    t = torch.randn(2, 5, 7, generator=g, dtype=torch.float64).to(device)
+    y = torch.randint(0, 5, (2, 7), generator=g).to(device)
+    views = torch.randn(3, 4, 6, generator=g, dtype=torch.float64).to(device).requires_grad_(True)
+    center = torch.zeros(6, device=device, dtype=torch.float64)
+    maps = make_layers((2, [(3, 9)]), dtype=torch.float64, device=device, generator=g, requires_grad=True)
+    scale = torch.tensor(2.0, device=device, dtype=torch.float64, requires_grad=True)
+
+    loss = ops.attention_transfer_loss(maps, [m.detach() for m in maps])
+    assert "AttentionTransferFunction" in loss.grad_fn.name()
+    (grad,) = torch.autograd.grad(loss, maps[0], create_graph=True)
+    with pytest.raises(NotImplementedError, match="double backward"):
+        torch.autograd.grad(grad.sum(), maps[0])
+
+    for name, make_loss, x in (
+        ("SoftmaxDistillationFunction", lambda: ops.distillation_loss(s, t, y), s),
+        ("SelfDistillationFunction", lambda: ops.self_distillation_loss(views, views[:2], center), views),
+    ):
+        loss = make_loss()
+        assert name in loss.grad_fn.name()
+        (grad,) = torch.autograd.grad(loss, x, create_graph=True)
+        assert not grad.requires_grad
+        (grad,) = torch.autograd.grad(scale * make_loss(), x, create_graph=True)
+        assert grad.requires_grad
+        with pytest.raises(NotImplementedError, match="double backward"):
+            torch.autograd.grad(grad.sum(), scale)
