@@ -39,11 +39,14 @@ def render(data: dict) -> str:
         impl = bench["params"].get("impl", bench["name"])
         groups[bench["group"]][impl] = bench
     for group, impls in sorted(groups.items()):
+        events = any("cuda_event_median_ms" in b.get("extra_info", {}) for b in impls.values())
         lines += [
             f"**{group}**",
             "",
-            "| implementation | median | IQR | peak memory | kept for backward | effective bandwidth | speed-up of fused |",
-            "|---|---|---|---|---|---|---|",
+            "| implementation | median | IQR | "
+            + ("CUDA-event median | " if events else "")
+            + "peak memory | kept for backward | effective bandwidth | speed-up of fused |",
+            "|---|---|---|" + ("---|" if events else "") + "---|---|---|---|",
         ]
         fused = impls.get("fused")
         for impl in ("eager", "compiled", "fused"):
@@ -57,8 +60,9 @@ def render(data: dict) -> str:
             bw = f"{extra['GBps']} GB/s" if "GBps" in extra else ""
             if "fraction_of_copy_bw" in extra:
                 bw += f" ({100 * extra['fraction_of_copy_bw']:.0f}% of copy)"
+            event = f"{extra.get('cuda_event_median_ms', 'n/a')} ms | " if events else ""
             lines.append(
-                f"| {impl} | {stats['median'] * 1e3:.3f} ms | {stats['iqr'] * 1e3:.3f} ms | "
+                f"| {impl} | {stats['median'] * 1e3:.3f} ms | {stats['iqr'] * 1e3:.3f} ms | {event}"
                 f"{_mib(extra.get('peak_memory_MiB'))} | {_mib(extra.get('saved_for_backward_MiB'))} | {bw} | {speedup} |"
             )
         lines.append("")

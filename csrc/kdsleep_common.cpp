@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace kdsleep {
 
@@ -67,15 +68,9 @@ void check_attention_transfer_inputs(at::TensorList student, at::TensorList teac
   }
 }
 
-int64_t at_coeff_numel(at::TensorList student) {
-  // Two fp64 coefficients per (layer, sample), stored in the workspace's own dtype (float32 or float64).
-  const int64_t per_double = student[0].scalar_type() == at::kDouble ? 1 : 2;
-  return 2 * static_cast<int64_t>(student.size()) * student[0].size(0) * per_double;
-}
-
 int64_t at_saved_numel(at::TensorList student) {
   const int64_t batch = student[0].size(0);
-  int64_t n = at_coeff_numel(student);
+  int64_t n = 0;
   for (const auto& s : student) n += 2 * batch * s.size(2);
   return n;
 }
@@ -83,12 +78,50 @@ int64_t at_saved_numel(at::TensorList student) {
 std::vector<int64_t> at_map_offsets(at::TensorList student) {
   const int64_t batch = student[0].size(0);
   std::vector<int64_t> offsets(student.size());
-  int64_t off = at_coeff_numel(student);
+  int64_t off = 0;
   for (size_t j = 0; j < student.size(); ++j) {
     offsets[j] = off;
     off += 2 * batch * student[j].size(2);
   }
   return offsets;
+}
+
+void check_attention_transfer_backward_inputs(const at::Tensor& grad, at::TensorList student,
+                                              const at::Tensor& saved, const at::Tensor& coeffs) {
+  TORCH_CHECK(!student.empty(), "attention_transfer_backward: no student feature maps");
+  const auto dtype = student[0].scalar_type();
+  const auto device = student[0].device();
+  TORCH_CHECK(supported_float(dtype), "attention_transfer_backward: feature maps must be floating point, got ",
+              dtype);
+  TORCH_CHECK(student[0].dim() == 3, "attention_transfer_backward: student layer 0 must be (B, C, L), got ",
+              student[0].dim(), " dimensions");
+  const int64_t batch = student[0].size(0);
+  TORCH_CHECK(batch > 0, "attention_transfer_backward: the batch is empty");
+  for (size_t j = 0; j < student.size(); ++j) {
+    const at::Tensor& s = student[j];
+    TORCH_CHECK(s.dim() == 3, "attention_transfer_backward: student layer ", j, " must be (B, C, L), got ",
+                s.dim(), " dimensions");
+    TORCH_CHECK(s.scalar_type() == dtype, "attention_transfer_backward: student layer ", j, " has dtype ",
+                s.scalar_type(), " but layer 0 has ", dtype);
+    TORCH_CHECK(s.device() == device, "attention_transfer_backward: student layer ", j, " is on ", s.device(),
+                " but layer 0 is on ", device);
+    TORCH_CHECK(s.size(0) == batch && s.size(1) > 0 && s.size(2) > 0, "attention_transfer_backward: student layer ",
+                j, " has shape ", s.sizes(), "; expected batch ", batch, " and non-empty channels and length");
+    TORCH_CHECK(s.size(1) <= std::numeric_limits<int32_t>::max(), "attention_transfer_backward: student layer ",
+                j, " has too many channels");
+  }
+  const auto acc = dtype == at::kDouble ? at::kDouble : at::kFloat;
+  TORCH_CHECK(saved.dim() == 1 && saved.numel() == at_saved_numel(student) && saved.is_contiguous() &&
+                  saved.scalar_type() == acc && saved.device() == device,
+              "attention_transfer_backward: the saved maps (", saved.scalar_type(), ", ", saved.sizes(),
+              ") do not match the student feature maps (expected ", acc, ", ", at_saved_numel(student),
+              " contiguous values on ", device, ")");
+  const int64_t n_coeffs = 2 * static_cast<int64_t>(student.size()) * batch;
+  TORCH_CHECK(coeffs.scalar_type() == at::kDouble && coeffs.numel() == n_coeffs && coeffs.is_contiguous() &&
+                  coeffs.device() == device,
+              "attention_transfer_backward: the coefficients (", coeffs.scalar_type(), ", ", coeffs.sizes(),
+              ") must be ", n_coeffs, " contiguous float64 values on ", device);
+  TORCH_CHECK(grad.numel() == 1, "attention_transfer_backward: the loss gradient must be a scalar");
 }
 
 RowView row_view(const at::Tensor& x) {

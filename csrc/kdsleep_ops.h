@@ -18,14 +18,17 @@ void check_attention_transfer_inputs(at::TensorList student, at::TensorList teac
 int parse_at_mode(const std::string& mode);
 int parse_at_distance(const std::string& distance);
 
-// The workspace the attention-transfer forward returns for the backward (float32, or float64 for float64
-// inputs): first two fp64 coefficients per (layer, sample) -- kept in double because the gradient
-// alpha * a_s + beta * a_t cancels when student and teacher maps agree -- then two maps of B * L_j values
-// per layer. at_coeff_numel is the size of the coefficient region in workspace elements.
-int64_t at_coeff_numel(at::TensorList student);
+// What the attention-transfer forward returns for the backward:
+//  * `saved` (float32, or float64 for float64 inputs): two maps of B * L_j values per layer, the student's
+//    and the teacher's attention maps (mode "joshi": dloss/da and the teacher map);
+//  * `coeffs` (always float64, its own tensor): (alpha, beta) per (layer, sample), shape (J, B, 2) -- kept in
+//    double because the gradient alpha * a_s + beta * a_t cancels when student and teacher maps agree.
 int64_t at_saved_numel(at::TensorList student);
-// Offset of each layer's first map in that workspace.
+// Offset of each layer's first map in `saved`.
 std::vector<int64_t> at_map_offsets(at::TensorList student);
+// Validates every argument of the raw backward op (each layer, the saved maps and the coefficients).
+void check_attention_transfer_backward_inputs(const at::Tensor& grad, at::TensorList student,
+                                              const at::Tensor& saved, const at::Tensor& coeffs);
 
 struct RowView;
 // The (B, K, E) row view of (N, K) or (B, K, E) logits (see RowView in kdsleep_math.h).
@@ -45,13 +48,14 @@ std::tuple<int64_t, int64_t, int64_t, int64_t> check_self_distillation_inputs(co
                                                                               double teacher_temperature);
 
 // ---- CPU ----
-std::tuple<at::Tensor, at::Tensor> attention_transfer_cpu(at::TensorList student, at::TensorList teacher,
-                                                          double p, at::ArrayRef<double> weights,
-                                                          const std::string& distance,
-                                                          const std::string& mode, double eps);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_transfer_cpu(at::TensorList student,
+                                                                      at::TensorList teacher, double p,
+                                                                      at::ArrayRef<double> weights,
+                                                                      const std::string& distance,
+                                                                      const std::string& mode, double eps);
 std::vector<at::Tensor> attention_transfer_backward_cpu(const at::Tensor& grad, at::TensorList student,
-                                                        const at::Tensor& saved, double p,
-                                                        const std::string& mode);
+                                                        const at::Tensor& saved, const at::Tensor& coeffs,
+                                                        double p, const std::string& mode);
 std::tuple<at::Tensor, at::Tensor> softmax_distillation_cpu(
     const at::Tensor& student, const at::Tensor& teacher, const std::optional<at::Tensor>& labels,
     const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& class_weights,
@@ -63,13 +67,14 @@ std::tuple<at::Tensor, at::Tensor> self_distillation_cpu(const at::Tensor& stude
 
 #ifdef KDSLEEP_WITH_CUDA
 // ---- CUDA ----
-std::tuple<at::Tensor, at::Tensor> attention_transfer_cuda(at::TensorList student, at::TensorList teacher,
-                                                           double p, at::ArrayRef<double> weights,
-                                                           const std::string& distance,
-                                                           const std::string& mode, double eps);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_transfer_cuda(at::TensorList student,
+                                                                       at::TensorList teacher, double p,
+                                                                       at::ArrayRef<double> weights,
+                                                                       const std::string& distance,
+                                                                       const std::string& mode, double eps);
 std::vector<at::Tensor> attention_transfer_backward_cuda(const at::Tensor& grad, at::TensorList student,
-                                                         const at::Tensor& saved, double p,
-                                                         const std::string& mode);
+                                                         const at::Tensor& saved, const at::Tensor& coeffs,
+                                                         double p, const std::string& mode);
 std::tuple<at::Tensor, at::Tensor> softmax_distillation_cuda(
     const at::Tensor& student, const at::Tensor& teacher, const std::optional<at::Tensor>& labels,
     const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& class_weights,

@@ -62,7 +62,7 @@ void accumulate_map(const scalar_t* __restrict__ f, int64_t stride_c, int64_t st
   }
 }
 
-// Offsets into the saved workspace: [coefficients: 2 per (layer, sample)] [per layer: map1 (B*L), map2 (B*L)].
+// Layout of `saved`: per layer map1 (B*L), map2 (B*L); the coefficients live in their own float64 tensor.
 // Positions per work item for a layer: about the same number of feature elements in every item, so that
 // the static split of at::parallel_for gives each thread an equal share (a fixed chunk left one thread
 // with three quarters of a U-Time layer set, whose channel counts range from 5 to 512).
@@ -88,7 +88,8 @@ std::vector<WorkItem> per_sample_items(at::TensorList student, at::TensorList te
 
 template <typename scalar_t, bool kP2>
 void forward_impl(at::TensorList student, at::TensorList teacher, double p_in, at::ArrayRef<double> weights,
-                  AtDistance distance, AtMode mode, double eps, at::Tensor& loss, at::Tensor& saved) {
+                  AtDistance distance, AtMode mode, double eps, at::Tensor& loss, at::Tensor& saved,
+                  at::Tensor& coeff_tensor) {
   using acc_t = typename OpMath<scalar_t>::type;
   const acc_t p = static_cast<acc_t>(p_in);
   const int64_t batch = student[0].size(0);
@@ -195,7 +196,7 @@ void forward_impl(at::TensorList student, at::TensorList teacher, double p_in, a
 
   // Combine the partial sums in a fixed order, so the result does not depend on the thread count.
   double total = 0.0;
-  double* coeffs = reinterpret_cast<double*>(ws);
+  double* coeffs = coeff_tensor.data_ptr<double>();
   if (mode == AtMode::kCanonical) {
     size_t it = 0;
     for (int64_t j = 0; j < n_layers; ++j) {
@@ -229,8 +230,8 @@ void forward_impl(at::TensorList student, at::TensorList teacher, double p_in, a
 }
 
 template <typename scalar_t, bool kP2>
-void backward_impl(double grad_out, at::TensorList student, const at::Tensor& saved, double p_in, AtMode mode,
-                   std::vector<at::Tensor>& grads) {
+void backward_impl(double grad_out, at::TensorList student, const at::Tensor& saved, const at::Tensor& coeff_tensor,
+                   double p_in, AtMode mode, std::vector<at::Tensor>& grads) {
   using acc_t = typename OpMath<scalar_t>::type;
   const acc_t p = static_cast<acc_t>(p_in);
   const int64_t batch = student[0].size(0);
@@ -246,7 +247,7 @@ void backward_impl(double grad_out, at::TensorList student, const at::Tensor& sa
       const int64_t channels = s.size(1);
       const int64_t n = w.end - w.begin;
       da.resize(n);
-      const double* coeffs = reinterpret_cast<const double*>(ws);
+      const double* coeffs = coeff_tensor.const_data_ptr<double>();
       const double alpha = coeffs[2 * (w.layer * batch + w.sample)];
       const double beta = coeffs[2 * (w.layer * batch + w.sample) + 1];
       const acc_t* m1 = ws + offsets[w.layer] + w.sample * length + w.begin;
@@ -288,36 +289,34 @@ at::ScalarType acc_dtype(at::ScalarType t) { return t == at::kDouble ? at::kDoub
 
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor> attention_transfer_cpu(at::TensorList student, at::TensorList teacher,
-                                                          double p, at::ArrayRef<double> weights,
-                                                          const std::string& distance,
-                                                          const std::string& mode, double eps) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_transfer_cpu(at::TensorList student,
+                                                                      at::TensorList teacher, double p,
+                                                                      at::ArrayRef<double> weights,
+                                                                      const std::string& distance,
+                                                                      const std::string& mode, double eps) {
   check_attention_transfer_inputs(student, teacher, p, weights, eps);
   const auto mode_e = static_cast<AtMode>(parse_at_mode(mode));
   const auto dist_e = static_cast<AtDistance>(parse_at_distance(distance));
   const auto opts = student[0].options().dtype(acc_dtype(student[0].scalar_type()));
   at::Tensor loss = at::empty({}, opts);
   at::Tensor saved = at::empty({at_saved_numel(student)}, opts);
+  at::Tensor coeffs = at::empty({static_cast<int64_t>(student.size()), student[0].size(0), 2}, opts.dtype(at::kDouble));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, student[0].scalar_type(), "attention_transfer_cpu",
                                   [&] {
                                     if (p == 2.0)
                                       forward_impl<scalar_t, true>(student, teacher, p, weights, dist_e, mode_e,
-                                                                   eps, loss, saved);
+                                                                   eps, loss, saved, coeffs);
                                     else
                                       forward_impl<scalar_t, false>(student, teacher, p, weights, dist_e, mode_e,
-                                                                    eps, loss, saved);
+                                                                    eps, loss, saved, coeffs);
                                   });
-  return {loss, saved};
+  return {loss, saved, coeffs};
 }
 
 std::vector<at::Tensor> attention_transfer_backward_cpu(const at::Tensor& grad, at::TensorList student,
-                                                        const at::Tensor& saved, double p,
-                                                        const std::string& mode) {
-  TORCH_CHECK(!student.empty(), "attention_transfer_backward: no student feature maps");
-  TORCH_CHECK(saved.numel() == at_saved_numel(student) && saved.is_contiguous() &&
-                  saved.scalar_type() == acc_dtype(student[0].scalar_type()),
-              "attention_transfer_backward: the saved workspace does not match the student feature maps");
-  TORCH_CHECK(grad.numel() == 1, "attention_transfer_backward: the loss gradient must be a scalar");
+                                                        const at::Tensor& saved, const at::Tensor& coeffs,
+                                                        double p, const std::string& mode) {
+  check_attention_transfer_backward_inputs(grad, student, saved, coeffs);
   const auto mode_e = static_cast<AtMode>(parse_at_mode(mode));
   const double grad_out = grad.item<double>();
   std::vector<at::Tensor> grads;
@@ -326,9 +325,9 @@ std::vector<at::Tensor> attention_transfer_backward_cpu(const at::Tensor& grad, 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, student[0].scalar_type(),
                                   "attention_transfer_backward_cpu", [&] {
                                     if (p == 2.0)
-                                      backward_impl<scalar_t, true>(grad_out, student, saved, p, mode_e, grads);
+                                      backward_impl<scalar_t, true>(grad_out, student, saved, coeffs, p, mode_e, grads);
                                     else
-                                      backward_impl<scalar_t, false>(grad_out, student, saved, p, mode_e, grads);
+                                      backward_impl<scalar_t, false>(grad_out, student, saved, coeffs, p, mode_e, grads);
                                   });
   return grads;
 }

@@ -54,7 +54,9 @@ void softmax_distillation_impl(const at::Tensor& student, const at::Tensor& teac
   std::vector<double> partial_ce(n_chunks, 0.0), partial_kl(n_chunks, 0.0);
 
   at::parallel_for(0, n_chunks, 1, [&](int64_t first, int64_t last) {
-    std::vector<acc_t> zs(classes), zt(classes), g(classes);
+    // zs, zt: tempered logits, then their exponentials; e1: exp of the raw student logits (CE at T = 1)
+    std::vector<acc_t> zs(classes), zt(classes), es(classes), et(classes), e1(classes), g(classes);
+    const bool t_is_one = inv_t == acc_t(1);
     for (int64_t chunk = first; chunk < last; ++chunk) {
       double ce_sum = 0.0, kl_sum = 0.0;
       for (int64_t r = chunk * kGrain; r < std::min(rows, (chunk + 1) * kGrain); ++r) {
@@ -73,36 +75,46 @@ void softmax_distillation_impl(const at::Tensor& student, const at::Tensor& teac
           ms = std::max(ms, zs[k]);
           mt = std::max(mt, zt[k]);
         }
+        // One exponential per logit: probabilities are exp(z - max) / sum, log-probabilities z - lse.
         acc_t sum_s = 0, sum_t = 0;
         for (int64_t k = 0; k < classes; ++k) {
-          sum_s += std::exp(zs[k] - ms);
-          sum_t += std::exp(zt[k] - mt);
+          es[k] = std::exp(zs[k] - ms);
+          et[k] = std::exp(zt[k] - mt);
+          sum_s += es[k];
+          sum_t += et[k];
         }
         const acc_t lse_s = ms + std::log(sum_s), lse_t = mt + std::log(sum_t);
+        const acc_t inv_sum_s = acc_t(1) / sum_s, inv_sum_t = acc_t(1) / sum_t;
         acc_t kl = 0;
         for (int64_t k = 0; k < classes; ++k) {
           const acc_t log_pt = zt[k] - lse_t, log_ps = zs[k] - lse_s;
-          const acc_t pt = std::exp(log_pt);
+          const acc_t pt = et[k] * inv_sum_t;
           kl += pt * (log_pt - log_ps);
           // dKL/ds_k = (p_T(s)_k - p_T(t)_k) / T
-          g[k] = static_cast<acc_t>(kl_scale) * (std::exp(log_ps) - pt) * inv_t;
+          g[k] = static_cast<acc_t>(kl_scale) * (es[k] * inv_sum_s - pt) * inv_t;
         }
         kl_sum += kl;
         if (use_ce) {
-          // Cross-entropy at temperature 1 on the raw student logits.
+          // Cross-entropy at temperature 1 on the raw student logits (the tempered softmax when T = 1).
           const int64_t y = labels[r];
           const double w = class_weights ? class_weights[y] : 1.0;
-          acc_t m = -std::numeric_limits<acc_t>::infinity();
-          for (int64_t k = 0; k < classes; ++k) m = std::max(m, static_cast<acc_t>(srow[k * sv.stride_k]));
-          acc_t sum = 0;
-          for (int64_t k = 0; k < classes; ++k) sum += std::exp(static_cast<acc_t>(srow[k * sv.stride_k]) - m);
-          const acc_t lse = m + std::log(sum);
+          acc_t lse = lse_s, inv_sum = inv_sum_s;
+          const acc_t* e = es.data();
+          if (!t_is_one) {
+            acc_t m = -std::numeric_limits<acc_t>::infinity();
+            for (int64_t k = 0; k < classes; ++k) m = std::max(m, static_cast<acc_t>(srow[k * sv.stride_k]));
+            acc_t sum = 0;
+            for (int64_t k = 0; k < classes; ++k) {
+              e1[k] = std::exp(static_cast<acc_t>(srow[k * sv.stride_k]) - m);
+              sum += e1[k];
+            }
+            lse = m + std::log(sum);
+            inv_sum = acc_t(1) / sum;
+            e = e1.data();
+          }
           ce_sum += w * static_cast<double>(lse - static_cast<acc_t>(srow[y * sv.stride_k]));
           const acc_t cw = static_cast<acc_t>(ce_scale * w);
-          for (int64_t k = 0; k < classes; ++k) {
-            const acc_t prob = std::exp(static_cast<acc_t>(srow[k * sv.stride_k]) - lse);
-            g[k] += cw * (prob - (k == y ? acc_t(1) : acc_t(0)));
-          }
+          for (int64_t k = 0; k < classes; ++k) g[k] += cw * (e[k] * inv_sum - (k == y ? acc_t(1) : acc_t(0)));
         }
         if (grow)
           for (int64_t k = 0; k < classes; ++k) grow[k * gv.stride_k] = static_cast<scalar_t>(g[k]);

@@ -2,10 +2,17 @@
 //
 // Forward: ONE launch covers every layer (up to kMaxLayers; more are split into groups whose losses are
 // added). Per-layer metadata is passed by value, as PyTorch's multi-tensor kernels do. Each block reduces a
-// chunk of positions of one (layer, sample) row to three fp64 sums (sum a_s^2, sum a_t^2, sum a_s a_t, see
+// tile of positions of one (layer, sample) row to three fp64 sums (sum a_s^2, sum a_t^2, sum a_s a_t, see
 // kdsleep_math.h), accumulated with atomics; the last block to finish turns them into the loss and into the
-// two coefficients per row from which the backward builds the gradient. The attention maps are kept in the
-// saved workspace so the backward reads the student features once and writes their gradient once.
+// two float64 coefficients per row (their own tensor) from which the backward builds the gradient. The
+// attention maps are kept in the saved workspace so the backward reads the student features once and writes
+// their gradient once.
+//
+// Work is sized by elements, not positions: a layer's channels are split across `groups` groups of warps
+// (1 to 8), each summing |x|^p over its share of the channels for the same positions, and the groups' partial
+// maps are added in shared memory. Deep, short layers (the bottleneck: 512 + 512 channels, L = 70) thus use
+// every warp of a block instead of leaving 70 threads with 1024 loads each.
+//
 // mode="joshi" normalises across the batch at each position instead, so a block there covers every sample
 // of its chunk and stores dloss/da directly.
 #include "../kdsleep_math.h"
@@ -29,8 +36,12 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kItems = 4;                         // positions per thread
-constexpr int64_t kChunk = kThreads * kItems;     // positions per block
+constexpr int kChunk = kThreads * kItems;         // positions per block with one channel group
+constexpr int kMaxGroups = 8;                     // channel groups per block (one warp each at most 8)
 constexpr int kMaxLayers = 32;                    // keeps the by-value metadata under 4 KB
+constexpr int64_t kTargetElements = 1 << 18;      // feature elements per block above which channels split
+static_assert(kThreads % 32 == 0, "the block reductions assume whole warps");
+static_assert(kThreads % (32 * kMaxGroups) == 0, "a channel group must be whole warps");
 
 struct LayerMeta {
   const void* s;
@@ -41,16 +52,33 @@ struct LayerMeta {
   int64_t length;
   int64_t map_offset;  // first element of this layer's maps in the saved workspace
   int32_t cs, ct;
-  int32_t chunks;       // chunks of kChunk positions per row
+  int32_t groups;       // channel groups; a block covers kChunk / groups positions
+  int32_t chunks;       // tiles of positions per row
   int32_t block_begin;  // first block of this layer in the launch
   int32_t layer;        // index among all layers of the call
-  float weight;
+  double weight;        // the caller's weight, in full precision
 };
 
 struct LaunchMeta {
   LayerMeta layers[kMaxLayers];
   int32_t n_layers;
 };
+static_assert(sizeof(LaunchMeta) <= 4096, "kernel arguments are limited to 4 KB");
+
+// Channel groups for a layer: split the channels across warps while a tile would be mostly past the end of
+// the row, or would hold more than kTargetElements feature elements, and each group keeps >= 1 channel.
+int choose_groups(int64_t cs, int64_t ct, int64_t length) {
+  int groups = 1;
+  while (groups < kMaxGroups && 2 * groups <= std::max(cs, ct)) {
+    const int64_t positions = kChunk / groups;
+    if (positions / 2 >= length || (cs + ct) * positions > kTargetElements) {
+      groups *= 2;
+    } else {
+      break;
+    }
+  }
+  return groups;
+}
 
 __device__ __forceinline__ int find_layer(const LaunchMeta& meta, int block) {
   int li = 0;
@@ -58,19 +86,20 @@ __device__ __forceinline__ int find_layer(const LaunchMeta& meta, int block) {
   return li;
 }
 
-// a[i] = sum_c |f[c, l_i]|^p for this thread's kItems positions (zero where out of range).
+// a[i] = sum over this group's channels (group, group + groups, ...) of |f[c, l_i]|^p for the thread's
+// kItems positions l_i = l0 + i * gsize + r (zero where out of range).
 template <typename scalar_t, typename acc_t, bool kP2>
 __device__ __forceinline__ void attention_values(const scalar_t* __restrict__ f, int64_t sc, int64_t sl,
-                                                 int channels, int64_t l0, int64_t length, acc_t p,
-                                                 acc_t (&a)[kItems]) {
+                                                 int channels, int group, int groups, int64_t l0, int gsize,
+                                                 int r, int64_t length, acc_t p, acc_t (&a)[kItems]) {
 #pragma unroll
   for (int i = 0; i < kItems; ++i) a[i] = acc_t(0);
 #pragma unroll 2
-  for (int c = 0; c < channels; ++c) {
+  for (int c = group; c < channels; c += groups) {
     const scalar_t* row = f + c * sc;
 #pragma unroll
     for (int i = 0; i < kItems; ++i) {
-      const int64_t l = l0 + i * kThreads + threadIdx.x;
+      const int64_t l = l0 + i * gsize + r;
       if (l < length) a[i] += at_power<acc_t, kP2>(static_cast<acc_t>(row[l * sl]), p);
     }
   }
@@ -79,8 +108,8 @@ __device__ __forceinline__ void attention_values(const scalar_t* __restrict__ f,
 template <typename scalar_t, typename acc_t, bool kP2>
 __global__ void __launch_bounds__(kThreads)
     at_forward_kernel(const LaunchMeta meta, int64_t batch, acc_t p, int mode, int distance, double eps,
-                      acc_t* __restrict__ ws, double* __restrict__ sums, unsigned int* counter,
-                      acc_t* __restrict__ loss_out) {
+                      acc_t* __restrict__ ws, double* __restrict__ coeffs, double* __restrict__ sums,
+                      unsigned int* counter, acc_t* __restrict__ loss_out) {
   const int li = find_layer(meta, blockIdx.x);
   const LayerMeta& L = meta.layers[li];
   const int64_t local = blockIdx.x - L.block_begin;
@@ -91,19 +120,37 @@ __global__ void __launch_bounds__(kThreads)
   const scalar_t* T = static_cast<const scalar_t*>(L.t);
 
   if (static_cast<AtMode>(mode) == AtMode::kCanonical) {
+    // Tile: `groups` groups of gsize threads; group g sums channels g, g + groups, ... for P positions.
+    __shared__ acc_t part_s[kChunk], part_t[kChunk];  // [group][position in the tile]
+    const int groups = L.groups;
+    const int gsize = kThreads / groups;
+    const int64_t tile = static_cast<int64_t>(gsize) * kItems;
+    const int group = threadIdx.x / gsize, r = threadIdx.x % gsize;
     const int64_t b = local / L.chunks;
-    const int64_t l0 = (local % L.chunks) * kChunk;
+    const int64_t l0 = (local % L.chunks) * tile;
     acc_t a[kItems], c[kItems];
-    attention_values<scalar_t, acc_t, kP2>(S + b * L.s_sb, L.s_sc, L.s_sl, L.cs, l0, length, p, a);
-    attention_values<scalar_t, acc_t, kP2>(T + b * L.t_sb, L.t_sc, L.t_sl, L.ct, l0, length, p, c);
+    attention_values<scalar_t, acc_t, kP2>(S + b * L.s_sb, L.s_sc, L.s_sl, L.cs, group, groups, l0, gsize, r,
+                                           length, p, a);
+    attention_values<scalar_t, acc_t, kP2>(T + b * L.t_sb, L.t_sc, L.t_sl, L.ct, group, groups, l0, gsize, r,
+                                           length, p, c);
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) {
+      part_s[group * tile + i * gsize + r] = a[i];
+      part_t[group * tile + i * gsize + r] = c[i];
+    }
+    __syncthreads();
     const acc_t inv_cs = acc_t(1) / static_cast<acc_t>(L.cs);
     const acc_t inv_ct = acc_t(1) / static_cast<acc_t>(L.ct);
     double v[3] = {0.0, 0.0, 0.0};
-#pragma unroll
-    for (int i = 0; i < kItems; ++i) {
-      const int64_t l = l0 + i * kThreads + threadIdx.x;
+    for (int64_t pos = threadIdx.x; pos < tile; pos += kThreads) {
+      const int64_t l = l0 + pos;
       if (l < length) {
-        const acc_t x = a[i] * inv_cs, y = c[i] * inv_ct;
+        acc_t sum_s = 0, sum_t = 0;
+        for (int g = 0; g < groups; ++g) {
+          sum_s += part_s[g * tile + pos];
+          sum_t += part_t[g * tile + pos];
+        }
+        const acc_t x = sum_s * inv_cs, y = sum_t * inv_ct;
         map1[b * length + l] = x;
         map2[b * length + l] = y;
         v[0] += static_cast<double>(x) * x;
@@ -121,7 +168,7 @@ __global__ void __launch_bounds__(kThreads)
   } else {
     // Batch-wise normalisation: this block handles every sample of its chunk of positions.
     const int64_t l0 = local * kChunk;
-    const double g_scale = static_cast<double>(L.weight) / (static_cast<double>(batch) * length);
+    const double g_scale = L.weight / (static_cast<double>(batch) * length);
     double v[1] = {0.0};
     for (int i = 0; i < kItems; ++i) {
       const int64_t l = l0 + i * kThreads + threadIdx.x;
@@ -165,7 +212,7 @@ __global__ void __launch_bounds__(kThreads)
     const LayerMeta& M = meta.layers[li2];
     for (int64_t b = threadIdx.x; b < batch; b += blockDim.x) {
       const double* row = sums + 3 * (M.layer * batch + b);
-      double* coeff = reinterpret_cast<double*>(ws) + 2 * (M.layer * batch + b);
+      double* coeff = coeffs + 2 * (M.layer * batch + b);
       if (static_cast<AtMode>(mode) == AtMode::kCanonical) {
         const AtRowResult r = at_canonical_row(__ldcg(row), __ldcg(row + 1), __ldcg(row + 2), M.weight, eps,
                                                batch, M.length, static_cast<AtDistance>(distance));
@@ -173,7 +220,7 @@ __global__ void __launch_bounds__(kThreads)
         coeff[0] = r.alpha;
         coeff[1] = r.beta;
       } else {
-        if (b == 0) total[0] += static_cast<double>(M.weight) * __ldcg(row) / (static_cast<double>(batch) * M.length);
+        if (b == 0) total[0] += M.weight * __ldcg(row) / (static_cast<double>(batch) * M.length);
         coeff[0] = 1.0;
         coeff[1] = 0.0;
       }
@@ -186,15 +233,19 @@ __global__ void __launch_bounds__(kThreads)
 template <typename scalar_t, typename acc_t, bool kP2>
 __global__ void __launch_bounds__(kThreads)
     at_backward_kernel(const LaunchMeta meta, int64_t batch, acc_t p, int mode, const acc_t* __restrict__ ws,
-                       const acc_t* __restrict__ grad_loss) {
+                       const double* __restrict__ coeffs, const acc_t* __restrict__ grad_loss) {
   const int li = find_layer(meta, blockIdx.x);
   const LayerMeta& L = meta.layers[li];
   const int64_t local = blockIdx.x - L.block_begin;
+  const int groups = L.groups;
+  const int gsize = kThreads / groups;
+  const int64_t tile = static_cast<int64_t>(gsize) * kItems;
+  const int group = threadIdx.x / gsize, r = threadIdx.x % gsize;
   const int64_t b = local / L.chunks;
-  const int64_t l0 = (local % L.chunks) * kChunk;
+  const int64_t l0 = (local % L.chunks) * tile;
   const int64_t length = L.length;
-  const double alpha = reinterpret_cast<const double*>(ws)[2 * (L.layer * batch + b)];
-  const double beta = reinterpret_cast<const double*>(ws)[2 * (L.layer * batch + b) + 1];
+  const double alpha = coeffs[2 * (L.layer * batch + b)];
+  const double beta = coeffs[2 * (L.layer * batch + b) + 1];
   const acc_t* m1 = ws + L.map_offset + b * length;
   const acc_t* m2 = m1 + batch * length;
   const double scale = static_cast<double>(*grad_loss) * static_cast<double>(p) *
@@ -202,16 +253,17 @@ __global__ void __launch_bounds__(kThreads)
   acc_t da[kItems];
 #pragma unroll
   for (int i = 0; i < kItems; ++i) {
-    const int64_t l = l0 + i * kThreads + threadIdx.x;
+    const int64_t l = l0 + i * gsize + r;
     da[i] = l < length ? static_cast<acc_t>((alpha * m1[l] + beta * m2[l]) * scale) : acc_t(0);
   }
   const scalar_t* S = static_cast<const scalar_t*>(L.s) + b * L.s_sb;
   scalar_t* G = static_cast<scalar_t*>(L.grad) + b * static_cast<int64_t>(L.cs) * length;
+  // The group's channels: each thread writes the gradient of its positions for every channel of its group.
 #pragma unroll 2
-  for (int c = 0; c < L.cs; ++c) {
+  for (int c = group; c < L.cs; c += groups) {
 #pragma unroll
     for (int i = 0; i < kItems; ++i) {
-      const int64_t l = l0 + i * kThreads + threadIdx.x;
+      const int64_t l = l0 + i * gsize + r;
       if (l < length) {
         const acc_t x = static_cast<acc_t>(S[c * L.s_sc + l * L.s_sl]);
         G[c * length + l] = static_cast<scalar_t>(da[i] * at_power_grad<acc_t, kP2>(x, p));
@@ -221,7 +273,7 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 LayerMeta layer_meta(const at::Tensor& s, const at::Tensor& t, void* grad, int64_t map_offset, int32_t layer,
-                     float weight, int32_t block_begin) {
+                     double weight, int32_t block_begin, int groups) {
   LayerMeta m;
   m.s = s.const_data_ptr();
   m.t = t.defined() ? t.const_data_ptr() : nullptr;
@@ -236,7 +288,9 @@ LayerMeta layer_meta(const at::Tensor& s, const at::Tensor& t, void* grad, int64
   m.map_offset = map_offset;
   m.cs = static_cast<int32_t>(s.size(1));
   m.ct = t.defined() ? static_cast<int32_t>(t.size(1)) : 0;
-  m.chunks = static_cast<int32_t>((m.length + kChunk - 1) / kChunk);
+  m.groups = groups;
+  const int64_t tile = kChunk / groups;
+  m.chunks = static_cast<int32_t>((m.length + tile - 1) / tile);
   m.block_begin = block_begin;
   m.layer = layer;
   m.weight = weight;
@@ -247,10 +301,11 @@ at::ScalarType acc_dtype(at::ScalarType t) { return t == at::kDouble ? at::kDoub
 
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor> attention_transfer_cuda(at::TensorList student, at::TensorList teacher,
-                                                           double p, at::ArrayRef<double> weights,
-                                                           const std::string& distance,
-                                                           const std::string& mode, double eps) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_transfer_cuda(at::TensorList student,
+                                                                       at::TensorList teacher, double p,
+                                                                       at::ArrayRef<double> weights,
+                                                                       const std::string& distance,
+                                                                       const std::string& mode, double eps) {
   check_attention_transfer_inputs(student, teacher, p, weights, eps);
   const int mode_i = parse_at_mode(mode);
   const int dist_i = parse_at_distance(distance);
@@ -263,6 +318,7 @@ std::tuple<at::Tensor, at::Tensor> attention_transfer_cuda(at::TensorList studen
   at::Tensor loss = at::empty({}, opts);
   at::Tensor group_loss = n_groups == 1 ? loss : at::empty({n_groups}, opts);
   at::Tensor saved = at::empty({at_saved_numel(student)}, opts);
+  at::Tensor coeffs = at::empty({n_layers, batch, 2}, opts.dtype(at::kDouble));
   // Three fp64 sums per (layer, sample), then one zeroed 8-byte slot per group for its block counter.
   at::Tensor sums = at::zeros({3 * n_layers * batch + n_groups}, opts.dtype(at::kDouble));
   const auto offsets = at_map_offsets(student);
@@ -274,8 +330,10 @@ std::tuple<at::Tensor, at::Tensor> attention_transfer_cuda(at::TensorList studen
       meta.n_layers = 0;
       int32_t blocks = 0;
       for (int64_t j = g * kMaxLayers; j < std::min(n_layers, (g + 1) * kMaxLayers); ++j) {
-        LayerMeta m = layer_meta(student[j], teacher[j], nullptr, offsets[j], static_cast<int32_t>(j),
-                                 static_cast<float>(weights[j]), blocks);
+        // joshi's forward normalises across the batch: one channel group, a block per chunk of positions
+        const int groups = mode_i == 0 ? choose_groups(student[j].size(1), teacher[j].size(1), student[j].size(2)) : 1;
+        LayerMeta m = layer_meta(student[j], teacher[j], nullptr, offsets[j], static_cast<int32_t>(j), weights[j],
+                                 blocks, groups);
         meta.layers[meta.n_layers++] = m;
         blocks += mode_i == 0 ? static_cast<int32_t>(batch) * m.chunks : m.chunks;
       }
@@ -284,27 +342,23 @@ std::tuple<at::Tensor, at::Tensor> attention_transfer_cuda(at::TensorList studen
       if (p == 2.0) {
         at_forward_kernel<scalar_t, acc_t, true><<<blocks, kThreads, 0, stream>>>(
             meta, batch, static_cast<acc_t>(p), mode_i, dist_i, eps, saved.data_ptr<acc_t>(),
-            sums.data_ptr<double>(), counter, loss_ptr);
+            coeffs.data_ptr<double>(), sums.data_ptr<double>(), counter, loss_ptr);
       } else {
         at_forward_kernel<scalar_t, acc_t, false><<<blocks, kThreads, 0, stream>>>(
             meta, batch, static_cast<acc_t>(p), mode_i, dist_i, eps, saved.data_ptr<acc_t>(),
-            sums.data_ptr<double>(), counter, loss_ptr);
+            coeffs.data_ptr<double>(), sums.data_ptr<double>(), counter, loss_ptr);
       }
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
   });
   if (n_groups > 1) loss.copy_(group_loss.sum());
-  return {loss, saved};
+  return {loss, saved, coeffs};
 }
 
 std::vector<at::Tensor> attention_transfer_backward_cuda(const at::Tensor& grad, at::TensorList student,
-                                                         const at::Tensor& saved, double p,
-                                                         const std::string& mode) {
-  TORCH_CHECK(!student.empty(), "attention_transfer_backward: no student feature maps");
-  TORCH_CHECK(saved.numel() == at_saved_numel(student) && saved.is_contiguous() &&
-                  saved.scalar_type() == acc_dtype(student[0].scalar_type()) && saved.device() == student[0].device(),
-              "attention_transfer_backward: the saved workspace does not match the student feature maps");
-  TORCH_CHECK(grad.numel() == 1, "attention_transfer_backward: the loss gradient must be a scalar");
+                                                         const at::Tensor& saved, const at::Tensor& coeffs,
+                                                         double p, const std::string& mode) {
+  check_attention_transfer_backward_inputs(grad, student, saved, coeffs);
   const int mode_i = parse_at_mode(mode);
   c10::cuda::CUDAGuard guard(student[0].device());
   const auto stream = c10::cuda::getCurrentCUDAStream();
@@ -322,17 +376,20 @@ std::vector<at::Tensor> attention_transfer_backward_cuda(const at::Tensor& grad,
       meta.n_layers = 0;
       int32_t blocks = 0;
       for (int64_t j = g0; j < std::min(n_layers, g0 + kMaxLayers); ++j) {
+        const int groups = choose_groups(student[j].size(1), student[j].size(1), student[j].size(2));
         LayerMeta m = layer_meta(student[j], at::Tensor(), grads[j].data_ptr(), offsets[j], static_cast<int32_t>(j),
-                                 0.0f, blocks);
+                                 0.0, blocks, groups);
         meta.layers[meta.n_layers++] = m;
         blocks += static_cast<int32_t>(batch) * m.chunks;
       }
       if (p == 2.0) {
         at_backward_kernel<scalar_t, acc_t, true><<<blocks, kThreads, 0, stream>>>(
-            meta, batch, static_cast<acc_t>(p), mode_i, saved.const_data_ptr<acc_t>(), grad_acc.const_data_ptr<acc_t>());
+            meta, batch, static_cast<acc_t>(p), mode_i, saved.const_data_ptr<acc_t>(), coeffs.const_data_ptr<double>(),
+            grad_acc.const_data_ptr<acc_t>());
       } else {
         at_backward_kernel<scalar_t, acc_t, false><<<blocks, kThreads, 0, stream>>>(
-            meta, batch, static_cast<acc_t>(p), mode_i, saved.const_data_ptr<acc_t>(), grad_acc.const_data_ptr<acc_t>());
+            meta, batch, static_cast<acc_t>(p), mode_i, saved.const_data_ptr<acc_t>(), coeffs.const_data_ptr<double>(),
+            grad_acc.const_data_ptr<acc_t>());
       }
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }

@@ -1,7 +1,8 @@
-// Self-distillation (DINO) cross-entropy on CUDA: one launch, a block per row. Each view's log-sum-exp is
-// found with an online (max, sum) reduction over the classes, then one pass over the classes accumulates
-// the loss over all (teacher view, other student view) pairs and writes the gradient. K may be large (the
-// DINO head has 65 536 outputs), so the classes of a row are spread over the block's threads.
+// Self-distillation (DINO) cross-entropy on CUDA: two launches over a (row, slice of K) grid. K may be large
+// (the DINO head has 65 536 outputs), so a row's classes are split across `splits` blocks. Launch 1: each
+// block reduces its slice of every view to an online (max, sum) pair. Launch 2: each block combines a row's
+// pairs into each view's log-sum-exp, then one pass over its slice accumulates the loss over all
+// (teacher view, other student view) pairs and writes the gradient; the last block writes the loss.
 #include "../kdsleep_math.h"
 #include "../kdsleep_ops.h"
 #include "kdsleep_cuda_utils.cuh"
@@ -23,6 +24,9 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kMaxViews = 64;
+constexpr int64_t kSliceTarget = 4096;  // classes per block (16 per thread)
+constexpr int64_t kMaxSplits = 64;
+static_assert(kThreads % 32 == 0, "the block reductions assume whole warps");
 
 template <typename acc_t>
 __device__ __forceinline__ void lse_combine(acc_t& m, acc_t& s, acc_t m2, acc_t s2) {
@@ -34,11 +38,11 @@ __device__ __forceinline__ void lse_combine(acc_t& m, acc_t& s, acc_t m2, acc_t 
   }
 }
 
-// log(sum exp) over the block from per-thread (max, sum) pairs; the result reaches every thread.
+// Combines per-thread (max, sum) pairs over the block; the combined pair reaches every thread.
 template <typename acc_t>
-__device__ acc_t block_logsumexp(acc_t m, acc_t s) {
+__device__ void block_max_sum(acc_t& m, acc_t& s) {
   __shared__ acc_t ms[32], ss[32];
-  __shared__ acc_t result;
+  __shared__ acc_t result_m, result_s;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   for (int off = 16; off > 0; off >>= 1)
     lse_combine(m, s, __shfl_down_sync(cuda_utils::kFullMask, m, off), __shfl_down_sync(cuda_utils::kFullMask, s, off));
@@ -53,45 +57,76 @@ __device__ acc_t block_logsumexp(acc_t m, acc_t s) {
     s = lane < n_warps ? ss[lane] : acc_t(0);
     for (int off = 16; off > 0; off >>= 1)
       lse_combine(m, s, __shfl_down_sync(cuda_utils::kFullMask, m, off), __shfl_down_sync(cuda_utils::kFullMask, s, off));
-    if (lane == 0) result = m + log(s);
+    if (lane == 0) {
+      result_m = m;
+      result_s = s;
+    }
   }
   __syncthreads();
-  return result;
+  m = result_m;
+  s = result_s;
+  __syncthreads();  // the shared slots may be reused by the next call
 }
 
 struct Layout {
   int64_t n_student, n_teacher, rows, classes;
   int64_t s_sv, s_sn, t_sv, t_sn;
+  int64_t splits, slice;  // blocks per row and classes per block
 };
+
+// (max, sum of exp(x - max)) of one view's slice, per (row, view, split): partial[((n * V + v) * splits + q) * 2].
+template <typename scalar_t, typename acc_t>
+__global__ void __launch_bounds__(kThreads)
+    self_distillation_lse_kernel(const scalar_t* __restrict__ student, const scalar_t* __restrict__ teacher,
+                                 const acc_t* __restrict__ center, const Layout L, acc_t inv_ts, acc_t inv_tt,
+                                 acc_t* __restrict__ partial) {
+  const int64_t n = blockIdx.x / L.splits, q = blockIdx.x % L.splits;
+  const int64_t k0 = q * L.slice, k1 = k0 + L.slice < L.classes ? k0 + L.slice : L.classes;
+  const int64_t views = L.n_teacher + L.n_student;
+  const acc_t neg_inf = -std::numeric_limits<acc_t>::infinity();
+  for (int64_t v = 0; v < views; ++v) {
+    const bool is_teacher = v < L.n_teacher;
+    const scalar_t* row = is_teacher ? teacher + v * L.t_sv + n * L.t_sn
+                                     : student + (v - L.n_teacher) * L.s_sv + n * L.s_sn;
+    acc_t m = neg_inf, s = 0;
+    for (int64_t k = k0 + threadIdx.x; k < k1; k += blockDim.x) {
+      const acc_t x = is_teacher ? (static_cast<acc_t>(row[k]) - center[k]) * inv_tt : static_cast<acc_t>(row[k]) * inv_ts;
+      lse_combine(m, s, x, acc_t(1));
+    }
+    block_max_sum(m, s);
+    if (threadIdx.x == 0) {
+      acc_t* out = partial + ((n * views + v) * L.splits + q) * 2;
+      out[0] = m;
+      out[1] = s;
+    }
+  }
+}
 
 template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kThreads)
     self_distillation_kernel(const scalar_t* __restrict__ student, const scalar_t* __restrict__ teacher,
                              const acc_t* __restrict__ center, scalar_t* __restrict__ grad, const Layout L,
-                             acc_t inv_ts, acc_t inv_tt, double scale, double* __restrict__ ws,
-                             acc_t* __restrict__ loss_out) {
+                             acc_t inv_ts, acc_t inv_tt, double scale, const acc_t* __restrict__ partial,
+                             double* __restrict__ ws, acc_t* __restrict__ loss_out) {
   __shared__ acc_t lse_t[kMaxViews], lse_s[kMaxViews];
-  const int64_t n = blockIdx.x;
-  const acc_t neg_inf = -std::numeric_limits<acc_t>::infinity();
-  for (int64_t v = 0; v < L.n_teacher; ++v) {
-    const scalar_t* row = teacher + v * L.t_sv + n * L.t_sn;
-    acc_t m = neg_inf, s = 0;
-    for (int64_t k = threadIdx.x; k < L.classes; k += blockDim.x)
-      lse_combine(m, s, (static_cast<acc_t>(row[k]) - center[k]) * inv_tt, acc_t(1));
-    const acc_t lse = block_logsumexp(m, s);
-    if (threadIdx.x == 0) lse_t[v] = lse;
-  }
-  for (int64_t v = 0; v < L.n_student; ++v) {
-    const scalar_t* row = student + v * L.s_sv + n * L.s_sn;
-    acc_t m = neg_inf, s = 0;
-    for (int64_t k = threadIdx.x; k < L.classes; k += blockDim.x)
-      lse_combine(m, s, static_cast<acc_t>(row[k]) * inv_ts, acc_t(1));
-    const acc_t lse = block_logsumexp(m, s);
-    if (threadIdx.x == 0) lse_s[v] = lse;
+  const int64_t n = blockIdx.x / L.splits, q = blockIdx.x % L.splits;
+  const int64_t k0 = q * L.slice, k1 = k0 + L.slice < L.classes ? k0 + L.slice : L.classes;
+  const int64_t views = L.n_teacher + L.n_student;
+  // Each view's log-sum-exp over all of K from the slices' (max, sum) pairs.
+  for (int64_t v = threadIdx.x; v < views; v += blockDim.x) {
+    acc_t m = -std::numeric_limits<acc_t>::infinity(), s = 0;
+    const acc_t* pv = partial + (n * views + v) * L.splits * 2;
+    for (int64_t j = 0; j < L.splits; ++j) lse_combine(m, s, pv[2 * j], pv[2 * j + 1]);
+    const acc_t lse = m + log(s);
+    if (v < L.n_teacher) {
+      lse_t[v] = lse;
+    } else {
+      lse_s[v - L.n_teacher] = lse;
+    }
   }
   __syncthreads();
   double h[1] = {0.0};
-  for (int64_t k = threadIdx.x; k < L.classes; k += blockDim.x) {
+  for (int64_t k = k0 + threadIdx.x; k < k1; k += blockDim.x) {
     const acc_t c = center[k];
     acc_t pt_sum = 0;
     for (int64_t v = 0; v < L.n_teacher; ++v)
@@ -134,16 +169,26 @@ std::tuple<at::Tensor, at::Tensor> self_distillation_cuda(const at::Tensor& stud
   const at::Tensor t = teacher.stride(2) == 1 ? teacher : teacher.contiguous();
   const at::Tensor c = center.to(acc).contiguous();
   at::Tensor ws = at::zeros({2}, student.options().dtype(at::kDouble));  // loss sum, block counter
+  const int64_t splits = std::clamp<int64_t>((classes + kSliceTarget - 1) / kSliceTarget, 1, kMaxSplits);
+  const int64_t slice = (classes + splits - 1) / splits;
+  at::Tensor partial = at::empty({rows * (n_student + n_teacher) * splits * 2}, student.options().dtype(acc));
   const int64_t pairs = n_teacher * n_student - std::min(n_teacher, n_student);
   const double scale = 1.0 / (static_cast<double>(pairs) * static_cast<double>(rows));
-  Layout layout{n_student, n_teacher, rows, classes, s.stride(0), s.stride(1), t.stride(0), t.stride(1)};
-  TORCH_CHECK(rows <= std::numeric_limits<int32_t>::max(), "self_distillation: too many rows for one launch");
+  Layout layout{n_student, n_teacher, rows, classes, s.stride(0), s.stride(1), t.stride(0), t.stride(1), splits, slice};
+  TORCH_CHECK(rows * splits <= std::numeric_limits<int32_t>::max(), "self_distillation: too many rows for one launch");
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, student.scalar_type(), "self_distillation_cuda", [&] {
     using acc_t = typename OpMath<scalar_t>::type;
-    self_distillation_kernel<scalar_t, acc_t><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
+    const auto blocks = static_cast<unsigned>(rows * splits);
+    const auto inv_ts = static_cast<acc_t>(1.0 / student_temperature);
+    const auto inv_tt = static_cast<acc_t>(1.0 / teacher_temperature);
+    self_distillation_lse_kernel<scalar_t, acc_t><<<blocks, kThreads, 0, stream>>>(
+        s.const_data_ptr<scalar_t>(), t.const_data_ptr<scalar_t>(), c.const_data_ptr<acc_t>(), layout, inv_ts,
+        inv_tt, partial.data_ptr<acc_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    self_distillation_kernel<scalar_t, acc_t><<<blocks, kThreads, 0, stream>>>(
         s.const_data_ptr<scalar_t>(), t.const_data_ptr<scalar_t>(), c.const_data_ptr<acc_t>(),
-        compute_grad ? grad.data_ptr<scalar_t>() : nullptr, layout, static_cast<acc_t>(1.0 / student_temperature),
-        static_cast<acc_t>(1.0 / teacher_temperature), scale, ws.data_ptr<double>(), loss.data_ptr<acc_t>());
+        compute_grad ? grad.data_ptr<scalar_t>() : nullptr, layout, inv_ts, inv_tt, scale,
+        partial.const_data_ptr<acc_t>(), ws.data_ptr<double>(), loss.data_ptr<acc_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return {loss, grad};

@@ -1,7 +1,9 @@
-// Softmax distillation on CUDA: one cooperative kernel launch. Pass 1 counts the valid rows and the total
-// class weight (the normalisers of the two means); after a grid-wide barrier, pass 2 computes every row's
-// loss terms and writes the gradient with respect to the student logits, already normalised, so the
-// backward only scales it. A thread handles a row: K is small (3-5 sleep stages) and rows are many.
+// Softmax distillation on CUDA: two plain launches on one stream. Launch 1 counts the valid rows and the
+// total class weight (the normalisers of the two means); launch 2 computes every row's loss terms and writes
+// the gradient with respect to the student logits, already normalised, so the backward only scales it; its
+// last block to finish writes the loss. No grid-wide barrier, so no cooperative launch (which needs the
+// whole grid resident and a device that supports it). A thread handles a row: K is small (3-5 sleep stages)
+// and rows are many (about 420 at the paper's size).
 #include "../kdsleep_math.h"
 #include "../kdsleep_ops.h"
 #include "kdsleep_cuda_utils.cuh"
@@ -14,7 +16,6 @@
 #include <c10/cuda/CUDAStream.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
-#include <cooperative_groups.h>
 
 #include <algorithm>
 #include <limits>
@@ -22,8 +23,9 @@
 namespace kdsleep {
 namespace {
 
-namespace cg = cooperative_groups;
 constexpr int kThreads = 256;
+constexpr int kMaxBlocks = 1024;  // grid-stride loops beyond this
+static_assert(kThreads % 32 == 0, "the block reductions assume whole warps");
 
 struct Args {
   RowView sv, tv, gv;
@@ -35,13 +37,9 @@ struct Args {
   int64_t rows, classes;
 };
 
-// ws: [0] valid rows, [1] total class weight, [2] sum of weighted CE, [3] sum of KL, [4] invalid labels.
-template <typename scalar_t, typename acc_t>
-__global__ void __launch_bounds__(kThreads)
-    softmax_distillation_kernel(const scalar_t* __restrict__ student, const scalar_t* __restrict__ teacher,
-                                scalar_t* __restrict__ grad, const Args a, double* __restrict__ ws,
-                                acc_t* __restrict__ loss_out) {
-  cg::grid_group grid = cg::this_grid();
+// ws: [0] valid rows, [1] total class weight, [2] sum of weighted CE, [3] sum of KL, [4] invalid labels,
+// [5] block counter of launch 2 (zeroed with the rest).
+__global__ void __launch_bounds__(kThreads) softmax_distillation_count_kernel(const Args a, double* __restrict__ ws) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const bool use_ce = a.labels != nullptr && a.weight_ce != 0.0;
@@ -67,8 +65,16 @@ __global__ void __launch_bounds__(kThreads)
     atomicAdd(ws + 1, counts[1]);
     atomicAdd(ws + 4, counts[2]);
   }
-  grid.sync();
+}
 
+template <typename scalar_t, typename acc_t>
+__global__ void __launch_bounds__(kThreads)
+    softmax_distillation_kernel(const scalar_t* __restrict__ student, const scalar_t* __restrict__ teacher,
+                                scalar_t* __restrict__ grad, const Args a, double* __restrict__ ws,
+                                acc_t* __restrict__ loss_out) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const bool use_ce = a.labels != nullptr && a.weight_ce != 0.0;
   const double n_valid = __ldcg(ws), total_weight = __ldcg(ws + 1);
   const double ce_scale = (use_ce && total_weight > 0.0) ? a.weight_ce / total_weight : 0.0;
   const double kl_scale = (a.weight_kl != 0.0 && n_valid > 0.0) ? a.weight_kl / n_valid : 0.0;
@@ -125,27 +131,13 @@ __global__ void __launch_bounds__(kThreads)
     atomicAdd(ws + 2, sums[0]);
     atomicAdd(ws + 3, sums[1]);
   }
-  grid.sync();
-  if (blockIdx.x == 0 && threadIdx.x == 0) {
+  if (!cuda_utils::is_last_block(reinterpret_cast<unsigned int*>(ws + 5), gridDim.x)) return;
+  if (threadIdx.x == 0) {
     // Labels outside [0, K) make the loss NaN: a device-side error without a device-side assert.
     const double loss = __ldcg(ws + 4) > 0.0 ? std::numeric_limits<double>::quiet_NaN()
                                               : ce_scale * __ldcg(ws + 2) + kl_scale * __ldcg(ws + 3);
     *loss_out = static_cast<acc_t>(loss);
   }
-}
-
-template <typename scalar_t, typename acc_t>
-int max_cooperative_blocks(int device) {
-  // Cached per device: how many blocks of this kernel can be resident at once (required by grid.sync).
-  static int cached[64] = {0};
-  if (device < 64 && cached[device] > 0) return cached[device];
-  int sms = 0, per_sm = 0;
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-      &per_sm, softmax_distillation_kernel<scalar_t, acc_t>, kThreads, 0));
-  const int n = std::max(1, sms * per_sm);
-  if (device < 64) cached[device] = n;
-  return n;
 }
 
 }  // namespace
@@ -164,7 +156,7 @@ std::tuple<at::Tensor, at::Tensor> softmax_distillation_cuda(
   at::Tensor y = labels.has_value() ? labels->to(at::kLong).contiguous() : at::Tensor();
   at::Tensor m = mask.has_value() ? mask->contiguous() : at::Tensor();
   at::Tensor w = class_weights.has_value() ? class_weights->to(at::kDouble).contiguous() : at::Tensor();
-  at::Tensor ws = at::zeros({5}, student.options().dtype(at::kDouble));
+  at::Tensor ws = at::zeros({6}, student.options().dtype(at::kDouble));
   if (rows == 0) {
     loss.zero_();
     return {loss, grad};
@@ -184,17 +176,14 @@ std::tuple<at::Tensor, at::Tensor> softmax_distillation_cuda(
   args.classes = classes;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, student.scalar_type(), "softmax_distillation_cuda", [&] {
     using acc_t = typename OpMath<scalar_t>::type;
-    const int needed = static_cast<int>(std::min<int64_t>((rows + kThreads - 1) / kThreads, 1 << 20));
-    const int blocks = std::min(needed, max_cooperative_blocks<scalar_t, acc_t>(student.get_device()));
-    const scalar_t* sp = student.const_data_ptr<scalar_t>();
-    const scalar_t* tp = teacher.const_data_ptr<scalar_t>();
-    scalar_t* gp = compute_grad ? grad.data_ptr<scalar_t>() : nullptr;
+    const int blocks = static_cast<int>(std::min<int64_t>((rows + kThreads - 1) / kThreads, kMaxBlocks));
     double* wsp = ws.data_ptr<double>();
-    acc_t* lp = loss.data_ptr<acc_t>();
-    void* kernel_args[] = {&sp, &tp, &gp, &args, &wsp, &lp};
-    C10_CUDA_CHECK(cudaLaunchCooperativeKernel(
-        reinterpret_cast<void*>(softmax_distillation_kernel<scalar_t, acc_t>), dim3(blocks), dim3(kThreads),
-        kernel_args, 0, stream));
+    softmax_distillation_count_kernel<<<blocks, kThreads, 0, stream>>>(args, wsp);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    softmax_distillation_kernel<scalar_t, acc_t><<<blocks, kThreads, 0, stream>>>(
+        student.const_data_ptr<scalar_t>(), teacher.const_data_ptr<scalar_t>(),
+        compute_grad ? grad.data_ptr<scalar_t>() : nullptr, args, wsp, loss.data_ptr<acc_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return {loss, grad};
 }

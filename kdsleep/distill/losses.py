@@ -4,7 +4,8 @@
 * :class:`FinalLoss` -- step 2 and the baselines: ``(1 - weight_kd) * WCE + weight_kd * T**2 * KL``
   (Joshi et al., Eq. 1-2 and 4) through :func:`kdsleep.ops.distillation_loss`.
 * :class:`FeatureLoss` -- step 1: attention transfer between the student's and the teacher's feature maps
-  (Eq. 3) through :func:`kdsleep.ops.attention_transfer_loss`.
+  (Eq. 3) through :func:`kdsleep.ops.attention_transfer_loss`; by default every layer's term is the
+  squared L2 distance of unit-norm maps, independent of the layer's length.
 
 The reference (pure PyTorch) implementations can be swapped in with ``backend="reference"`` (for the
 benchmark and as a test oracle).
@@ -84,12 +85,17 @@ class FinalLoss:
         Softmax temperature T (1 in the paper).
     backend : {"fused", "reference"}
         Fused kernels of :mod:`kdsleep.ops` or the pure-PyTorch reference.
+    kl_reduction : {"row", "element"}
+        Reduction of the KL term: mean over epochs of each epoch's KL (``"row"``), or the element mean of the
+        authors' ``torch.nn.KLDivLoss()`` (``"element"``, the row mean divided by the number of classes K).
+        See :func:`kdsleep.ops.distillation_loss`.
     """
 
     class_weights: Tensor
     weight_kd: float = 0.0
     temperature: float = 1.0
     backend: str = "fused"
+    kl_reduction: str = "row"
 
     def __call__(
         self, student_logits: Tensor, labels: Tensor, teacher_logits: Tensor | None = None
@@ -111,6 +117,7 @@ class FinalLoss:
             weight_kd=self.weight_kd,
             temperature=self.temperature,
             ignore_index=-1,
+            kl_reduction=self.kl_reduction,
         )
 
 
@@ -127,8 +134,11 @@ class FeatureLoss:
         See :func:`kdsleep.ops.attention_transfer_loss`.
     p : float
         Exponent of the attention maps (2).
-    distance : {"squared", "l2"}
-        Distance of the canonical mode.
+    distance : {"squared_l2", "squared_mean", "squared", "l2"}
+        Distance of the canonical mode. ``"squared_l2"`` (default) is the per-sample squared L2 distance of
+        the unit-norm attention maps, bounded in [0, 4] whatever the layer length, so every layer counts;
+        ``"squared_mean"`` (alias ``"squared"``) divides each layer's term by its length. See
+        :func:`kdsleep.ops.attention_transfer_loss`.
     backend : {"fused", "reference"}
         As for :class:`FinalLoss`.
     """
@@ -136,7 +146,7 @@ class FeatureLoss:
     weights: list[float] | None = None
     mode: str = "canonical"
     p: float = 2.0
-    distance: str = "squared"
+    distance: str = "squared_l2"
     backend: str = "fused"
 
     def __call__(self, student_maps: Sequence[Tensor], teacher_maps: Sequence[Tensor]) -> Tensor:

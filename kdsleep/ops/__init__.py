@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from kdsleep.ops import reference
 from kdsleep.ops._extension import BACKENDS, ExtensionMissingWarning
-from kdsleep.ops.attention import attention_transfer_loss
+from kdsleep.ops.attention import attention_maps, attention_transfer_loss
 from kdsleep.ops.distill import distillation_loss, tempered_kl
 from kdsleep.ops.self_distill import self_distillation_loss
 
 __all__ = [
     "BACKENDS",
     "ExtensionMissingWarning",
+    "attention_maps",
     "attention_transfer_loss",
     "distillation_loss",
     "extension_available",

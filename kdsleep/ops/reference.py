@@ -40,27 +40,41 @@ def attention_transfer_loss(
     *,
     p: float = 2.0,
     weights: Sequence[float] | None = None,
-    distance: str = "squared",
+    distance: str = "squared_l2",
     mode: str = "canonical",
     eps: float = 1e-12,
+    teacher_maps: bool = False,
 ) -> Tensor:
-    """Reference attention-transfer loss; see :func:`kdsleep.ops.attention_transfer_loss`."""
+    """Reference attention-transfer loss; see :func:`kdsleep.ops.attention_transfer_loss`.
+
+    With ``teacher_maps=True`` the teacher entries are precomputed (B, L_j) normalised maps.
+
+    Per layer, with unit-norm maps ``qs``, ``qt`` of shape (B, L_j): ``squared_l2`` is
+    ``((qs - qt) ** 2).sum(1).mean()``, ``squared_mean`` (alias ``squared``) is ``((qs - qt) ** 2).mean()``,
+    ``l2`` is ``(qs - qt).norm(dim=1).mean()``.
+    """
     n = len(student)
     if weights is None:
         weights = [1.0] * n if mode == "canonical" else [1.0 / n] * n
     total = None
     for s, t, w in zip(student, teacher, weights, strict=True):
         t = t.detach()
+        if teacher_maps:
+            t_map = _opmath(t.to(s.dtype)) if s.dtype == torch.float64 else t.float()
         if mode == "canonical":
             qs = F.normalize(attention_map(s, p, "mean"), dim=1, eps=eps)
-            qt = F.normalize(attention_map(t, p, "mean"), dim=1, eps=eps)
-            if distance == "squared":
+            qt = F.normalize(t_map if teacher_maps else attention_map(t, p, "mean"), dim=1, eps=eps)
+            if distance == "squared_l2":
+                term = (qs - qt).pow(2).sum(1).mean()
+            elif distance in ("squared_mean", "squared"):
                 term = (qs - qt).pow(2).mean()
-            else:
+            elif distance == "l2":
                 term = (qs - qt).norm(dim=1).mean()
+            else:
+                raise ValueError(f"attention_transfer_loss: unknown distance {distance!r}")
         else:
             qs = F.normalize(attention_map(s, p, "sum"), dim=0, eps=eps)
-            qt = F.normalize(attention_map(t, p, "sum"), dim=0, eps=eps)
+            qt = F.normalize(t_map if teacher_maps else attention_map(t, p, "sum"), dim=0, eps=eps)
             term = (qs - qt).abs().mean()
         total = w * term if total is None else total + w * term
     assert total is not None
@@ -84,13 +98,27 @@ def tempered_kl(
     *,
     temperature: float = 1.0,
     mask: Tensor | None = None,
+    kl_reduction: str = "row",
 ) -> Tensor:
-    """Reference tempered KL divergence; see :func:`kdsleep.ops.tempered_kl`."""
+    """Reference tempered KL divergence; see :func:`kdsleep.ops.tempered_kl`.
+
+    ``kl_reduction="row"`` divides the summed KL by the valid rows, ``"element"`` by the valid rows x K.
+    """
     kl = _tempered_kl_rows(student_logits, teacher_logits, temperature)
+    per = _kl_elements_per_row(kl_reduction, student_logits.shape[1])
     if mask is None:
-        return kl.mean()
+        return kl.sum() / (kl.shape[0] * per)
     valid = mask.reshape(-1)
-    return torch.where(valid, kl, torch.zeros_like(kl)).sum() / valid.sum().clamp_min(1).to(kl.dtype)
+    count = valid.sum().clamp_min(1).to(kl.dtype) * per
+    return torch.where(valid, kl, torch.zeros_like(kl)).sum() / count
+
+
+def _kl_elements_per_row(kl_reduction: str, classes: int) -> int:
+    if kl_reduction == "row":
+        return 1
+    if kl_reduction == "element":
+        return classes
+    raise ValueError(f"kl_reduction must be 'row' or 'element', got {kl_reduction!r}")
 
 
 def distillation_loss(
@@ -102,8 +130,10 @@ def distillation_loss(
     weight_kd: float = 0.5,
     temperature: float = 1.0,
     ignore_index: int = -1,
+    kl_reduction: str = "row",
 ) -> Tensor:
     """Reference (1 - weight_kd) * WCE + weight_kd * T^2 * KL; see :func:`kdsleep.ops.distillation_loss`."""
+    per = _kl_elements_per_row(kl_reduction, student_logits.shape[1])
     s = _opmath(_rows(student_logits))
     y = labels.reshape(-1).long()
     valid = y != ignore_index
@@ -116,7 +146,7 @@ def distillation_loss(
     wce = torch.where(wsum > 0, weighted_nll.sum() / wsum.clamp_min(torch.finfo(s.dtype).tiny), wsum * 0)
     kl_rows = _tempered_kl_rows(student_logits, teacher_logits, temperature)
     kl_rows = torch.where(valid, kl_rows, torch.zeros_like(kl_rows))
-    kl = kl_rows.sum() / valid.sum().clamp_min(1).to(kl_rows.dtype)
+    kl = kl_rows.sum() / (valid.sum().clamp_min(1).to(kl_rows.dtype) * per)
     return (1.0 - weight_kd) * wce + weight_kd * temperature**2 * kl
 
 

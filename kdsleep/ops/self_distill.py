@@ -103,19 +103,7 @@ def _register() -> None:
         grad_shape = student.shape if compute_grad else (0,)
         return student.new_empty((), dtype=acc), student.new_empty(grad_shape)
 
-    def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(output[1])
-
-    def backward(ctx, grad_loss, grad_grad):
-        (grad,) = ctx.saved_tensors
-        if grad.numel() == 0 and grad.dim() == 1:
-            raise RuntimeError(
-                "kdsleep::self_distillation was called with compute_grad=False; call it through "
-                "kdsleep.ops.self_distillation_loss, which requests the gradient when it is needed"
-            )
-        return grad * grad_loss.to(grad.dtype), None, None, None, None, None
-
-    torch.library.register_autograd("kdsleep::self_distillation", backward, setup_context=setup_context)
+    # Autograd is registered in C++ (csrc/kdsleep_ops.cpp): the backward scales the saved gradient.
 
 
 if "self_distillation" in _extension.OPS:

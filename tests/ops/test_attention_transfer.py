@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -12,7 +13,12 @@ from kdsleep.ops import reference
 
 from .conftest import make_layers
 
-MODES = [("canonical", "squared"), ("canonical", "l2"), ("joshi", "squared")]
+MODES = [
+    ("canonical", "squared_l2"),
+    ("canonical", "squared_mean"),
+    ("canonical", "l2"),
+    ("joshi", "squared_l2"),
+]
 
 
 def _both(student, teacher, **kw):
@@ -221,13 +227,15 @@ def test_opcheck(device, mode, distance):
     for requires_grad in (False, True):
         student = make_layers((2, [(3, 40), (5, 8)]), device=device, generator=g, requires_grad=requires_grad)
         teacher = make_layers((2, [(2, 40), (1, 8)]), device=device, generator=g)
-        args = (student, teacher, 2.0, [1.0, 0.5], distance, mode, 1e-12)
+        kernel_distance = "l2" if distance == "l2" else "squared"  # the op's own distances
+        args = (student, teacher, 2.0, [1.0, 0.5], kernel_distance, mode, 1e-12)
         torch.library.opcheck(torch.ops.kdsleep.attention_transfer.default, args)
-    _, saved = torch.ops.kdsleep.attention_transfer(*args)
+    _, saved, coeffs = torch.ops.kdsleep.attention_transfer(*args)
+    assert coeffs.dtype == torch.float64 and coeffs.shape == (2, 2, 2)
     grad = torch.ones((), device=device)
     torch.library.opcheck(
         torch.ops.kdsleep.attention_transfer_backward.default,
-        (grad, [s.detach() for s in student], saved.detach(), 2.0, mode),
+        (grad, [s.detach() for s in student], saved.detach(), coeffs.detach(), 2.0, mode),
     )
 
 
@@ -252,3 +260,122 @@ def test_torch_compile_fullgraph(device):
     out = compiled(*student, *teacher)
     torch.testing.assert_close(out, eager)
     torch.testing.assert_close(torch.autograd.grad(out, student), torch.autograd.grad(eager, student))
+
+
+# ---- per-layer normalisation: every layer counts ----
+
+
+def _utime_tap_shapes() -> list[tuple[int, int]]:
+    from kdsleep.models import UTime
+
+    return list(UTime(n_chans=1, n_outputs=5, sfreq=200, n_epochs=35).tap_shapes.values())
+
+
+def _gradient_share_spread(device: str, distance: str) -> float:
+    """max / min over layers of ||d loss / d S_j|| on the 35-epoch U-Time layer set (B = 2, random maps)."""
+    g = torch.Generator().manual_seed(11)
+    shapes = _utime_tap_shapes()
+    student = make_layers((2, shapes), device=device, generator=g, requires_grad=True)
+    teacher = make_layers((2, shapes), device=device, generator=g)
+    loss = ops.attention_transfer_loss(student, teacher, distance=distance)
+    norms = torch.stack([grad.double().norm() for grad in torch.autograd.grad(loss, student)])
+    assert torch.isfinite(norms).all() and (norms > 0).all()
+    return (norms.max() / norms.min()).item()
+
+
+def test_every_layer_counts_under_the_default(device):
+    """Each layer's share of the gradient norm is within an order of magnitude of every other layer's.
+
+    The U-Time layer set has L_j from 70 to 210 000. With ``squared_mean`` the shortest layers' gradients are
+    thousands of times larger than the longest layers' (the test would catch a regression to it).
+    """
+    shapes = _utime_tap_shapes()
+    lengths = [length for _, length in shapes]
+    assert len(shapes) >= 10 and max(lengths) / min(lengths) >= 1000
+    assert _gradient_share_spread(device, "squared_l2") < 10.0
+    assert _gradient_share_spread(device, "squared_mean") > 1000.0
+
+
+def test_squared_l2_is_the_default_and_bounded():
+    g = torch.Generator().manual_seed(12)
+    shapes = (3, [(4, 5000), (8, 7), (2, 1)])
+    student = make_layers(shapes, generator=g)
+    teacher = make_layers(shapes, generator=g)
+    default = ops.attention_transfer_loss(student, teacher)
+    torch.testing.assert_close(default, ops.attention_transfer_loss(student, teacher, distance="squared_l2"))
+    for s, t in zip(student, teacher, strict=True):
+        # unit-norm maps: ||u - v||^2 <= 4 (<= 2 for non-negative maps)
+        term = ops.attention_transfer_loss([s], [t]).item()
+        assert 0.0 <= term <= 2.0 + 1e-6
+        worst = ops.attention_transfer_loss([s], [-s], p=1.0, mode="canonical").item()  # maps >= 0: same map
+        assert worst == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_squared_l2_is_length_times_squared_mean(device, dtype):
+    """The fused squared_l2 equals sum_j w_j L_j l_j(squared_mean), loss and gradient, and the reference."""
+    g = torch.Generator().manual_seed(13)
+    shapes = (2, [(3, 900), (5, 30), (4, 1)])
+    student = make_layers(shapes, dtype=dtype, device=device, generator=g, requires_grad=True)
+    teacher = make_layers(shapes, dtype=dtype, device=device, generator=g)
+    weights = [0.5, 2.0, 1.0]
+    new = ops.attention_transfer_loss(student, teacher, weights=weights)
+    scaled = [w * s.shape[2] for w, s in zip(weights, student, strict=True)]
+    old = ops.attention_transfer_loss(student, teacher, weights=scaled, distance="squared_mean")
+    alias = ops.attention_transfer_loss(student, teacher, weights=scaled, distance="squared")
+    ref = reference.attention_transfer_loss(student, teacher, weights=weights, distance="squared_l2")
+    tol = dict(rtol=1e-12, atol=0) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-8)
+    torch.testing.assert_close(new, old, **tol)
+    torch.testing.assert_close(new, alias, **tol)
+    torch.testing.assert_close(
+        new, ref.to(new.dtype), **(tol if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-7))
+    )
+    for a, b in zip(torch.autograd.grad(new, student), torch.autograd.grad(old, student), strict=True):
+        torch.testing.assert_close(a, b, **tol)
+    # the same quantity by hand
+    by_hand = sum(
+        w * (F.normalize(s.pow(2).mean(1), dim=1) - F.normalize(t.pow(2).mean(1), dim=1)).pow(2).sum(1).mean()
+        for w, s, t in zip(weights, student, teacher, strict=True)
+    )
+    torch.testing.assert_close(new, by_hand.to(new.dtype), rtol=1e-4, atol=1e-7)
+
+
+# ---- precomputed teacher maps ----
+
+
+@pytest.mark.parametrize("mode,distance", MODES)
+@pytest.mark.parametrize("p", [2.0, 1.5])
+def test_precomputed_teacher_maps_equal_the_live_teacher(device, mode, distance, p):
+    """Maps stored once (float32 or float16) give the live teacher's loss and gradient."""
+    g = torch.Generator().manual_seed(21)
+    shapes = [(4, 3000), (16, 70), (8, 1)]
+    student = make_layers((3, shapes), device=device, generator=g, requires_grad=True)
+    teacher = make_layers((3, [(c * 2, length) for c, length in shapes]), device=device, generator=g)
+    kw = dict(p=p, mode=mode, distance=distance, weights=[1.0, 0.5, 2.0])
+    live = ops.attention_transfer_loss(student, teacher, **kw)
+    (g_live,) = torch.autograd.grad(live, student[:1])
+    # loss: relative; gradient: relative in norm (element-wise it cancels where student and teacher agree)
+    # (measured: float16 canonical <= 9e-5 / 4e-4, joshi 4e-4 / 3e-2: its L1 gradient's sign flips where
+    # the maps nearly agree)
+    fp16 = (2e-4, 1e-3) if mode == "canonical" else (2e-3, 5e-2)
+    for dtype, rtol, grad_rtol in ((torch.float32, 1e-5, 1e-4), (torch.float16, *fp16)):
+        maps = ops.attention_maps(teacher, p=p, mode=mode, dtype=dtype)
+        assert [tuple(m.shape) for m in maps] == [(3, length) for _, length in shapes]
+        assert all(m.dtype == dtype and not m.requires_grad for m in maps)
+        cached = ops.attention_transfer_loss(student, maps, teacher_maps=True, **kw)
+        ref = reference.attention_transfer_loss(student, maps, teacher_maps=True, **kw)
+        torch.testing.assert_close(cached, live, rtol=rtol, atol=1e-7)
+        torch.testing.assert_close(ref, cached, rtol=2e-4, atol=1e-7)
+        (g_cached,) = torch.autograd.grad(cached, student[:1])
+        assert ((g_cached - g_live).norm() / g_live.norm()).item() <= grad_rtol
+
+
+def test_precomputed_teacher_maps_bad_input():
+    student = [torch.randn(2, 3, 10), torch.randn(2, 3, 5)]
+    maps = ops.attention_maps([torch.randn(2, 4, 10), torch.randn(2, 4, 5)])
+    with pytest.raises(ValueError, match=r"teacher map 1 has shape \(2, 4\); expected \(B, L\) = \(2, 5\)"):
+        ops.attention_transfer_loss(student, [maps[0], maps[1][:, :4]], teacher_maps=True)
+    with pytest.raises(ValueError, match="needs a list of 2"):
+        ops.attention_transfer_loss(student, maps[:1], teacher_maps=True)
+    with pytest.raises(ValueError, match=r"must be a \(B, C, L\)"):
+        ops.attention_maps([torch.randn(2, 10)])

@@ -241,3 +241,92 @@ def test_torch_compile_fullgraph(device):
     out = compiled(s, t, y, w)
     torch.testing.assert_close(out, eager)
     torch.testing.assert_close(torch.autograd.grad(out, s)[0], torch.autograd.grad(eager, s)[0])
+
+
+# ---- kl_reduction ----
+
+
+@pytest.mark.filterwarnings("ignore:reduction. 'mean' divides:UserWarning")
+@pytest.mark.parametrize("shape", [(12, 5, 35), (40, 3)])
+@pytest.mark.parametrize("temperature", [1.0, 2.5])
+def test_element_reduction_is_the_authors_kldivloss(device, shape, temperature):
+    """kl_reduction="element" is torch.nn.KLDivLoss() (element mean) of log_softmax(s/T) and softmax(t/T)."""
+    s = _logits(shape, device=device, seed=3, requires_grad=True)
+    t = _logits(shape, device=device, seed=4)
+    authors = torch.nn.KLDivLoss()(F.log_softmax(s / temperature, dim=1), F.softmax(t / temperature, dim=1))
+    got = ops.tempered_kl(s, t, temperature=temperature, kl_reduction="element")
+    torch.testing.assert_close(got, authors, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(
+        torch.autograd.grad(got, s)[0],
+        torch.autograd.grad(authors, s, retain_graph=True)[0],
+        rtol=1e-4,
+        atol=1e-8,
+    )
+    row = ops.tempered_kl(s, t, temperature=temperature)
+    torch.testing.assert_close(got, row / shape[1], rtol=1e-6, atol=0.0)
+    # the authors' SD+CL: (1 - a) * weighted CE + a * T^2 * KLDivLoss()
+    y = _labels(
+        (shape[0], shape[2]) if len(shape) == 3 else (shape[0],), shape[1], device=device, ignore_fraction=0.0
+    )
+    w = torch.linspace(0.5, 2.0, shape[1], device=device)
+    s_rows = s if s.dim() == 2 else s.movedim(1, -1).reshape(-1, shape[1])
+    expected = 0.5 * F.cross_entropy(s_rows, y.reshape(-1), weight=w) + 0.5 * temperature**2 * authors
+    loss = ops.distillation_loss(s, t, y, class_weights=w, temperature=temperature, kl_reduction="element")
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(
+        torch.autograd.grad(loss, s)[0], torch.autograd.grad(expected, s)[0], rtol=1e-4, atol=1e-8
+    )
+
+
+@pytest.mark.parametrize("kl_reduction", ["row", "element"])
+def test_kl_reduction_matches_reference_with_ignored_rows(device, kl_reduction):
+    s = _logits((4, 5, 9), device=device, dtype=torch.float64, seed=5, requires_grad=True)
+    t = _logits((4, 5, 9), device=device, dtype=torch.float64, seed=6)
+    y = _labels((4, 9), 5, device=device, ignore_fraction=0.3)
+    kw = dict(weight_kd=0.7, temperature=2.0, kl_reduction=kl_reduction)
+    fused = ops.distillation_loss(s, t, y, **kw)
+    ref = reference.distillation_loss(s, t, y, **kw)
+    torch.testing.assert_close(fused, ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(
+        torch.autograd.grad(fused, s)[0], torch.autograd.grad(ref, s)[0], rtol=1e-9, atol=1e-12
+    )
+    mask = y != -1
+    fused_kl = ops.tempered_kl(s, t, temperature=2.0, mask=mask, kl_reduction=kl_reduction)
+    ref_kl = reference.tempered_kl(s, t, temperature=2.0, mask=mask, kl_reduction=kl_reduction)
+    torch.testing.assert_close(fused_kl, ref_kl, rtol=1e-10, atol=1e-12)
+    # ignored rows are out of the element count too: element mean over valid rows x K
+    valid_rows = s.detach().movedim(1, -1)[mask]
+    valid_t = t.movedim(1, -1)[mask]
+    by_hand = F.kl_div(F.log_softmax(valid_rows / 2.0, 1), F.softmax(valid_t / 2.0, 1), reduction="sum")
+    by_hand = by_hand / (mask.sum() * (5 if kl_reduction == "element" else 1))
+    torch.testing.assert_close(fused_kl.detach(), by_hand, rtol=1e-10, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda x: ops.distillation_loss(x, t, y, **kw), (s,))
+
+
+def test_bad_kl_reduction_is_a_clear_error():
+    s, t = _logits((3, 4)), _logits((3, 4), seed=1)
+    with pytest.raises(ValueError, match="kl_reduction must be 'row' or 'element', got 'batchmean'"):
+        ops.tempered_kl(s, t, kl_reduction="batchmean")
+    with pytest.raises(ValueError, match="kl_reduction must be"):
+        ops.distillation_loss(s, t, torch.zeros(3, dtype=torch.long), kl_reduction="sum")
+
+
+def test_training_losses_pass_the_new_options_through():
+    from kdsleep.distill.losses import FeatureLoss, FinalLoss
+
+    s, t = _logits((2, 5, 35), seed=7), _logits((2, 5, 35), seed=8)
+    y = _labels((2, 35), 5)
+    w = torch.ones(5)
+    for kl_reduction in ("row", "element"):
+        for backend in ("fused", "reference"):
+            got = FinalLoss(w, 0.5, 1.0, backend=backend, kl_reduction=kl_reduction)(s, y, t)
+            want = reference.distillation_loss(s, t, y, class_weights=w, kl_reduction=kl_reduction)
+            torch.testing.assert_close(got, want)
+    maps_s = [torch.randn(2, 4, 300), torch.randn(2, 8, 10)]
+    maps_t = [torch.randn(2, 4, 300), torch.randn(2, 8, 10)]
+    assert FeatureLoss().distance == "squared_l2"
+    for distance in ("squared_l2", "squared_mean", "l2"):
+        for backend in ("fused", "reference"):
+            got = FeatureLoss(distance=distance, backend=backend)(maps_s, maps_t)
+            want = reference.attention_transfer_loss(maps_s, maps_t, distance=distance)
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-7)
