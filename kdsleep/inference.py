@@ -6,17 +6,13 @@ model's rate, band-pass, per-recording robust scaling), cuts the night into cons
 model's ``n_epochs`` epochs and returns per-epoch stages, class probabilities and onsets as a
 :class:`Prediction`. No hypnogram and no EEG are needed.
 
-Windows and the last, partial window
-    Windows start at epochs ``0, n_epochs, 2 n_epochs, ...``. When the night is not a whole number of
-    windows, one more window is aligned to the end of the signal (it starts at ``n_total - n_epochs``), so
-    every epoch is seen by the model with real signal on both sides and nothing is zero-padded. A night
-    shorter than one window is an error.
-
-Epochs covered by two windows
-    An epoch takes the probabilities of the window in which it lies farther from the window's edges (the
-    one with more context on both sides); on a tie the earlier window wins. With the end-aligned window
-    this splits the overlap: its first epochs lie near the end of the previous window and its own start,
-    and each goes to whichever of the two places it nearer the middle.
+Windows and the epochs two windows cover
+    The rules of :mod:`kdsleep.data.windows`, the same as for validation and test: windows side by side
+    and, when the night is not a whole number of windows, one more aligned to its end
+    (:func:`~kdsleep.data.windows.covering_starts`), so every epoch is seen with real signal on both sides
+    and nothing is zero-padded; an epoch covered by two windows takes the probabilities of the one in which
+    it lies farther from the edges (:func:`~kdsleep.data.windows.owned_positions`). A night shorter than one
+    window is an error.
 
 Epochs whose raw signal is NaN or flat (a disconnected electrode, see
 :func:`kdsleep.data.readers.quality.mask_bad_epochs`) get no stage: class ``-1`` and NaN probabilities,
@@ -46,6 +42,7 @@ import numpy as np
 import torch
 
 from kdsleep._torch import resolve_device
+from kdsleep.data.windows import covering_starts, owned_positions
 
 if TYPE_CHECKING:
     from kdsleep.data.preprocess import PreprocessConfig
@@ -59,7 +56,6 @@ __all__ = [
     "annotation_label_mapping",
     "as_checkpoint",
     "check_modality",
-    "covering_window_starts",
     "load_model_checkpoint",
     "output_paths",
     "plot_prediction",
@@ -315,42 +311,6 @@ def read_model_channel(
 # --------------------------------------------------------------------------------------------------
 
 
-def covering_window_starts(n_epochs_total: int, window_epochs: int, stride: int | None = None) -> np.ndarray:
-    """First epoch of each model window over a night, the last one aligned to the end.
-
-    Parameters
-    ----------
-    n_epochs_total : int
-        Epochs in the night.
-    window_epochs : int
-        Epochs per model window (35 in U-Time).
-    stride : int, optional
-        Epochs between window starts (default ``window_epochs``: windows side by side).
-
-    Returns
-    -------
-    np.ndarray of int64
-        ``0, s, 2s, ...`` and, when the last of these windows stops short of the end, ``n_epochs_total - w``.
-
-    Raises
-    ------
-    ValueError
-        When the night is shorter than one window.
-    """
-    stride = window_epochs if stride is None else stride
-    if window_epochs < 1 or stride < 1:
-        raise ValueError(f"window_epochs and stride must be >= 1, got {window_epochs} and {stride}")
-    if n_epochs_total < window_epochs:
-        raise ValueError(
-            f"{n_epochs_total} epochs do not fill one window of {window_epochs} epochs: "
-            "the recording is shorter than one window"
-        )
-    starts = list(range(0, n_epochs_total - window_epochs + 1, stride))
-    if starts[-1] + window_epochs < n_epochs_total:
-        starts.append(n_epochs_total - window_epochs)
-    return np.asarray(starts, dtype=np.int64)
-
-
 def _run_windows(
     model: torch.nn.Module,
     data: np.ndarray,
@@ -368,10 +328,8 @@ def _run_windows(
 
     n_total = data.shape[0]
     probabilities = np.full((n_total, n_classes), np.nan, dtype=np.float32)
-    # Distance of each window position to the nearer window edge: the context an epoch has there.
-    position = np.arange(window_epochs)
-    centrality = np.minimum(position, window_epochs - 1 - position)
-    best = np.full(n_total, -1, dtype=np.int64)
+    # the one merge rule of kdsleep.data.windows, applied window by window as the batches come
+    owned = owned_positions(starts, window_epochs)
     with tqdm(total=len(starts), desc=desc, unit="window", disable=not progress, leave=False) as bar:
         for first in range(0, len(starts), batch_size):
             batch_starts = starts[first : first + batch_size]
@@ -385,11 +343,8 @@ def _run_windows(
             with torch.inference_mode():
                 logits = model(torch.from_numpy(windows).to(device=device, dtype=torch.float32))
                 probs = torch.softmax(logits.float(), dim=1).cpu().numpy()  # (B, K, window_epochs)
-            for s, p in zip(batch_starts, probs, strict=True):
-                index = s + position
-                take = centrality > best[index]
-                probabilities[index[take]] = p[:, take].T
-                best[index[take]] = centrality[take]
+            for s, p, mask in zip(batch_starts, probs, owned[first : first + batch_size], strict=True):
+                probabilities[s + np.flatnonzero(mask)] = p[:, mask].T
             bar.update(len(batch_starts))
     return probabilities
 
@@ -507,7 +462,7 @@ def predict_recording(
             f"{window_epochs} epochs ({window_seconds:g} s)"
         )
     unusable = epochs.bad | (epochs.stages == int(SleepStage.ARTEFACT))
-    starts = covering_window_starts(epochs.n_epochs, window_epochs)
+    starts = covering_starts(epochs.n_epochs, window_epochs)
     model = model.to(torch_device).eval()
     probabilities = _run_windows(
         model,
