@@ -392,6 +392,7 @@ class WindowDataset:
         self._labels: list[np.ndarray] = []
         self._epoch_labels: list[np.ndarray] = []
         self._starts: dict[str, np.ndarray] = {}
+        self._owned: dict[str, np.ndarray] = {}
         index: list[tuple[int, int]] = []
         for r, key in enumerate(self.keys):
             n_epochs = int(store.meta(key)["n_epochs"])
@@ -413,6 +414,7 @@ class WindowDataset:
                     window = labels[start : start + self.window_epochs]
                     masked[i, owned[i]] = window[owned[i]]
                 self._labels.append(masked)
+                self._owned[key] = owned
                 kept = starts
             else:
                 self._labels.append(labels)
@@ -444,6 +446,14 @@ class WindowDataset:
         if self.evaluation:
             return labels[int(np.searchsorted(self._starts[self.keys[r]], start))]
         return labels[start : start + self.window_epochs]
+
+    def owned(self, i: int) -> np.ndarray:
+        """Epochs of window ``i`` whose output counts (:func:`owned_positions`; all of them for training)."""
+        r, start = self._index[i]
+        key = self.keys[r]
+        if not self.evaluation:
+            return np.ones(self.window_epochs, dtype=bool)
+        return self._owned[key][int(np.searchsorted(self._starts[key], start))]
 
     def window(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Window ``i`` as ``(eeg, ecg, labels)`` NumPy arrays."""

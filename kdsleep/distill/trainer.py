@@ -29,7 +29,7 @@ import random
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, cast
 
@@ -49,6 +49,7 @@ from kdsleep.models import FeatureTaps, UTime
 __all__ = [
     "StageResult",
     "StageSpec",
+    "TrainSettings",
     "predict",
     "predict_features",
     "train_stage",
@@ -93,6 +94,50 @@ class StageSpec:
     epochs: int
     weight_kd: float = 0.0
     variant: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """What :func:`train_stage` needs besides the stage itself: optimiser, batches, losses, stopping.
+
+    Attributes
+    ----------
+    lr : float
+        Adam learning rate.
+    batch_size : int
+        Windows per batch.
+    patience : int or None
+        Stop after this many epochs without a better validation score; ``None`` runs every epoch.
+    seed : int
+        Seed of the batch order and of the random subset of training windows.
+    amp : bool
+        bfloat16 autocast on CUDA.
+    num_workers : int
+        Data-loader worker processes.
+    max_train_windows : int or None
+        Training windows drawn per epoch (a fresh random subset each epoch); ``None`` uses all.
+    at_mode, at_p, at_distance : str, float, str
+        Attention-transfer loss (:class:`~kdsleep.distill.losses.FeatureLoss`).
+    temperature : float
+        Softmax-distillation temperature.
+    """
+
+    lr: float = 1e-3
+    batch_size: int = 16
+    patience: int | None = None
+    seed: int = 0
+    amp: bool = False
+    num_workers: int = 0
+    max_train_windows: int | None = None
+    at_mode: str = "canonical"
+    at_p: float = 2.0
+    at_distance: str = "squared"
+    temperature: float = 1.0
+
+    @classmethod
+    def from_config(cls, config: Any) -> TrainSettings:
+        """The fields of a :class:`~kdsleep.distill.config.TrainConfig` (or any object with them)."""
+        return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
 
 
 @dataclass
@@ -287,7 +332,7 @@ def train_stage(
     val_set: Any,
     class_weights: torch.Tensor,
     teacher: UTime | None,
-    config: Any,
+    settings: TrainSettings,
     checkpoint_meta: dict[str, Any],
     device: torch.device,
     resume: bool = False,
@@ -304,14 +349,14 @@ def train_stage(
     model : UTime
         The model (already initialised, on any device; moved to ``device``).
     train_set, val_set : Dataset
-        ``(eeg, ecg, labels)`` windows (:class:`~kdsleep.data.PairedWindowDataset`).
+        ``(eeg, ecg, labels)`` windows (:class:`~kdsleep.data.windows.WindowDataset`); the validation
+        windows' labels count every epoch once (``evaluation=True``).
     class_weights : Tensor
         Weights of the cross-entropy, from the training split.
     teacher : UTime or None
         Frozen EEG teacher (needed for ``kind="at"`` and ``weight_kd > 0``).
-    config : TrainConfig
-        ``lr``, ``batch_size``, ``patience``, ``seed``, ``amp``, ``num_workers``, ``max_train_windows``,
-        ``at_mode``, ``at_p``, ``at_distance``, ``temperature``.
+    settings : TrainSettings
+        Optimiser, batches, losses and early stopping.
     checkpoint_meta : dict
         ``channel``, ``grouping`` and ``preprocess`` for :func:`save_checkpoint`.
     device : torch.device
@@ -328,6 +373,7 @@ def train_stage(
     """
     from tqdm.auto import tqdm
 
+    config = settings
     rank, world = dist_info()
     out = Path(spec.out_dir)
     state_path, best_path, done_path, log_path = (
@@ -373,7 +419,7 @@ def train_stage(
     if state_path.exists():
         if not resume:
             raise FileExistsError(
-                f"{out}: holds an interrupted run (state.pt); pass --resume to continue it or choose a new --run-dir"
+                f"{out}: holds an interrupted run (state.pt); resume it or choose another run folder"
             )
         state = torch.load(state_path, map_location="cpu", weights_only=False)
         if state.get("format") != STATE_FORMAT:

@@ -49,8 +49,7 @@ def test_distilled_variant_end_to_end(tiny_config, tmp_path, monkeypatch):
     assert config["config"]["epochs"] == 2 and config["kdsleep_version"] and "git_commit" in config
     split = json.loads((run_dir / "split.json").read_text())
     assert len(split["subjects"]["test"]) == 1
-    for stage in ("at", "final"):
-        folder = run_dir / "w-l-d-r" / "at_sd_cl" / stage
+    for folder in (run_dir / "w-l-d-r" / "at_step" / "at", run_dir / "w-l-d-r" / "at_sd_cl" / "final"):
         assert (folder / "best.pt").exists() and (folder / "done.json").exists()
         log = (folder / "log.csv").read_text().splitlines()
         assert log[0].startswith("epoch,train_loss,val_loss,val_weighted_f1")
@@ -82,7 +81,7 @@ def test_resume_reproduces_an_uninterrupted_run_bit_for_bit(tiny_config, tmp_pat
         )
     stage = tmp_path / "cut" / "w-l-d-r" / "ecg_baseline" / "final"
     assert (stage / "state.pt").exists() and not (stage / "done.json").exists()
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(FileExistsError, match="interrupted run.*resume it"):
         Pipeline(config, tmp_path / "cut", progress=False).run_variant("ecg_baseline")
     resumed = Pipeline(config, tmp_path / "cut", resume=True, progress=False).run_variant("ecg_baseline")
 
@@ -150,11 +149,11 @@ def test_heart_rate_student(tiny_config, tmp_path, ecg_input):
     eeg, ecg, labels = pipeline.dataset("train", "w-l-d-r")[0]
     n_inputs = 1 if ecg_input == "ihr" else 2
     assert eeg.shape[0] == 1 and ecg.shape == (n_inputs, eeg.shape[1])
-    heart_rate = ecg[-1].numpy()
+    heart_rate = ecg[-1]
     # heart rate: robust-scaled, slow (no beat-to-beat waveform), and not a copy of the raw ECG
     assert heart_rate.std() > 0.1 and np.abs(np.diff(heart_rate)).max() < 1.0
     if ecg_input == "both":
-        assert not np.allclose(ecg[0].numpy(), heart_rate)
+        assert not np.allclose(ecg[0], heart_rate)
     outcome = pipeline.run_variant("at_cl")  # attention transfer needs equal teacher / student lengths
     checkpoint = load_checkpoint(outcome.checkpoint)
     assert checkpoint.model.n_chans == n_inputs
@@ -173,7 +172,7 @@ def test_fig2_disagreement_figures(tiny_config, tmp_path):
     """Fig. 2 of Joshi et al. from three models: plot and distances per distilled student, none without one."""
     from types import SimpleNamespace
 
-    from kdsleep.cli.evaluate import disagreement_figures
+    from kdsleep.cli.evaluate import fig2
 
     pipeline = Pipeline(tiny_config(split_fractions=[0.4, 0.2, 0.4]), tmp_path / "run", progress=False)
     models = {}
@@ -184,11 +183,8 @@ def test_fig2_disagreement_figures(tiny_config, tmp_path):
         torch.manual_seed(seed)
         model.reset_parameters()
         models[name] = SimpleNamespace(model=model)
-    assert (
-        disagreement_figures(pipeline, pipeline.run_dir, "w-l-d-r", {"eeg_baseline": models["eeg_baseline"]})
-        is None
-    )
-    summary = disagreement_figures(pipeline, pipeline.run_dir, "w-l-d-r", models)
+    assert fig2(pipeline, pipeline.run_dir, "w-l-d-r", {"eeg_baseline": models["eeg_baseline"]}) is None
+    summary = fig2(pipeline, pipeline.run_dir, "w-l-d-r", models)
     assert summary is not None and list(summary["variants"]) == ["at_cl"]
     row = summary["variants"]["at_cl"]
     assert (pipeline.run_dir / "w-l-d-r" / row["plot"]).stat().st_size > 0
