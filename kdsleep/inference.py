@@ -36,18 +36,23 @@ import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
+from kdsleep._io import write_text_atomic
 from kdsleep._torch import resolve_device
+from kdsleep.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from kdsleep.data.datasets.base import DEFAULT_CHANNELS
+from kdsleep.data.edf_writer import write_edf
+from kdsleep.data.preprocess import DERIVED_CHANNELS, PreprocessConfig, preprocess_recording
+from kdsleep.data.readers.channels import MissingChannelError, resolve_channel
+from kdsleep.data.readers.edf import EdfFormatError, read_edf, read_edf_header
+from kdsleep.data.recording import Hypnogram, Recording
+from kdsleep.data.stages import SleepStage, get_grouping
 from kdsleep.data.windows import covering_starts, owned_positions
-
-if TYPE_CHECKING:
-    from kdsleep.data.preprocess import PreprocessConfig
-    from kdsleep.data.recording import Recording
-    from kdsleep.distill.checkpoint import Checkpoint
+from kdsleep.evaluation.plots import plot_hypnogram
 
 __all__ = [
     "InferenceError",
@@ -73,7 +78,18 @@ UNSCORED_LABEL = "Sleep stage ?"
 
 
 class InferenceError(ValueError):
-    """Input that prediction or export cannot use; the message names the file and what was expected."""
+    """Input that prediction or export cannot use; the message names the file and what was expected.
+
+    Attributes
+    ----------
+    remedy : str or None
+        The argument of :func:`predict_recording` that would get past the error, when one would
+        (``"allow_other_modality"`` or ``"channel"``); a front end turns it into its own hint.
+    """
+
+    def __init__(self, message: str, *, remedy: str | None = None) -> None:
+        super().__init__(message)
+        self.remedy = remedy
 
 
 @dataclass(frozen=True)
@@ -154,8 +170,6 @@ def load_model_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     InferenceError
         When the file is missing, is not a kdsleep checkpoint or is corrupt (the message names the file).
     """
-    from kdsleep.distill.checkpoint import CheckpointError, load_checkpoint
-
     path = Path(path)
     if not path.is_file():
         raise InferenceError(
@@ -178,8 +192,6 @@ def load_model_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
 
 def as_checkpoint(checkpoint: Checkpoint | str | os.PathLike[str]) -> Checkpoint:
     """``checkpoint`` itself when already loaded, else :func:`load_model_checkpoint` of the file."""
-    from kdsleep.distill.checkpoint import Checkpoint
-
     if isinstance(checkpoint, Checkpoint):
         return checkpoint
     return load_model_checkpoint(checkpoint)
@@ -189,7 +201,7 @@ def check_modality(checkpoint: Checkpoint, expected: str = "ecg", *, allow_other
     """Refuse (or, when allowed, warn about) a checkpoint that reads another modality than ``expected``.
 
     ``kdsleep predict`` expects an ECG student; an EEG teacher checkpoint is refused unless the caller asks
-    for it explicitly (``--allow-eeg``), because it needs an EEG channel the target recordings usually lack.
+    for it explicitly (``allow_other``), because it needs an EEG channel the target recordings usually lack.
 
     Raises
     ------
@@ -205,14 +217,12 @@ def check_modality(checkpoint: Checkpoint, expected: str = "ecg", *, allow_other
         f"{expected.upper()} model was expected"
     )
     if not allow_other:
-        raise InferenceError(message + f"; pass --allow-{checkpoint.modality} to run it anyway")
+        raise InferenceError(message, remedy="allow_other_modality")
     warnings.warn(message + "; running it as asked", UserWarning, stacklevel=2)
     logger.warning("%s; running it as asked", message)
 
 
 def _preprocess_config(checkpoint: Checkpoint) -> PreprocessConfig:
-    from kdsleep.data.preprocess import PreprocessConfig
-
     where = checkpoint.path or "checkpoint"
     try:
         config = PreprocessConfig.from_dict(dict(checkpoint.preprocess))
@@ -234,22 +244,26 @@ def _channel_request(
     """The preprocessing name of the model's channel and the reader's spec for it.
 
     The name decides the filter band (ECG or EEG) exactly as at training time, so it is the training
-    pipeline's own name for the channel (``"ecg"`` / ``"eeg"`` in the cache) whatever the file calls it.
+    pipeline's own name for the channel (``"ecg"`` / ``"eeg"`` in the cache) whatever the file calls it. It
+    comes from the checkpoint's stored inputs (the recorded channel a derived input such as ``ihr`` is
+    computed from), not from the look of the channel's label. A checkpoint whose channel is that name
+    itself was trained on a dataset's default candidates, and is read through the same candidates.
     """
-    from kdsleep.data.datasets.base import DEFAULT_CHANNELS
-    from kdsleep.data.readers.channels import is_ecg_name
-
-    wanted = checkpoint.channel.strip().lower()
-    exact = [c for c in config.channels if c.strip().lower() == wanted]
-    same_modality = [c for c in config.channels if is_ecg_name(c) == (checkpoint.modality == "ecg")]
-    name = (exact or same_modality or [checkpoint.channel])[0]
+    inputs = list(checkpoint.inputs) or [checkpoint.modality]
+    name = DERIVED_CHANNELS.get(inputs[0], inputs[0])
+    if name not in config.channels:
+        where = checkpoint.path or "checkpoint"
+        raise InferenceError(
+            f"{where}: the model reads {name!r}, which is not among the preprocessed channels "
+            f"{list(config.channels)} stored with it"
+        )
     if channel is not None:
         return name, channel
     specs = dict(config.channel_specs or ())
     if name in specs:
         return name, specs[name]
-    if name.strip().lower() == wanted and name.strip().lower() in DEFAULT_CHANNELS:
-        return name, list(DEFAULT_CHANNELS[name.strip().lower()])
+    if checkpoint.channel.strip().lower() == name.lower() and name.lower() in DEFAULT_CHANNELS:
+        return name, list(DEFAULT_CHANNELS[name.lower()])
     return name, checkpoint.channel
 
 
@@ -280,9 +294,6 @@ def read_model_channel(
         For a missing, unreadable or non-EDF file, or a file without the channel (the message lists the
         channels it has).
     """
-    from kdsleep.data.readers.channels import MissingChannelError, resolve_channel
-    from kdsleep.data.readers.edf import EdfFormatError, read_edf, read_edf_header
-
     path = Path(recording_path)
     config = _preprocess_config(checkpoint)
     name, spec = _channel_request(checkpoint, config, channel)
@@ -294,10 +305,10 @@ def read_model_channel(
         recording = read_edf(path, {name: [str(source)]}, ecg_polarity=config.ecg_polarity)
     except MissingChannelError as err:
         asked = channel if channel is not None else checkpoint.channel
-        hint = "" if channel is not None else "; choose one with --channel NAME"
         raise InferenceError(
             f"{path}: no channel {asked!r} for the {checkpoint.modality.upper()} model (tried "
-            f"{err.candidates}); available channels: {err.available}{hint}"
+            f"{err.candidates}); available channels: {err.available}",
+            remedy="channel" if channel is None else None,
         ) from err
     except EdfFormatError as err:
         raise InferenceError(f"{err} (expected an EDF, EDF+ or BDF recording)") from err
@@ -365,7 +376,7 @@ def predict_recording(
     Parameters
     ----------
     checkpoint : Checkpoint or path-like
-        A checkpoint from :func:`kdsleep.distill.checkpoint.load_checkpoint`, or its file.
+        A checkpoint from :func:`kdsleep.checkpoint.load_checkpoint`, or its file.
     recording_path : path-like
         EDF / EDF+ / BDF file that holds the model's channel; nothing else is read (an ECG-only night
         without hypnogram is enough for an ECG student).
@@ -393,10 +404,6 @@ def predict_recording(
         For a file that is not a kdsleep checkpoint, a modality mismatch, a recording without the channel,
         a recording shorter than one model window, or an unusable signal.
     """
-    from kdsleep.data.preprocess import preprocess_recording
-    from kdsleep.data.recording import Hypnogram
-    from kdsleep.data.stages import SleepStage
-
     checkpoint = as_checkpoint(checkpoint)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -404,8 +411,6 @@ def predict_recording(
         check_modality(checkpoint, expected_modality, allow_other=allow_other_modality)
     model = checkpoint.model
     where = checkpoint.path or "checkpoint"
-    from kdsleep.data.preprocess import DERIVED_CHANNELS
-
     inputs = list(checkpoint.inputs)
     unknown = [c for c in inputs[1:] if c not in DERIVED_CHANNELS] + (
         [inputs[0]] if len(inputs) > 1 and inputs[0] in DERIVED_CHANNELS and inputs[0] != "ihr" else []
@@ -531,8 +536,6 @@ def annotation_label_mapping(grouping: str, class_names: tuple[str, ...] | list[
         Annotation text to :class:`~kdsleep.data.stages.SleepStage` value, for the ``mapping`` argument of
         :func:`~kdsleep.data.readers.read_hypnogram`.
     """
-    from kdsleep.data.stages import SleepStage, get_grouping
-
     stage_grouping = get_grouping(grouping)
     if list(stage_grouping.class_names) != list(class_names):
         raise ValueError(
@@ -570,8 +573,6 @@ def write_hypnogram_csv(prediction: Prediction, path: str | os.PathLike[str]) ->
     ``stage`` is the class name (``?`` for epochs without a stage, whose probabilities are left empty);
     probabilities have six decimals.
     """
-    from kdsleep._io import write_text_atomic
-
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["epoch", "onset_s", "stage", *(f"p_{name}" for name in prediction.class_names)])
@@ -591,8 +592,6 @@ def write_hypnogram_edf(prediction: Prediction, path: str | os.PathLike[str]) ->
     ``Sleep stage ?``. Read it back with :func:`~kdsleep.data.readers.read_hypnogram` and
     :func:`annotation_label_mapping`.
     """
-    from kdsleep.data.edf_writer import write_edf
-
     descriptions = annotation_descriptions(prediction.class_names)
     annotations = [
         (float(onset), prediction.epoch_seconds, descriptions[s] if s >= 0 else UNSCORED_LABEL)
@@ -616,8 +615,6 @@ def write_hypnogram_edf(prediction: Prediction, path: str | os.PathLike[str]) ->
 
 def plot_prediction(prediction: Prediction, path: str | os.PathLike[str]) -> Path:
     """PNG of the predicted hypnogram (see :func:`kdsleep.evaluation.plots.plot_hypnogram`)."""
-    from kdsleep.evaluation.plots import plot_hypnogram
-
     title = (
         f"{prediction.source.name}: predicted hypnogram from {prediction.channel} "
         f"({prediction.n_epochs} epochs of {prediction.epoch_seconds:g} s)"

@@ -77,8 +77,8 @@ def fig2(pipeline: Pipeline, run_dir: Path, grouping: str, models: dict) -> dict
 
 
 def run(args: argparse.Namespace) -> int:
+    from kdsleep.checkpoint import CheckpointError, load_checkpoint
     from kdsleep.cli import CLIError
-    from kdsleep.distill.checkpoint import CheckpointError, load_checkpoint
     from kdsleep.distill.config import ConfigError, TrainConfig
     from kdsleep.distill.experiment import Pipeline
     from kdsleep.distill.variants import get_variant

@@ -38,9 +38,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from kdsleep.checkpoint import CheckpointError
     from kdsleep.cli import CLIError
     from kdsleep.cli.train import CLASSES, format_metrics, make_pipeline, resolve_config
-    from kdsleep.distill.checkpoint import CheckpointError
     from kdsleep.distill.variants import TABLE_VARIANTS
 
     groupings = list(dict.fromkeys(CLASSES[c] for c in args.classes))

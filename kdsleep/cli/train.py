@@ -102,8 +102,8 @@ def default_run_dir(config) -> Path:
 
 
 def make_pipeline(args: argparse.Namespace, config):
+    from kdsleep.checkpoint import CheckpointError
     from kdsleep.cli import CLIError
-    from kdsleep.distill.checkpoint import CheckpointError
     from kdsleep.distill.experiment import Pipeline
 
     run_dir = args.run_dir or default_run_dir(config)
@@ -128,8 +128,8 @@ def format_metrics(name: str, metrics) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from kdsleep.checkpoint import CheckpointError
     from kdsleep.cli import CLIError
-    from kdsleep.distill.checkpoint import CheckpointError
 
     grouping = CLASSES[args.classes] if args.classes else None
     config = resolve_config(args, grouping)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kdsleep.distill.checkpoint import (
+from kdsleep.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_FORMAT_VERSION,
     Checkpoint,

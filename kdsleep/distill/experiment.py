@@ -35,12 +35,12 @@ import torch
 
 from kdsleep._io import atomic_write, git_commit, kdsleep_version, write_json_atomic
 from kdsleep._torch import dist_info, resolve_device
+from kdsleep.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from kdsleep.data.cache import PreprocessedCache, build_cache
 from kdsleep.data.preprocess import PreprocessConfig, channel_request, dataset_entries
 from kdsleep.data.stages import get_grouping
 from kdsleep.data.synthetic import generate_synthetic_psg
 from kdsleep.data.windows import WindowDataset
-from kdsleep.distill.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from kdsleep.distill.config import ECG_INPUTS, TrainConfig
 from kdsleep.distill.runner import Runner, VariantOutcome
 from kdsleep.distill.split import SubjectSplit, load_split, split_subjects

@@ -10,7 +10,7 @@
 
 After every epoch the stage folder receives, atomically: ``log.csv`` (one row per epoch), ``state.pt``
 (model, optimiser, RNG states, epoch, best score, early-stopping counter and the log), and ``best.pt`` (a
-:mod:`~kdsleep.distill.checkpoint` of the best epoch) when the score improved; ``done.json`` marks a finished
+:mod:`~kdsleep.checkpoint` of the best epoch) when the score improved; ``done.json`` marks a finished
 stage. With ``resume=True`` an interrupted stage continues from ``state.pt`` and ends with the same weights
 as an uninterrupted run (the batch order depends only on the seed and the epoch number).
 
@@ -41,7 +41,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from kdsleep._io import save_torch_atomic, write_json_atomic, write_text_atomic
 from kdsleep._torch import dist_info, flush_denormals
-from kdsleep.distill.checkpoint import save_checkpoint
+from kdsleep.checkpoint import save_checkpoint
 from kdsleep.distill.losses import FeatureLoss, FinalLoss
 from kdsleep.evaluation.metrics import ConfusionMatrix
 from kdsleep.models import FeatureTaps, UTime
@@ -398,7 +398,7 @@ def train_stage(
 
     if done_path.exists():
         done = json.loads(done_path.read_text(encoding="utf-8"))
-        from kdsleep.distill.checkpoint import read_checkpoint_payload
+        from kdsleep.checkpoint import read_checkpoint_payload
 
         model.load_state_dict(read_checkpoint_payload(best_path)["state_dict"])
         logger.info(
@@ -592,7 +592,7 @@ def train_stage(
         board.close()
         denormals.__exit__(None, None, None)
 
-    from kdsleep.distill.checkpoint import read_checkpoint_payload
+    from kdsleep.checkpoint import read_checkpoint_payload
 
     inner.load_state_dict(read_checkpoint_payload(best_path, map_location=device)["state_dict"])
     if rank == 0:

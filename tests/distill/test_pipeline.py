@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from kdsleep.distill.checkpoint import (
+from kdsleep.checkpoint import (
     CheckpointError,
     load_checkpoint,
     read_checkpoint_payload,
@@ -191,3 +191,32 @@ def test_fig2_disagreement_figures(tiny_config, tmp_path):
     assert row["epochs_kd_right_baseline_wrong"] + row["epochs_kd_wrong_baseline_right"] > 0
     assert row["mean_distance_baseline_to_teacher"] > 0
     assert json.loads((pipeline.run_dir / "w-l-d-r" / "fig2.json").read_text()) == summary
+
+
+def test_predict_without_channel_on_a_student_trained_on_the_default_channels(
+    tiny_config, tiny_data, tmp_path
+):
+    """The checkpoint names a channel that prediction resolves, not the stringified candidate list."""
+    from kdsleep.cli import main
+
+    pipeline = Pipeline(tiny_config(), tmp_path / "run", progress=False, command=["test"])
+    assert pipeline.config.ecg_channel is None  # the dataset's default candidates
+    outcome = pipeline.run_variant("ecg_baseline")
+    checkpoint = load_checkpoint(outcome.checkpoint)
+    assert checkpoint.channel == "ecg" and "(" not in checkpoint.channel
+    night = sorted(tiny_data.glob("*PSG.edf"))[0]
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(outcome.checkpoint),
+                str(night),
+                "--out",
+                str(tmp_path / "out"),
+                "--no-plot",
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "out" / f"{night.stem}_hypnogram.csv").stat().st_size > 0

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from kdsleep.checkpoint import load_checkpoint, save_checkpoint
 from kdsleep.data.edf_writer import write_edf
 from kdsleep.data.preprocess import PreprocessConfig, preprocess_recording
 from kdsleep.data.readers import read_edf, read_hypnogram
 from kdsleep.data.recording import Hypnogram
 from kdsleep.data.stages import SleepStage, get_grouping
 from kdsleep.data.windows import covering_starts
-from kdsleep.distill.checkpoint import load_checkpoint, save_checkpoint
 from kdsleep.inference import (
     InferenceError,
     Prediction,
@@ -376,9 +376,7 @@ def test_eeg_teacher_is_refused_unless_allowed(folder) -> None:
     path = write_edf(
         folder / "psg.edf", [_ecg(300.0), _ecg(300.0, seed=3)], FILE_SFREQ, ["EEG C3-A2", "ECG I"], units="uV"
     )
-    with pytest.raises(
-        InferenceError, match=r"teacher\.pt: an EEG teacher .*an ECG model was expected; pass --allow-eeg"
-    ):
+    with pytest.raises(InferenceError, match=r"teacher\.pt: an EEG teacher .*an ECG model was expected"):
         predict_recording(teacher, path, progress=False)
     with pytest.warns(UserWarning, match="EEG teacher"):
         prediction = predict_recording(teacher, path, allow_other_modality=True, progress=False)
