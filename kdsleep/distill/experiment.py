@@ -51,9 +51,24 @@ from kdsleep.evaluation.metrics import metric_by_subject
 from kdsleep.evaluation.report import VariantResult, write_report
 from kdsleep.models import UTime
 
-__all__ = ["Pipeline", "VariantOutcome", "kdsleep_home", "prepare_synthetic"]
+__all__ = [
+    "MissingDataDirError",
+    "Pipeline",
+    "RunFolderError",
+    "VariantOutcome",
+    "kdsleep_home",
+    "prepare_synthetic",
+]
 
 logger = logging.getLogger(__name__)
+
+
+class RunFolderError(ValueError):
+    """A run folder made with another configuration than the one given."""
+
+
+class MissingDataDirError(ValueError):
+    """A dataset other than the synthetic one without its data folder."""
 
 
 def kdsleep_home() -> Path:
@@ -166,8 +181,8 @@ class Pipeline:
             )
         else:
             if not config.data_dir:
-                raise ValueError(
-                    f"dataset {config.dataset!r} needs --data-dir (the folder with its recordings)"
+                raise MissingDataDirError(
+                    f"dataset {config.dataset!r} needs the folder with its recordings (data_dir)"
                 )
             data_dir = Path(config.data_dir)
         self.data_dir = data_dir
@@ -248,7 +263,7 @@ class Pipeline:
             if key not in self._VOLATILE and saved.get(key) != current[key]
         ]
         if changed:
-            raise ValueError(
+            raise RunFolderError(
                 f"{self.run_dir}: this run folder was made with another configuration: {'; '.join(changed[:4])}; "
                 f"choose another run folder (or use the same settings to add variants to it)"
             )

@@ -47,6 +47,7 @@ from kdsleep.evaluation.metrics import ConfusionMatrix
 from kdsleep.models import FeatureTaps, UTime
 
 __all__ = [
+    "InterruptedStageError",
     "StageResult",
     "StageSpec",
     "TrainSettings",
@@ -58,6 +59,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 STATE_FORMAT = "kdsleep-train-state"
+
+
+class InterruptedStageError(FileExistsError):
+    """A stage folder holds the state of an interrupted run and resuming was not asked for."""
 
 
 def _barrier() -> None:
@@ -418,7 +423,7 @@ def train_stage(
     history: list[dict[str, float]] = []
     if state_path.exists():
         if not resume:
-            raise FileExistsError(
+            raise InterruptedStageError(
                 f"{out}: holds an interrupted run (state.pt); resume it or choose another run folder"
             )
         state = torch.load(state_path, map_location="cpu", weights_only=False)

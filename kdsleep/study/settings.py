@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from kdsleep.data.stages import STAGE_GROUPINGS
+
 __all__ = [
     "CLASS_SETS",
     "DESCRIPTIONS",
@@ -18,7 +20,9 @@ __all__ = [
 ]
 
 #: Stage grouping of each number of classes.
-CLASS_SETS: dict[int, str] = {3: "w-n-r", 4: "w-l-d-r", 5: "aasm-5"}
+CLASS_SETS: dict[int, str] = {
+    g.n_classes: g.name for g in sorted(STAGE_GROUPINGS.values(), key=lambda g: g.n_classes)
+}
 
 #: The rows of the report, in order, and what their data are.
 MODELS: dict[str, str] = {

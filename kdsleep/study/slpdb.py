@@ -86,6 +86,7 @@ __all__ = [
     "MODELS",
     "QUICK_SETTINGS",
     "StudySettings",
+    "WorkFolderError",
     "default_work_dir",
     "prepare_data",
     "run_study",
@@ -297,6 +298,10 @@ def run_unit(
 # --------------------------------------------------------------------------------------------------
 
 
+class WorkFolderError(ValueError):
+    """A work folder made with other settings, another data folder or an older format."""
+
+
 def _check_work_dir(work_dir: Path, settings: StudySettings, data_dir: Path) -> None:
     """A work folder is reused only with the settings it was made with."""
     path = work_dir / "settings.json"
@@ -310,12 +315,12 @@ def _check_work_dir(work_dir: Path, settings: StudySettings, data_dir: Path) -> 
                 for k, v in wanted.items()
                 if saved.get("settings", {}).get(k) != v
             ]
-            raise ValueError(
+            raise WorkFolderError(
                 f"{work_dir}: this work folder holds a study made with other settings: "
                 f"{'; '.join(changed[:4]) or 'another format'}; choose another work folder or delete it"
             )
         if saved.get("data_dir") != current["data_dir"]:
-            raise ValueError(
+            raise WorkFolderError(
                 f"{work_dir}: this work folder holds a study of {saved.get('data_dir')}, not of "
                 f"{current['data_dir']}; choose another work folder"
             )
