@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from kdsleep._io import write_text_atomic
 from kdsleep._torch import resolve_device
@@ -64,6 +65,7 @@ __all__ = [
     "load_model_checkpoint",
     "output_paths",
     "plot_prediction",
+    "predict_windows",
     "predict_recording",
     "read_model_channel",
     "write_hypnogram_csv",
@@ -322,7 +324,7 @@ def read_model_channel(
 # --------------------------------------------------------------------------------------------------
 
 
-def _run_windows(
+def predict_windows(
     model: torch.nn.Module,
     data: np.ndarray,
     starts: np.ndarray,
@@ -334,9 +336,12 @@ def _run_windows(
     progress: bool,
     desc: str,
 ) -> np.ndarray:
-    """Probabilities per epoch from windows of ``data`` (n_epochs, n_chans, samples_per_epoch)."""
-    from tqdm.auto import tqdm
+    """Class probabilities of every epoch of ``data`` ``(n_epochs, n_chans, samples_per_epoch)``.
 
+    The model runs on the windows starting at ``starts`` (:func:`~kdsleep.data.windows.covering_starts`),
+    ``batch_size`` at a time; an epoch in two windows takes the probabilities of the window that owns it
+    (:func:`~kdsleep.data.windows.owned_positions`). Rows of epochs no window covers are NaN.
+    """
     n_total = data.shape[0]
     probabilities = np.full((n_total, n_classes), np.nan, dtype=np.float32)
     # the one merge rule of kdsleep.data.windows, applied window by window as the batches come
@@ -469,7 +474,7 @@ def predict_recording(
     unusable = epochs.bad | (epochs.stages == int(SleepStage.ARTEFACT))
     starts = covering_starts(epochs.n_epochs, window_epochs)
     model = model.to(torch_device).eval()
-    probabilities = _run_windows(
+    probabilities = predict_windows(
         model,
         data,
         starts,

@@ -37,7 +37,7 @@ from kdsleep._io import atomic_write, git_commit, kdsleep_version, write_json_at
 from kdsleep._torch import dist_info, resolve_device
 from kdsleep.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from kdsleep.data.cache import PreprocessedCache, build_cache
-from kdsleep.data.preprocess import PreprocessConfig, channel_request, dataset_entries
+from kdsleep.data.preprocess import DERIVED_CHANNELS, PreprocessConfig, channel_request, dataset_entries
 from kdsleep.data.stages import get_grouping
 from kdsleep.data.synthetic import generate_synthetic_psg
 from kdsleep.data.windows import WindowDataset
@@ -192,7 +192,7 @@ class Pipeline:
         )
         #: stored channels each modality's model reads
         self.inputs = {"eeg": ("eeg",), "ecg": ECG_INPUTS[config.ecg_input]}
-        derived = tuple(c for c in self.inputs["ecg"] if c not in ("eeg", "ecg"))
+        derived = tuple(c for c in self.inputs["ecg"] if c in DERIVED_CHANNELS)
         self.preprocess = PreprocessConfig(
             channels=("eeg", "ecg", *derived),
             channel_specs=specs or None,

@@ -38,10 +38,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 from torch.utils.data.distributed import DistributedSampler
+from tqdm.auto import tqdm
 
 from kdsleep._io import save_torch_atomic, write_json_atomic, write_text_atomic
 from kdsleep._torch import dist_info, flush_denormals
-from kdsleep.checkpoint import save_checkpoint
+from kdsleep.checkpoint import read_checkpoint_payload, save_checkpoint
 from kdsleep.distill.losses import FeatureLoss, FinalLoss
 from kdsleep.evaluation.metrics import ConfusionMatrix
 from kdsleep.models import FeatureTaps, UTime
@@ -286,8 +287,6 @@ def _predict(
     desc: str,
     tap: str | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    from tqdm.auto import tqdm
-
     model.eval()
     n_epochs = getattr(model, "n_epochs", 1)
     labels_all, preds_all, features_all = [], [], []
@@ -301,6 +300,7 @@ def _predict(
             labels_all.append(labels.cpu().numpy())
             preds_all.append(logits.float().argmax(dim=1).cpu().numpy())
             if isinstance(taps, FeatureTaps):
+                # local: kdsleep.evaluation.plots loads matplotlib, which training itself never needs
                 from kdsleep.evaluation.plots import epoch_features
 
                 features_all.append(epoch_features(taps.features[0].float().cpu(), n_epochs))
@@ -376,8 +376,6 @@ def train_stage(
     on_epoch_end : callable, optional
         Called with the epoch number after its state is saved (used by tests to interrupt a run).
     """
-    from tqdm.auto import tqdm
-
     config = settings
     rank, world = dist_info()
     out = Path(spec.out_dir)
@@ -403,8 +401,6 @@ def train_stage(
 
     if done_path.exists():
         done = json.loads(done_path.read_text(encoding="utf-8"))
-        from kdsleep.checkpoint import read_checkpoint_payload
-
         model.load_state_dict(read_checkpoint_payload(best_path)["state_dict"])
         logger.info(
             "%s: already finished (best epoch %d), reusing %s", spec.name, done["best_epoch"], best_path
@@ -596,8 +592,6 @@ def train_stage(
     finally:
         board.close()
         denormals.__exit__(None, None, None)
-
-    from kdsleep.checkpoint import read_checkpoint_payload
 
     inner.load_state_dict(read_checkpoint_payload(best_path, map_location=device)["state_dict"])
     if rank == 0:

@@ -12,12 +12,15 @@ One call of :func:`run_study` reproduces the whole study and writes its report:
    * ``hrv_gbm``: the classical baseline, HRV features (:mod:`kdsleep.study.hrv_features`) and a
      gradient-boosted tree classifier (scikit-learn ``HistGradientBoostingClassifier``, balanced class
      weights) -- real data;
-   * ``hr_student``: a small U-Time on the heart-rate channel, trained with
-     :func:`kdsleep.distill.trainer.train_stage` (the ``ecg_baseline`` variant) -- real data;
+   * ``hr_student``: a small U-Time on the heart-rate channel (the ``ecg_baseline`` variant) -- real data;
    * ``eeg_teacher``: the same U-Time on the semi-synthetic EEG -- SEMI-SYNTHETIC;
    * ``at_cl``, ``sd_cl``, ``at_sd_cl``: the heart-rate student distilled from that teacher with the
      variants of Joshi et al. (:mod:`kdsleep.distill.variants`) -- SEMI-SYNTHETIC (the student reads real
      heart rate, but what it is taught comes from synthetic EEG);
+
+   the deep rows run through :class:`kdsleep.distill.runner.Runner` -- the runner of ``kdsleep train`` and
+   ``kdsleep experiment`` -- on the unit's records held in memory (:func:`kdsleep.study.data.record_store`):
+   the same windows, class weights, teacher-first order, stages and per-epoch test merge;
 
 4. predictions of all test folds are pooled into weighted F1, accuracy, Cohen's kappa and per-class F1,
    with the spread over subjects and paired per-subject comparisons

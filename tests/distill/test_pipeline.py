@@ -59,6 +59,12 @@ def test_distilled_variant_end_to_end(tiny_config, tmp_path, monkeypatch):
     assert checkpoint.metrics["test"]["weighted_f1"] == pytest.approx(outcome.metrics.weighted_f1)
     assert 0 <= outcome.metrics.weighted_f1 <= 1 and outcome.metrics.n_epochs > 0
     assert teacher_outcome.per_subject and set(outcome.per_subject) == set(split["subjects"]["test"])
+    # every scored epoch of every test night counts once, the tail after the last whole window included
+    test_keys = pipeline.split.keys("test")
+    scored = sum(int((pipeline.cache.labels(k, "w-l-d-r") >= 0).sum()) for k in test_keys)
+    assert outcome.metrics.n_epochs == teacher_outcome.metrics.n_epochs == scored
+    with np.load(run_dir / "w-l-d-r" / "at_sd_cl" / "predictions.npz") as saved:
+        assert int((saved["labels"] >= 0).sum()) == scored and (saved["predictions"] >= 0).all()
     # the report lists both, with a paired comparison only when the ECG baseline is there
     markdown, _ = pipeline.write_report([teacher_outcome, outcome])
     assert "AT+SD+CL" in markdown.read_text() and "EEG baseline" in markdown.read_text()
@@ -220,3 +226,17 @@ def test_predict_without_channel_on_a_student_trained_on_the_default_channels(
         == 0
     )
     assert (tmp_path / "out" / f"{night.stem}_hypnogram.csv").stat().st_size > 0
+
+
+def test_test_metrics_cover_the_tail_of_every_night(tiny_config, tmp_path):
+    """Nights whose length is not a multiple of the window: the epochs after the last whole window count."""
+    pipeline = Pipeline(tiny_config(window_epochs=7, epochs=1), tmp_path / "run", progress=False)
+    test_keys = pipeline.split.keys("test")
+    assert all(pipeline.cache.meta(k)["n_epochs"] % 7 for k in test_keys)
+    outcome = pipeline.run_variant("ecg_baseline")
+    for key in test_keys:
+        labels = pipeline.cache.labels(key, "w-l-d-r")
+        assert outcome.labels[key].tolist() == labels.tolist()
+        assert (outcome.predictions[key] >= 0).all()  # every epoch predicted, the last ones too
+    scored = sum(int((pipeline.cache.labels(k, "w-l-d-r") >= 0).sum()) for k in test_keys)
+    assert outcome.metrics.n_epochs == scored

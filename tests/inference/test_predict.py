@@ -20,10 +20,10 @@ from kdsleep.data.windows import covering_starts
 from kdsleep.inference import (
     InferenceError,
     Prediction,
-    _run_windows,
     annotation_label_mapping,
     load_model_checkpoint,
     predict_recording,
+    predict_windows,
     write_prediction,
 )
 from kdsleep.models import UTime
@@ -148,7 +148,7 @@ def test_doubly_covered_epochs_take_the_window_where_they_have_more_context() ->
     # every sample of epoch k holds k, so a window's first sample is its start epoch
     data = np.repeat(np.arange(n_total, dtype=np.float32), 6).reshape(n_total, 1, 6)
     starts = covering_starts(n_total, WINDOW)
-    probabilities = _run_windows(
+    probabilities = predict_windows(
         _WindowStamp(),
         data,
         starts,
