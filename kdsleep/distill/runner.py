@@ -200,6 +200,7 @@ class Runner:
         self._weights: torch.Tensor | None = None
         self._teacher = freeze(teacher, device) if teacher is not None else None
         self._at_step: dict[str, torch.Tensor] | None = None
+        self._at_summary: dict[str, Any] = {}
         self.teacher_given = teacher is not None
 
     # ------------------------------------------------------------------------------------------------
@@ -356,7 +357,9 @@ class Runner:
             model=model,
         )
 
-    def test_features(self, model: UTime, modality: str, tap: str = "bottleneck") -> tuple[np.ndarray, ...]:
+    def test_features(
+        self, model: UTime, modality: str, tap: str = "bottleneck"
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Labels, predictions and feature rows of the epochs each test window owns, in window order.
 
         Returns
