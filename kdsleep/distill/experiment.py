@@ -352,8 +352,14 @@ class Pipeline:
 
     # ------------------------------------------------------------------------------------------------
     def teacher(self, grouping: str) -> UTime:
-        """The frozen EEG teacher of ``grouping``: loaded from ``teacher_checkpoint`` or trained (EEG baseline)."""
-        return self.runner(grouping).teacher()
+        """The frozen EEG teacher of ``grouping``: loaded from ``teacher_checkpoint`` or trained (EEG baseline).
+
+        A teacher trained here is the EEG baseline of the tables: it is tested and saved like any variant.
+        """
+        runner = self.runner(grouping)
+        if not runner.has_teacher:
+            self.run_variant("eeg_baseline", grouping)
+        return runner.teacher()
 
     def _load_teacher(self, grouping: str) -> UTime:
         path = self.teacher_checkpoint
@@ -385,6 +391,8 @@ class Pipeline:
         """Train (or reuse) every stage of a variant, then evaluate it on the test subjects."""
         variant = name if isinstance(name, Variant) else get_variant(name)
         runner = self.runner(grouping or self.config.grouping)
+        if variant.needs_teacher:
+            self.teacher(runner.grouping.name)
         if variant.name == "eeg_baseline" and self.teacher_checkpoint is not None:
             outcome = runner.evaluate(
                 variant, runner.teacher(), {"teacher_checkpoint": str(self.teacher_checkpoint)}

@@ -201,7 +201,6 @@ class Runner:
         self._teacher = freeze(teacher, device) if teacher is not None else None
         self._at_step: dict[str, torch.Tensor] | None = None
         self._at_summary: dict[str, Any] = {}
-        self.teacher_given = teacher is not None
 
     # ------------------------------------------------------------------------------------------------
     def dataset(self, part: str) -> WindowDataset:
@@ -228,6 +227,11 @@ class Runner:
                 source=f"training recordings of {self.out_dir} ({self.grouping.name})",
             )
         return self._weights
+
+    @property
+    def has_teacher(self) -> bool:
+        """Whether the teacher is there already (given, or trained by an earlier call)."""
+        return self._teacher is not None
 
     def teacher(self) -> UTime:
         """The frozen EEG teacher: the one given, or ``eeg_baseline`` trained now (once)."""
