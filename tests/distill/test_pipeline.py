@@ -65,6 +65,11 @@ def test_distilled_variant_end_to_end(tiny_config, tmp_path, monkeypatch):
     assert outcome.metrics.n_epochs == teacher_outcome.metrics.n_epochs == scored
     with np.load(run_dir / "w-l-d-r" / "at_sd_cl" / "predictions.npz") as saved:
         assert int((saved["labels"] >= 0).sum()) == scored and (saved["predictions"] >= 0).all()
+    # attention-transfer step 1 is one training, shared by at_cl and at_sd_cl
+    at_cl = pipeline.run_variant("at_cl")
+    assert at_cl.stages["at"] == outcome.stages["at"]
+    assert not (run_dir / "w-l-d-r" / "at_cl" / "at").exists()
+    assert not (run_dir / "w-l-d-r" / "at_sd_cl" / "at").exists()
     # the report lists both, with a paired comparison only when the ECG baseline is there
     markdown, _ = pipeline.write_report([teacher_outcome, outcome])
     assert "AT+SD+CL" in markdown.read_text() and "EEG baseline" in markdown.read_text()
