@@ -6,7 +6,7 @@ exactly as the heart-rate models were trained on it (:func:`kdsleep.data.heart_r
 RR intervals with physiological outlier rejection, the rate held on the model's time base, filled with the
 median where no valid interval exists and robust-scaled; the channel the slpdb study and the ``ihr``
 preprocessing build), runs the model over windows that cover the whole night
-(:func:`kdsleep.inference.covering_window_starts`, each epoch taking the window where it lies farther
+(:func:`kdsleep.data.windows.covering_starts`, each epoch taking the window where it lies farther
 from the edges, as :func:`kdsleep.inference.predict_recording` does) and returns a
 :class:`kdsleep.inference.Prediction`, written by the same writers (CSV, EDF+, PNG).
 
@@ -38,10 +38,11 @@ import torch
 
 from kdsleep._torch import resolve_device
 from kdsleep.data.readers.beats import BeatSeries, BeatsFormatError, read_beats
-from kdsleep.inference import InferenceError, Prediction, check_modality, covering_window_starts
+from kdsleep.data.windows import covering_starts
+from kdsleep.inference import InferenceError, Prediction, check_modality, predict_windows
 
 if TYPE_CHECKING:
-    from kdsleep.distill.checkpoint import Checkpoint
+    from kdsleep.checkpoint import Checkpoint
 
 __all__ = [
     "DEFAULT_MAX_GAP_MIN",
@@ -173,7 +174,7 @@ def stage_epochs(
 ) -> tuple[np.ndarray, int]:
     """Per-epoch class probabilities of a model over an already preprocessed night.
 
-    Windows start at :func:`kdsleep.inference.covering_window_starts`; an epoch covered by two windows takes
+    Windows start at :func:`kdsleep.data.windows.covering_starts`; an epoch covered by two windows takes
     the one in which it lies farther from the edges (the earlier on a tie), as in
     :func:`kdsleep.inference.predict_recording`.
 
@@ -199,40 +200,28 @@ def stage_epochs(
     ValueError
         When the night is shorter than one window.
     """
-    from tqdm.auto import tqdm
-
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     try:
         torch_device = resolve_device(device)
     except ValueError as err:
         raise InferenceError(str(err)) from err
-    starts = covering_window_starts(data.shape[0], window_epochs)
-    n_total = data.shape[0]
-    probabilities = np.full((n_total, n_classes), np.nan, dtype=np.float32)
-    position = np.arange(window_epochs)
-    centrality = np.minimum(position, window_epochs - 1 - position)
-    best = np.full(n_total, -1, dtype=np.int64)
+    if data.shape[0] < window_epochs:
+        raise ValueError(f"{data.shape[0]} epochs are fewer than one window of {window_epochs}")
+    starts = covering_starts(data.shape[0], window_epochs)
     model = model.to(torch_device).eval()
-    with tqdm(total=len(starts), desc=desc, unit="window", disable=not progress, leave=False) as bar:
-        for first in range(0, len(starts), batch_size):
-            batch_starts = starts[first : first + batch_size]
-            windows = np.stack(
-                [
-                    np.moveaxis(data[s : s + window_epochs], 1, 0).reshape(data.shape[1], -1)
-                    for s in batch_starts
-                ]
-            )
-            with torch.inference_mode():
-                logits = model(torch.from_numpy(windows).to(device=torch_device, dtype=torch.float32))
-                probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
-            for s, p in zip(batch_starts, probs, strict=True):
-                index = s + position
-                take = centrality > best[index]
-                probabilities[index[take]] = p[:, take].T
-                best[index[take]] = centrality[take]
-            bar.update(len(batch_starts))
-    return probabilities, int(len(starts))
+    probabilities = predict_windows(
+        model,
+        data,
+        starts,
+        window_epochs,
+        n_classes,
+        device=torch_device,
+        batch_size=batch_size,
+        progress=progress,
+        desc=desc,
+    )
+    return probabilities, len(starts)
 
 
 def _clock(start: datetime | None, seconds: float) -> str:

@@ -22,16 +22,15 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
-from kdsleep.inference import InferenceError
-
-if TYPE_CHECKING:
-    from kdsleep.distill.checkpoint import Checkpoint
-    from kdsleep.models import UTime
+from kdsleep._io import write_bytes_atomic
+from kdsleep.checkpoint import Checkpoint
+from kdsleep.inference import InferenceError, as_checkpoint
+from kdsleep.models import UTime
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -208,8 +207,6 @@ def export_model(
     ExportError
         For an unknown format, a missing ``onnx`` package, or an export that does not reproduce the model.
     """
-    from kdsleep._io import write_bytes_atomic
-    from kdsleep.inference import as_checkpoint
 
     fmt = _check_format(format)
     checkpoint = as_checkpoint(checkpoint)

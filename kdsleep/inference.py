@@ -6,17 +6,13 @@ model's rate, band-pass, per-recording robust scaling), cuts the night into cons
 model's ``n_epochs`` epochs and returns per-epoch stages, class probabilities and onsets as a
 :class:`Prediction`. No hypnogram and no EEG are needed.
 
-Windows and the last, partial window
-    Windows start at epochs ``0, n_epochs, 2 n_epochs, ...``. When the night is not a whole number of
-    windows, one more window is aligned to the end of the signal (it starts at ``n_total - n_epochs``), so
-    every epoch is seen by the model with real signal on both sides and nothing is zero-padded. A night
-    shorter than one window is an error.
-
-Epochs covered by two windows
-    An epoch takes the probabilities of the window in which it lies farther from the window's edges (the
-    one with more context on both sides); on a tie the earlier window wins. With the end-aligned window
-    this splits the overlap: its first epochs lie near the end of the previous window and its own start,
-    and each goes to whichever of the two places it nearer the middle.
+Windows and the epochs two windows cover
+    The rules of :mod:`kdsleep.data.windows`, the same as for validation and test: windows side by side
+    and, when the night is not a whole number of windows, one more aligned to its end
+    (:func:`~kdsleep.data.windows.covering_starts`), so every epoch is seen with real signal on both sides
+    and nothing is zero-padded; an epoch covered by two windows takes the probabilities of the one in which
+    it lies farther from the edges (:func:`~kdsleep.data.windows.owned_positions`). A night shorter than one
+    window is an error.
 
 Epochs whose raw signal is NaN or flat (a disconnected electrode, see
 :func:`kdsleep.data.readers.quality.mask_bad_epochs`) get no stage: class ``-1`` and NaN probabilities,
@@ -40,17 +36,24 @@ import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
+from kdsleep._io import write_text_atomic
 from kdsleep._torch import resolve_device
-
-if TYPE_CHECKING:
-    from kdsleep.data.preprocess import PreprocessConfig
-    from kdsleep.data.recording import Recording
-    from kdsleep.distill.checkpoint import Checkpoint
+from kdsleep.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from kdsleep.data.datasets.base import DEFAULT_CHANNELS
+from kdsleep.data.edf_writer import write_edf
+from kdsleep.data.preprocess import DERIVED_CHANNELS, PreprocessConfig, preprocess_recording
+from kdsleep.data.readers.channels import MissingChannelError, resolve_channel
+from kdsleep.data.readers.edf import EdfFormatError, read_edf, read_edf_header
+from kdsleep.data.recording import Hypnogram, Recording
+from kdsleep.data.stages import SleepStage, get_grouping
+from kdsleep.data.windows import covering_starts, owned_positions
+from kdsleep.evaluation.plots import plot_hypnogram
 
 __all__ = [
     "InferenceError",
@@ -59,10 +62,10 @@ __all__ = [
     "annotation_label_mapping",
     "as_checkpoint",
     "check_modality",
-    "covering_window_starts",
     "load_model_checkpoint",
     "output_paths",
     "plot_prediction",
+    "predict_windows",
     "predict_recording",
     "read_model_channel",
     "write_hypnogram_csv",
@@ -77,7 +80,18 @@ UNSCORED_LABEL = "Sleep stage ?"
 
 
 class InferenceError(ValueError):
-    """Input that prediction or export cannot use; the message names the file and what was expected."""
+    """Input that prediction or export cannot use; the message names the file and what was expected.
+
+    Attributes
+    ----------
+    remedy : str or None
+        The argument of :func:`predict_recording` that would get past the error, when one would
+        (``"allow_other_modality"`` or ``"channel"``); a front end turns it into its own hint.
+    """
+
+    def __init__(self, message: str, *, remedy: str | None = None) -> None:
+        super().__init__(message)
+        self.remedy = remedy
 
 
 @dataclass(frozen=True)
@@ -158,8 +172,6 @@ def load_model_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     InferenceError
         When the file is missing, is not a kdsleep checkpoint or is corrupt (the message names the file).
     """
-    from kdsleep.distill.checkpoint import CheckpointError, load_checkpoint
-
     path = Path(path)
     if not path.is_file():
         raise InferenceError(
@@ -182,8 +194,6 @@ def load_model_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
 
 def as_checkpoint(checkpoint: Checkpoint | str | os.PathLike[str]) -> Checkpoint:
     """``checkpoint`` itself when already loaded, else :func:`load_model_checkpoint` of the file."""
-    from kdsleep.distill.checkpoint import Checkpoint
-
     if isinstance(checkpoint, Checkpoint):
         return checkpoint
     return load_model_checkpoint(checkpoint)
@@ -193,7 +203,7 @@ def check_modality(checkpoint: Checkpoint, expected: str = "ecg", *, allow_other
     """Refuse (or, when allowed, warn about) a checkpoint that reads another modality than ``expected``.
 
     ``kdsleep predict`` expects an ECG student; an EEG teacher checkpoint is refused unless the caller asks
-    for it explicitly (``--allow-eeg``), because it needs an EEG channel the target recordings usually lack.
+    for it explicitly (``allow_other``), because it needs an EEG channel the target recordings usually lack.
 
     Raises
     ------
@@ -209,14 +219,12 @@ def check_modality(checkpoint: Checkpoint, expected: str = "ecg", *, allow_other
         f"{expected.upper()} model was expected"
     )
     if not allow_other:
-        raise InferenceError(message + f"; pass --allow-{checkpoint.modality} to run it anyway")
+        raise InferenceError(message, remedy="allow_other_modality")
     warnings.warn(message + "; running it as asked", UserWarning, stacklevel=2)
     logger.warning("%s; running it as asked", message)
 
 
 def _preprocess_config(checkpoint: Checkpoint) -> PreprocessConfig:
-    from kdsleep.data.preprocess import PreprocessConfig
-
     where = checkpoint.path or "checkpoint"
     try:
         config = PreprocessConfig.from_dict(dict(checkpoint.preprocess))
@@ -238,22 +246,26 @@ def _channel_request(
     """The preprocessing name of the model's channel and the reader's spec for it.
 
     The name decides the filter band (ECG or EEG) exactly as at training time, so it is the training
-    pipeline's own name for the channel (``"ecg"`` / ``"eeg"`` in the cache) whatever the file calls it.
+    pipeline's own name for the channel (``"ecg"`` / ``"eeg"`` in the cache) whatever the file calls it. It
+    comes from the checkpoint's stored inputs (the recorded channel a derived input such as ``ihr`` is
+    computed from), not from the look of the channel's label. A checkpoint whose channel is that name
+    itself was trained on a dataset's default candidates, and is read through the same candidates.
     """
-    from kdsleep.data.datasets.base import DEFAULT_CHANNELS
-    from kdsleep.data.readers.channels import is_ecg_name
-
-    wanted = checkpoint.channel.strip().lower()
-    exact = [c for c in config.channels if c.strip().lower() == wanted]
-    same_modality = [c for c in config.channels if is_ecg_name(c) == (checkpoint.modality == "ecg")]
-    name = (exact or same_modality or [checkpoint.channel])[0]
+    inputs = list(checkpoint.inputs) or [checkpoint.modality]
+    name = DERIVED_CHANNELS.get(inputs[0], inputs[0])
+    if name not in config.channels:
+        where = checkpoint.path or "checkpoint"
+        raise InferenceError(
+            f"{where}: the model reads {name!r}, which is not among the preprocessed channels "
+            f"{list(config.channels)} stored with it"
+        )
     if channel is not None:
         return name, channel
     specs = dict(config.channel_specs or ())
     if name in specs:
         return name, specs[name]
-    if name.strip().lower() == wanted and name.strip().lower() in DEFAULT_CHANNELS:
-        return name, list(DEFAULT_CHANNELS[name.strip().lower()])
+    if checkpoint.channel.strip().lower() == name.lower() and name.lower() in DEFAULT_CHANNELS:
+        return name, list(DEFAULT_CHANNELS[name.lower()])
     return name, checkpoint.channel
 
 
@@ -284,9 +296,6 @@ def read_model_channel(
         For a missing, unreadable or non-EDF file, or a file without the channel (the message lists the
         channels it has).
     """
-    from kdsleep.data.readers.channels import MissingChannelError, resolve_channel
-    from kdsleep.data.readers.edf import EdfFormatError, read_edf, read_edf_header
-
     path = Path(recording_path)
     config = _preprocess_config(checkpoint)
     name, spec = _channel_request(checkpoint, config, channel)
@@ -300,10 +309,10 @@ def read_model_channel(
         recording = read_edf(path, {name: [str(source)]}, ecg_polarity=config.ecg_polarity)
     except MissingChannelError as err:
         asked = channel if channel is not None else checkpoint.channel
-        hint = "" if channel is not None else "; choose one with --channel NAME"
         raise InferenceError(
             f"{path}: no channel {asked!r} for the {checkpoint.modality.upper()} model (tried "
-            f"{err.candidates}); available channels: {err.available}{hint}"
+            f"{err.candidates}); available channels: {err.available}",
+            remedy="channel" if channel is None else None,
         ) from err
     except EdfFormatError as err:
         raise InferenceError(f"{err} (expected an EDF, EDF+ or BDF recording)") from err
@@ -317,43 +326,7 @@ def read_model_channel(
 # --------------------------------------------------------------------------------------------------
 
 
-def covering_window_starts(n_epochs_total: int, window_epochs: int, stride: int | None = None) -> np.ndarray:
-    """First epoch of each model window over a night, the last one aligned to the end.
-
-    Parameters
-    ----------
-    n_epochs_total : int
-        Epochs in the night.
-    window_epochs : int
-        Epochs per model window (35 in U-Time).
-    stride : int, optional
-        Epochs between window starts (default ``window_epochs``: windows side by side).
-
-    Returns
-    -------
-    np.ndarray of int64
-        ``0, s, 2s, ...`` and, when the last of these windows stops short of the end, ``n_epochs_total - w``.
-
-    Raises
-    ------
-    ValueError
-        When the night is shorter than one window.
-    """
-    stride = window_epochs if stride is None else stride
-    if window_epochs < 1 or stride < 1:
-        raise ValueError(f"window_epochs and stride must be >= 1, got {window_epochs} and {stride}")
-    if n_epochs_total < window_epochs:
-        raise ValueError(
-            f"{n_epochs_total} epochs do not fill one window of {window_epochs} epochs: "
-            "the recording is shorter than one window"
-        )
-    starts = list(range(0, n_epochs_total - window_epochs + 1, stride))
-    if starts[-1] + window_epochs < n_epochs_total:
-        starts.append(n_epochs_total - window_epochs)
-    return np.asarray(starts, dtype=np.int64)
-
-
-def _run_windows(
+def predict_windows(
     model: torch.nn.Module,
     data: np.ndarray,
     starts: np.ndarray,
@@ -365,15 +338,16 @@ def _run_windows(
     progress: bool,
     desc: str,
 ) -> np.ndarray:
-    """Probabilities per epoch from windows of ``data`` (n_epochs, n_chans, samples_per_epoch)."""
-    from tqdm.auto import tqdm
+    """Class probabilities of every epoch of ``data`` ``(n_epochs, n_chans, samples_per_epoch)``.
 
+    The model runs on the windows starting at ``starts`` (:func:`~kdsleep.data.windows.covering_starts`),
+    ``batch_size`` at a time; an epoch in two windows takes the probabilities of the window that owns it
+    (:func:`~kdsleep.data.windows.owned_positions`). Rows of epochs no window covers are NaN.
+    """
     n_total = data.shape[0]
     probabilities = np.full((n_total, n_classes), np.nan, dtype=np.float32)
-    # Distance of each window position to the nearer window edge: the context an epoch has there.
-    position = np.arange(window_epochs)
-    centrality = np.minimum(position, window_epochs - 1 - position)
-    best = np.full(n_total, -1, dtype=np.int64)
+    # the one merge rule of kdsleep.data.windows, applied window by window as the batches come
+    owned = owned_positions(starts, window_epochs)
     with tqdm(total=len(starts), desc=desc, unit="window", disable=not progress, leave=False) as bar:
         for first in range(0, len(starts), batch_size):
             batch_starts = starts[first : first + batch_size]
@@ -387,11 +361,8 @@ def _run_windows(
             with torch.inference_mode():
                 logits = model(torch.from_numpy(windows).to(device=device, dtype=torch.float32))
                 probs = torch.softmax(logits.float(), dim=1).cpu().numpy()  # (B, K, window_epochs)
-            for s, p in zip(batch_starts, probs, strict=True):
-                index = s + position
-                take = centrality > best[index]
-                probabilities[index[take]] = p[:, take].T
-                best[index[take]] = centrality[take]
+            for s, p, mask in zip(batch_starts, probs, owned[first : first + batch_size], strict=True):
+                probabilities[s + np.flatnonzero(mask)] = p[:, mask].T
             bar.update(len(batch_starts))
     return probabilities
 
@@ -412,7 +383,7 @@ def predict_recording(
     Parameters
     ----------
     checkpoint : Checkpoint or path-like
-        A checkpoint from :func:`kdsleep.distill.checkpoint.load_checkpoint`, or its file.
+        A checkpoint from :func:`kdsleep.checkpoint.load_checkpoint`, or its file.
     recording_path : path-like
         EDF / EDF+ / BDF file that holds the model's channel; nothing else is read (an ECG-only night
         without hypnogram is enough for an ECG student).
@@ -440,10 +411,6 @@ def predict_recording(
         For a file that is not a kdsleep checkpoint, a modality mismatch, a recording without the channel,
         a recording shorter than one model window, or an unusable signal.
     """
-    from kdsleep.data.preprocess import preprocess_recording
-    from kdsleep.data.recording import Hypnogram
-    from kdsleep.data.stages import SleepStage
-
     checkpoint = as_checkpoint(checkpoint)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -451,8 +418,6 @@ def predict_recording(
         check_modality(checkpoint, expected_modality, allow_other=allow_other_modality)
     model = checkpoint.model
     where = checkpoint.path or "checkpoint"
-    from kdsleep.data.preprocess import DERIVED_CHANNELS
-
     inputs = list(checkpoint.inputs)
     unknown = [c for c in inputs[1:] if c not in DERIVED_CHANNELS] + (
         [inputs[0]] if len(inputs) > 1 and inputs[0] in DERIVED_CHANNELS and inputs[0] != "ihr" else []
@@ -509,9 +474,9 @@ def predict_recording(
             f"{window_epochs} epochs ({window_seconds:g} s)"
         )
     unusable = epochs.bad | (epochs.stages == int(SleepStage.ARTEFACT))
-    starts = covering_window_starts(epochs.n_epochs, window_epochs)
+    starts = covering_starts(epochs.n_epochs, window_epochs)
     model = model.to(torch_device).eval()
-    probabilities = _run_windows(
+    probabilities = predict_windows(
         model,
         data,
         starts,
@@ -578,8 +543,6 @@ def annotation_label_mapping(grouping: str, class_names: tuple[str, ...] | list[
         Annotation text to :class:`~kdsleep.data.stages.SleepStage` value, for the ``mapping`` argument of
         :func:`~kdsleep.data.readers.read_hypnogram`.
     """
-    from kdsleep.data.stages import SleepStage, get_grouping
-
     stage_grouping = get_grouping(grouping)
     if list(stage_grouping.class_names) != list(class_names):
         raise ValueError(
@@ -617,8 +580,6 @@ def write_hypnogram_csv(prediction: Prediction, path: str | os.PathLike[str]) ->
     ``stage`` is the class name (``?`` for epochs without a stage, whose probabilities are left empty);
     probabilities have six decimals.
     """
-    from kdsleep._io import write_text_atomic
-
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["epoch", "onset_s", "stage", *(f"p_{name}" for name in prediction.class_names)])
@@ -638,8 +599,6 @@ def write_hypnogram_edf(prediction: Prediction, path: str | os.PathLike[str]) ->
     ``Sleep stage ?``. Read it back with :func:`~kdsleep.data.readers.read_hypnogram` and
     :func:`annotation_label_mapping`.
     """
-    from kdsleep.data.edf_writer import write_edf
-
     descriptions = annotation_descriptions(prediction.class_names)
     annotations = [
         (float(onset), prediction.epoch_seconds, descriptions[s] if s >= 0 else UNSCORED_LABEL)
@@ -663,8 +622,6 @@ def write_hypnogram_edf(prediction: Prediction, path: str | os.PathLike[str]) ->
 
 def plot_prediction(prediction: Prediction, path: str | os.PathLike[str]) -> Path:
     """PNG of the predicted hypnogram (see :func:`kdsleep.evaluation.plots.plot_hypnogram`)."""
-    from kdsleep.evaluation.plots import plot_hypnogram
-
     title = (
         f"{prediction.source.name}: predicted hypnogram from {prediction.channel} "
         f"({prediction.n_epochs} epochs of {prediction.epoch_seconds:g} s)"

@@ -6,6 +6,13 @@ import argparse
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kdsleep.distill.experiment import Pipeline
+
+# The library is imported inside the functions: every sub-command module is imported to build the parser,
+# and ``kdsleep --help`` should not wait for torch.
 
 logger = logging.getLogger(__name__)
 
@@ -33,91 +40,45 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def _hypnograms(predictions: Path, cache, limit: int):
-    """Per test recording: (key, scored classes, predicted classes) assembled from the window predictions."""
+def _hypnograms(predictions: Path, limit: int):
+    """Per test recording: (key, scored classes, predicted classes), one per epoch."""
     import numpy as np
 
     with np.load(predictions) as data:
-        recordings, starts, labels, preds = (
-            data[k] for k in ("recordings", "starts", "labels", "predictions")
-        )
+        recordings, labels, preds = (data[k] for k in ("recordings", "labels", "predictions"))
     out = []
     for key in list(dict.fromkeys(recordings.tolist()))[:limit]:
-        n_epochs = int(cache.meta(key)["n_epochs"])
-        y_true = np.full(n_epochs, -1, dtype=np.int64)
-        y_pred = np.full(n_epochs, -1, dtype=np.int64)
-        for i in np.flatnonzero(recordings == key):
-            s = int(starts[i])
-            y_true[s : s + labels.shape[1]] = labels[i]
-            y_pred[s : s + labels.shape[1]] = preds[i]
-        out.append((key, y_true, y_pred))
+        rows = recordings == key
+        out.append((key, labels[rows], preds[rows]))
     return out
 
 
-KD_VARIANTS = ("sd_cl", "at_cl", "at_sd_cl", "at")
-
-
-def disagreement_figures(pipeline, run_dir: Path, grouping: str, models: dict) -> dict | None:
-    """Fig. 2 of Joshi et al. for each distilled student of one class set, against the ECG baseline.
-
-    ``models`` maps variant names to loaded checkpoints. Writes ``fig2_<variant>.png`` and ``fig2.json`` in
-    ``run_dir/grouping`` and returns what ``fig2.json`` holds, or ``None`` when the class set lacks the EEG
-    baseline, the ECG baseline or any distilled student.
-    """
-    from kdsleep._io import write_json_atomic
-    from kdsleep.distill.trainer import predict_features
-    from kdsleep.evaluation.plots import plot_disagreement_projection, project_disagreements
+def fig2(pipeline: Pipeline, run_dir: Path, grouping: str, models: dict) -> dict | None:
+    """Fig. 2 of Joshi et al. for the distilled students of one class set (``models``: name -> checkpoint)."""
+    from kdsleep.distill.variants import KD_VARIANTS, get_variant
+    from kdsleep.evaluation.disagreement import disagreement_figures
 
     distilled = [name for name in KD_VARIANTS if name in models]
     if "eeg_baseline" not in models or "ecg_baseline" not in models or not distilled:
         return None
-    test_set = pipeline.dataset("test", grouping)
-
-    def features(name: str, modality: str):
-        labels, preds, feats = predict_features(
-            models[name].model,
-            test_set,
-            modality,
-            pipeline.device,
-            batch_size=pipeline.config.batch_size,
-            amp=pipeline.config.amp,
-        )
-        return labels.reshape(-1), preds.reshape(-1), feats
-
-    y_true, _, teacher = features("eeg_baseline", "eeg")
-    _, baseline_pred, baseline = features("ecg_baseline", "ecg")
-    summary: dict = {"grouping": grouping, "feature_map": "bottleneck", "variants": {}}
-    for name in distilled:
-        _, kd_pred, kd = features(name, "ecg")
-        try:
-            projection = project_disagreements(teacher, baseline, kd, y_true, baseline_pred, kd_pred)
-        except ValueError as err:
-            logger.warning("%s %s: no Fig. 2 plot: %s", grouping, name, err)
-            continue
-        path = plot_disagreement_projection(
-            projection,
-            run_dir / grouping / f"fig2_{name}.png",
-            labels={"teacher": "EEG baseline (teacher)", "baseline": "ECG baseline", "distilled": name},
-        )
-        summary["variants"][name] = {
-            "plot": path.name,
-            "epochs_kd_right_baseline_wrong": int((projection.case == 1).sum()),
-            "epochs_kd_wrong_baseline_right": int((projection.case == 2).sum()),
-            "mean_distance_baseline_to_teacher": projection.distance_baseline_to_teacher,
-            "mean_distance_distilled_to_teacher": projection.distance_distilled_to_teacher,
-        }
+    runner = pipeline.runner(grouping)
+    features = {
+        name: runner.test_features(models[name].model, get_variant(name).modality)
+        for name in ("eeg_baseline", "ecg_baseline", *distilled)
+    }
+    summary = disagreement_figures(features, run_dir / grouping, grouping, distilled)
+    for name, row in (summary or {}).get("variants", {}).items():
         print(
             f"{grouping:8} fig2 {name:9} distance to the teacher's bottleneck where the students disagree: "
-            f"ECG baseline {projection.distance_baseline_to_teacher:.3f}, {name} "
-            f"{projection.distance_distilled_to_teacher:.3f}"
+            f"ECG baseline {row['mean_distance_baseline_to_teacher']:.3f}, {name} "
+            f"{row['mean_distance_distilled_to_teacher']:.3f}"
         )
-    write_json_atomic(run_dir / grouping / "fig2.json", summary)
     return summary
 
 
 def run(args: argparse.Namespace) -> int:
+    from kdsleep.checkpoint import CheckpointError, load_checkpoint
     from kdsleep.cli import CLIError
-    from kdsleep.distill.checkpoint import CheckpointError, load_checkpoint
     from kdsleep.distill.config import ConfigError, TrainConfig
     from kdsleep.distill.experiment import Pipeline
     from kdsleep.distill.variants import get_variant
@@ -166,9 +127,7 @@ def run(args: argparse.Namespace) -> int:
             metrics.class_names,
             title=f"{variant_name} ({grouping}), test",
         )
-        for key, y_true, y_pred in _hypnograms(
-            path.parent / "predictions.npz", pipeline.cache, args.max_hypnograms
-        ):
+        for key, y_true, y_pred in _hypnograms(path.parent / "predictions.npz", args.max_hypnograms):
             plot_hypnogram(
                 y_true,
                 y_pred,
@@ -187,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
             f"{grouping:8} {variant_name:14} weighted F1 {metrics.weighted_f1:.3f}  accuracy {metrics.accuracy:.3f}"
         )
     for grouping, checkpoints in loaded.items():
-        disagreement_figures(pipeline, run_dir, grouping, checkpoints)
+        fig2(pipeline, run_dir, grouping, checkpoints)
     written = pipeline.write_report(outcomes)
     if written is not None:
         print(f"report: {written[0]}")

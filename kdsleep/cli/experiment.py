@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from kdsleep.cli.train import CLASSES, add_common_arguments
+from kdsleep.distill.variants import VARIANTS
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from kdsleep.cli.train import add_common_arguments
-
     parser = subparsers.add_parser(
         "experiment",
         help="run both baselines and the three KD variants and write the Table I / II report",
@@ -23,14 +24,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--classes",
         type=int,
         nargs="+",
-        choices=(3, 4, 5),
+        choices=sorted(CLASSES),
         default=[4, 3],
         help="class sets (default: 4 3, the paper's two tables)",
     )
     parser.add_argument(
         "--variants",
         nargs="+",
-        choices=("eeg_baseline", "ecg_baseline", "sd_cl", "at_cl", "at_sd_cl", "at"),
+        choices=tuple(VARIANTS),
         help="variants to run (default: the five of the paper's tables)",
     )
     add_common_arguments(parser)
@@ -38,9 +39,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kdsleep.cli import CLIError
-    from kdsleep.cli.train import CLASSES, format_metrics, make_pipeline, resolve_config
-    from kdsleep.distill.checkpoint import CheckpointError
+    from kdsleep.checkpoint import CheckpointError
+    from kdsleep.cli.train import cli_error, format_metrics, make_pipeline, resolve_config
     from kdsleep.distill.variants import TABLE_VARIANTS
 
     groupings = list(dict.fromkeys(CLASSES[c] for c in args.classes))
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
             for name in variants:
                 outcomes.append(pipeline.run_variant(name, grouping))
     except (ValueError, FileExistsError, CheckpointError) as err:
-        raise CLIError(str(err)) from None
+        raise cli_error(err) from None
     if pipeline.rank != 0:
         return 0
     markdown, _ = pipeline.write_report(outcomes)

@@ -202,7 +202,11 @@ def run(args: argparse.Namespace) -> int:
                     allow_other_modality=args.allow_eeg,
                 )
     except InferenceError as err:
-        raise CLIError(str(err)) from err
+        hints = {
+            "allow_other_modality": "; pass --allow-eeg to run it anyway",
+            "channel": "; choose one with --channel NAME",
+        }
+        raise CLIError(str(err) + hints.get(err.remedy or "", "")) from err
     try:
         paths = write_prediction(prediction, out, plot=not args.no_plot)
     except OSError as err:

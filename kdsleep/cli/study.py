@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from kdsleep.study.settings import CLASS_SETS
+
 logger = logging.getLogger(__name__)
 
 
@@ -59,7 +61,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         type=int,
         nargs="+",
         default=[3, 4, 5],
-        choices=[3, 4, 5],
+        choices=sorted(CLASS_SETS),
         help="class sets: 3 (W-N-R), 4 (W-L-D-R), 5 (AASM); default all",
     )
     slpdb.add_argument(
@@ -98,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     if args.work_dir is not None and args.work_dir.exists() and not args.work_dir.is_dir():
         raise CLIError(f"--work-dir {args.work_dir} exists and is not a folder")
 
-    from kdsleep.study.slpdb import run_study
+    from kdsleep.study.slpdb import WorkFolderError, run_study
 
     try:
         report = run_study(
@@ -111,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             command=["kdsleep", *sys.argv[1:]] if sys.argv and "kdsleep" in sys.argv[0] else None,
         )
+    except WorkFolderError as err:
+        raise CLIError(f"{err} (or choose another with --work-dir)") from None
     except (FileNotFoundError, ValueError) as err:
         raise CLIError(str(err)) from None
     print(f"wrote {report['meta']['out']} ({report['meta']['wall_seconds'] / 60:.1f} min)")

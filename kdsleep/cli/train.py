@@ -7,10 +7,29 @@ import logging
 from pathlib import Path
 from typing import Any
 
+# the registries are light modules; the training machinery is imported inside run()
+from kdsleep.data.stages import STAGE_GROUPINGS
+from kdsleep.distill.config import AT_MODES, DATASETS, ECG_INPUTS
+from kdsleep.distill.variants import VARIANTS
+
 logger = logging.getLogger(__name__)
 
-DATASET_CHOICES = ("synthetic", "mass", "hmc", "sleep-edf", "slpdb", "shhs", "nsrr", "generic", "auto")
-CLASSES = {3: "w-n-r", 4: "w-l-d-r", 5: "aasm-5"}
+DATASET_CHOICES = DATASETS
+#: Class set of each number of classes (``--classes``).
+CLASSES = {g.n_classes: g.name for g in sorted(STAGE_GROUPINGS.values(), key=lambda g: g.n_classes)}
+#: The command-line hint for each kind of library error that a flag can fix.
+_HINTS = {
+    "RunFolderError": " (choose another one with --run-dir)",
+    "InterruptedStageError": " (--resume continues it; --run-dir chooses another folder)",
+    "MissingDataDirError": " (give it with --data-dir)",
+}
+
+
+def cli_error(err: Exception):
+    """A :class:`~kdsleep.cli.CLIError` with the library's message and, where a flag fixes it, that flag."""
+    from kdsleep.cli import CLIError
+
+    return CLIError(str(err) + _HINTS.get(type(err).__name__, ""))
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,11 +50,11 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ecg-channel", help="ECG channel (default: lead I)")
     parser.add_argument(
         "--ecg-input",
-        choices=("raw", "ihr", "both"),
+        choices=tuple(ECG_INPUTS),
         help="what the ECG student reads: raw ECG (the paper; default with a config file or real data), "
         "instantaneous heart rate from detected R peaks, or both (default of the synthetic quick preset)",
     )
-    parser.add_argument("--at-mode", choices=("canonical", "joshi"), help="attention-transfer formula")
+    parser.add_argument("--at-mode", choices=AT_MODES, help="attention-transfer formula")
     parser.add_argument("--run-dir", type=Path, help="run folder (default: runs/<dataset>-<classes>)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --run-dir")
     parser.add_argument("--teacher", type=Path, metavar="CKPT", help="use this EEG checkpoint as the teacher")
@@ -58,7 +77,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--variant",
         default="at_cl",
-        choices=("eeg_baseline", "ecg_baseline", "at", "at_cl", "sd_cl", "at_sd_cl"),
+        choices=tuple(VARIANTS),
         help="what to train (default: at_cl)",
     )
     parser.add_argument(
@@ -102,8 +121,8 @@ def default_run_dir(config) -> Path:
 
 
 def make_pipeline(args: argparse.Namespace, config):
+    from kdsleep.checkpoint import CheckpointError
     from kdsleep.cli import CLIError
-    from kdsleep.distill.checkpoint import CheckpointError
     from kdsleep.distill.experiment import Pipeline
 
     run_dir = args.run_dir or default_run_dir(config)
@@ -120,7 +139,7 @@ def make_pipeline(args: argparse.Namespace, config):
             progress=not args.no_progress,
         )
     except (ValueError, FileNotFoundError, FileExistsError, CheckpointError) as err:
-        raise CLIError(str(err)) from None
+        raise cli_error(err) from None
 
 
 def format_metrics(name: str, metrics) -> str:
@@ -132,8 +151,7 @@ def format_metrics(name: str, metrics) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kdsleep.cli import CLIError
-    from kdsleep.distill.checkpoint import CheckpointError
+    from kdsleep.checkpoint import CheckpointError
 
     grouping = CLASSES[args.classes] if args.classes else None
     config = resolve_config(args, grouping)
@@ -144,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
             outcomes.append(pipeline.run_variant("eeg_baseline", config.grouping))
         outcomes.append(pipeline.run_variant(args.variant, config.grouping))
     except (ValueError, FileExistsError, CheckpointError) as err:
-        raise CLIError(str(err)) from None
+        raise cli_error(err) from None
     if pipeline.rank != 0:
         return 0
     pipeline.write_report(outcomes, name=f"report-{args.variant}")

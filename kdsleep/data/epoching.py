@@ -1,4 +1,4 @@
-"""Cutting signals into scored epochs and grouping epochs into windows of consecutive epochs.
+"""Cutting signals into scored epochs (windows of consecutive epochs are :mod:`kdsleep.data.windows`).
 
 Epochs are aligned to the hypnogram's onsets, not to the first sample. A segment may be longer than the
 step between onsets: MASS scored 20-s epochs, which the paper widens to 30 s by taking 5 s on each side
@@ -21,12 +21,12 @@ import numpy as np
 from kdsleep.data.readers.quality import BadSignalWarning
 from kdsleep.data.stages import IGNORE_INDEX, StageGrouping, stages_to_classes
 
-__all__ = ["Epochs", "epoch_labels", "epoch_signals", "n_windows", "window_starts"]
+# the window rules live in kdsleep.data.windows; these names stay importable from here
+from kdsleep.data.windows import DEFAULT_WINDOW_EPOCHS, n_windows, window_starts
+
+__all__ = ["DEFAULT_WINDOW_EPOCHS", "Epochs", "epoch_labels", "epoch_signals", "n_windows", "window_starts"]
 
 logger = logging.getLogger(__name__)
-
-#: Epochs per window, as in U-Time.
-DEFAULT_WINDOW_EPOCHS = 35
 
 
 @dataclass
@@ -176,50 +176,3 @@ def epoch_signals(
         sfreq=float(sfreq),
         channel_names=list(channel_names),
     )
-
-
-def n_windows(n_epochs: int, window_epochs: int = DEFAULT_WINDOW_EPOCHS, stride: int | None = None) -> int:
-    """Number of windows of ``window_epochs`` consecutive epochs, ``stride`` epochs apart."""
-    return window_starts(n_epochs, window_epochs, stride).size
-
-
-def window_starts(
-    n_epochs: int,
-    window_epochs: int = DEFAULT_WINDOW_EPOCHS,
-    stride: int | None = None,
-    source: str | None = None,
-) -> np.ndarray:
-    """First epoch of every window of ``window_epochs`` consecutive epochs.
-
-    Parameters
-    ----------
-    n_epochs : int
-        Epochs in the recording.
-    window_epochs : int, default 35
-        Epochs per window (35 in U-Time).
-    stride : int, optional
-        Epochs between window starts; defaults to ``window_epochs`` (no overlap). Epochs after the last full
-        window are not covered.
-    source : str, optional
-        Name of the recording, for the error message.
-
-    Returns
-    -------
-    ndarray of int64
-
-    Raises
-    ------
-    ValueError
-        When the recording is shorter than one window.
-    """
-    if stride is None:
-        stride = window_epochs
-    for name, value in (("window_epochs", window_epochs), ("stride", stride)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive number of epochs, got {value!r}")
-    if n_epochs < window_epochs:
-        where = f"{source}: " if source else ""
-        raise ValueError(
-            f"{where}recording has {n_epochs} epochs, shorter than one window of {window_epochs} epochs"
-        )
-    return np.arange(0, n_epochs - window_epochs + 1, stride, dtype=np.int64)

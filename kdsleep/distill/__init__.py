@@ -1,21 +1,7 @@
-"""Distillation pipeline: configuration, subject-wise split, losses, variants, training loop, checkpoints."""
+"""Distillation: configuration, subject-wise split, losses, variants, the training loop and the runner.
+
+The checkpoint format lives in :mod:`kdsleep.checkpoint` (shared with inference). Submodules are imported
+on use, so that importing this package (as the command-line parser does for its choices) stays cheap.
+"""
 
 from __future__ import annotations
-
-from kdsleep.distill.checkpoint import (
-    CHECKPOINT_FORMAT,
-    CHECKPOINT_FORMAT_VERSION,
-    Checkpoint,
-    CheckpointError,
-    load_checkpoint,
-    save_checkpoint,
-)
-
-__all__ = [
-    "CHECKPOINT_FORMAT",
-    "CHECKPOINT_FORMAT_VERSION",
-    "Checkpoint",
-    "CheckpointError",
-    "load_checkpoint",
-    "save_checkpoint",
-]

@@ -24,6 +24,9 @@ import tomllib
 from kdsleep.data.stages import get_grouping
 
 __all__ = [
+    "AT_DISTANCES",
+    "AT_MODES",
+    "DATASETS",
     "ECG_INPUTS",
     "SECTIONS",
     "SYNTHETIC_QUICKSTART",
@@ -36,7 +39,11 @@ __all__ = [
 #: What the ECG student reads (``ecg_input``) -> the stored channels it is given, in order.
 ECG_INPUTS: dict[str, tuple[str, ...]] = {"raw": ("ecg",), "ihr": ("ihr",), "both": ("ecg", "ihr")}
 
+#: Dataset layouts ``dataset`` may name.
 DATASETS = ("synthetic", "mass", "hmc", "sleep-edf", "slpdb", "shhs", "nsrr", "generic", "auto")
+#: Attention-transfer formulas (``at_mode``) and layer distances (``at_distance``).
+AT_MODES = ("canonical", "joshi")
+AT_DISTANCES = ("squared", "l2")
 
 
 class ConfigError(ValueError):
@@ -218,10 +225,10 @@ class TrainConfig:
             fail("device", "'auto', 'cpu' or 'cuda'")
         if self.ecg_input not in ECG_INPUTS:
             fail("ecg_input", f"one of {list(ECG_INPUTS)}")
-        if self.at_mode not in ("canonical", "joshi"):
-            fail("at_mode", "'canonical' or 'joshi'")
-        if self.at_distance not in ("squared", "l2"):
-            fail("at_distance", "'squared' or 'l2'")
+        if self.at_mode not in AT_MODES:
+            fail("at_mode", " or ".join(repr(m) for m in AT_MODES))
+        if self.at_distance not in AT_DISTANCES:
+            fail("at_distance", " or ".join(repr(d) for d in AT_DISTANCES))
         if not isinstance(self.amp, bool):
             fail("amp", "true or false")
 

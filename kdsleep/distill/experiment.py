@@ -9,22 +9,24 @@ A :class:`Pipeline` owns one run folder::
         eeg_baseline/         the EEG teacher (it is the EEG baseline of the tables)
           final/              stage folder: best.pt, state.pt, log.csv, done.json
           model.pt            best checkpoint with its test metrics
-          test.json           test metrics, pooled and per subject
-          predictions.npz     test labels and predictions per window
-        at_cl/at/, at_cl/final/, ...
+          test.json           test metrics, pooled and per subject (every scored epoch of every test night)
+          predictions.npz     test labels and predicted classes per epoch (recording, epoch index)
+        at_step/at/           attention-transfer step 1, shared by at_cl and at_sd_cl
+        at_cl/final/, sd_cl/final/, ...
       report.md, report.json  Table I / Table II with paired per-subject comparisons
 
-The teacher is trained first (or loaded with ``teacher_checkpoint``), frozen, and shared by every variant of
-the run; all variants use the same split.
+Each class set is run by a :class:`~kdsleep.distill.runner.Runner` over the preprocessed cache: the teacher
+is trained first (or loaded with ``teacher_checkpoint``), frozen, and shared by every variant of the run; all
+variants use the same split.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,17 +35,40 @@ import torch
 
 from kdsleep._io import atomic_write, git_commit, kdsleep_version, write_json_atomic
 from kdsleep._torch import dist_info, resolve_device
-from kdsleep.distill.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from kdsleep.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from kdsleep.data.cache import PreprocessedCache, build_cache
+from kdsleep.data.preprocess import DERIVED_CHANNELS, PreprocessConfig, channel_request, dataset_entries
+from kdsleep.data.stages import get_grouping
+from kdsleep.data.synthetic import generate_synthetic_psg
+from kdsleep.data.windows import WindowDataset
 from kdsleep.distill.config import ECG_INPUTS, TrainConfig
-from kdsleep.distill.losses import class_weights
+from kdsleep.distill.runner import Runner, VariantOutcome
 from kdsleep.distill.split import SubjectSplit, load_split, split_subjects
-from kdsleep.distill.trainer import StageSpec, predict, train_stage
+from kdsleep.distill.trainer import TrainSettings
 from kdsleep.distill.variants import TABLE_VARIANTS, Variant, get_variant
+from kdsleep.evaluation.compare import paired_comparison
+from kdsleep.evaluation.metrics import metric_by_subject
+from kdsleep.evaluation.report import VariantResult, write_report
 from kdsleep.models import UTime
 
-__all__ = ["Pipeline", "VariantOutcome", "kdsleep_home", "prepare_synthetic"]
+__all__ = [
+    "MissingDataDirError",
+    "Pipeline",
+    "RunFolderError",
+    "VariantOutcome",
+    "kdsleep_home",
+    "prepare_synthetic",
+]
 
 logger = logging.getLogger(__name__)
+
+
+class RunFolderError(ValueError):
+    """A run folder made with another configuration than the one given."""
+
+
+class MissingDataDirError(ValueError):
+    """A dataset other than the synthetic one without its data folder."""
 
 
 def kdsleep_home() -> Path:
@@ -53,8 +78,6 @@ def kdsleep_home() -> Path:
 
 def prepare_synthetic(config: TrainConfig, progress: bool = True) -> Path:
     """Generate the synthetic dataset of ``config`` once; later calls reuse it (a marker file says it is whole)."""
-    from kdsleep.data.synthetic import generate_synthetic_psg
-
     data_dir = (
         Path(config.data_dir)
         if config.data_dir
@@ -79,18 +102,6 @@ def prepare_synthetic(config: TrainConfig, progress: bool = True) -> Path:
     )
     marker.write_text("complete\n", encoding="utf-8")
     return data_dir
-
-
-@dataclass
-class VariantOutcome:
-    """Test results of one variant on one class set."""
-
-    variant: str
-    grouping: str
-    metrics: Any  # StagingMetrics
-    per_subject: dict[str, Any]
-    checkpoint: Path
-    stages: dict[str, Any] = field(default_factory=dict)
 
 
 class Pipeline:
@@ -141,8 +152,7 @@ class Pipeline:
         self._init_distributed()
         self.rank, self.world = dist_info()
         self.device = resolve_device(config.device)
-        self._datasets: dict[tuple[str, str], Any] = {}
-        self._teachers: dict[str, UTime] = {}
+        self._runners: dict[str, Runner] = {}
         self._setup()
 
     # ------------------------------------------------------------------------------------------------
@@ -163,9 +173,6 @@ class Pipeline:
         return result
 
     def _setup(self) -> None:
-        from kdsleep.data.cache import PreprocessedCache, build_cache
-        from kdsleep.data.preprocess import PreprocessConfig, channel_request, dataset_entries
-
         config = self.config
         self._check_run_dir()
         if config.dataset == "synthetic":
@@ -174,8 +181,8 @@ class Pipeline:
             )
         else:
             if not config.data_dir:
-                raise ValueError(
-                    f"dataset {config.dataset!r} needs --data-dir (the folder with its recordings)"
+                raise MissingDataDirError(
+                    f"dataset {config.dataset!r} needs the folder with its recordings (data_dir)"
                 )
             data_dir = Path(config.data_dir)
         self.data_dir = data_dir
@@ -185,7 +192,7 @@ class Pipeline:
         )
         #: stored channels each modality's model reads
         self.inputs = {"eeg": ("eeg",), "ecg": ECG_INPUTS[config.ecg_input]}
-        derived = tuple(c for c in self.inputs["ecg"] if c not in ("eeg", "ecg"))
+        derived = tuple(c for c in self.inputs["ecg"] if c in DERIVED_CHANNELS)
         self.preprocess = PreprocessConfig(
             channels=("eeg", "ecg", *derived),
             channel_specs=specs or None,
@@ -195,7 +202,13 @@ class Pipeline:
             stage_grouping=config.grouping,
         )
         request = channel_request(self.preprocess, entries[0])
-        self.channels = {name: str(spec if isinstance(spec, str) else spec) for name, spec in request.items()}
+        #: the channel each modality reads, as recorded in checkpoints: the name asked for, or -- when the
+        #: dataset's default candidates were used -- the pipeline's own name (``"ecg"``, ``"eeg"``), which
+        #: prediction resolves through the same default candidates
+        self.channels = {name: spec if isinstance(spec, str) else name for name, spec in request.items()}
+        self.channel_candidates = {
+            name: [spec] if isinstance(spec, str) else list(spec) for name, spec in request.items()
+        }
         cache_dir = Path(config.cache_dir) if config.cache_dir else self._default_cache_dir(data_dir)
 
         def build() -> Path:
@@ -205,8 +218,8 @@ class Pipeline:
                 )
             except (KeyError, ValueError, FileNotFoundError) as err:
                 raise ValueError(
-                    f"{data_dir}: preprocessing failed (channels requested: EEG {self.channels['eeg']!r}, ECG "
-                    f"{self.channels['ecg']!r}): {err}"
+                    f"{data_dir}: preprocessing failed (channels requested: EEG "
+                    f"{self.channel_candidates['eeg']}, ECG {self.channel_candidates['ecg']}): {err}"
                 ) from err
 
         self.cache = PreprocessedCache(self._rank_zero_first(build))
@@ -221,6 +234,7 @@ class Pipeline:
                     "config": config.to_dict(),
                     "preprocess": self.preprocess.to_dict(),
                     "channels": self.channels,
+                    "channel_candidates": self.channel_candidates,
                     "data_dir": str(data_dir),
                     "cache": str(self.cache.root),
                     "teacher_checkpoint": str(self.teacher_checkpoint) if self.teacher_checkpoint else None,
@@ -241,8 +255,6 @@ class Pipeline:
         path = self.run_dir / "config.json"
         if not path.exists():
             return
-        import json
-
         saved = json.loads(path.read_text(encoding="utf-8")).get("config", {})
         current = self.config.to_dict()
         changed = [
@@ -251,9 +263,9 @@ class Pipeline:
             if key not in self._VOLATILE and saved.get(key) != current[key]
         ]
         if changed:
-            raise ValueError(
+            raise RunFolderError(
                 f"{self.run_dir}: this run folder was made with another configuration: {'; '.join(changed[:4])}; "
-                f"choose another --run-dir (or use the same settings to add variants to it)"
+                f"choose another run folder (or use the same settings to add variants to it)"
             )
 
     @staticmethod
@@ -276,42 +288,50 @@ class Pipeline:
         )
 
     # ------------------------------------------------------------------------------------------------
-    def dataset(self, part: str, grouping: str):
-        """Windows of one split part for one class set."""
-        from kdsleep.data.cache import PairedWindowDataset
-
-        key = (part, grouping)
-        if key not in self._datasets:
-            self._datasets[key] = PairedWindowDataset(
+    def runner(self, grouping: str) -> Runner:
+        """The :class:`~kdsleep.distill.runner.Runner` of one class set (teacher, variants, test)."""
+        grouping = get_grouping(grouping).name
+        if grouping not in self._runners:
+            config = self.config
+            teacher = self._load_teacher(grouping) if self.teacher_checkpoint is not None else None
+            subjects = {key: str(self.cache.meta(key).get("subject") or key) for key in self.cache.keys}
+            self._runners[grouping] = Runner(
                 self.cache,
-                self.split.keys(part),
-                ecg_channel=self.inputs["ecg"],
-                window_epochs=self.config.window_epochs,
+                {part: self.split.keys(part) for part in ("train", "val", "test")},
+                subjects,
                 grouping=grouping,
-                skip_short=True,
+                inputs=self.inputs,
+                new_model=lambda modality: self.new_model(grouping, modality),
+                settings=TrainSettings.from_config(config),
+                epochs=config.epochs,
+                at_epochs=config.at_epochs or config.epochs,
+                window_epochs=config.window_epochs,
+                out_dir=self.run_dir / grouping,
+                device=self.device,
+                checkpoint_meta=lambda modality: self._meta(modality, grouping),
+                teacher=teacher,
+                resume=self.resume,
+                loss_backend=self.loss_backend,
+                progress=self.progress,
             )
-            if len(self._datasets[key]) == 0:
-                raise ValueError(
-                    f"the {part!r} part of the split ({len(self.split.subjects[part])} subjects) has no window of "
-                    f"{self.config.window_epochs} epochs with a scored epoch"
-                )
-        return self._datasets[key]
+        return self._runners[grouping]
+
+    def dataset(self, part: str, grouping: str) -> WindowDataset:
+        """Windows of one split part for one class set (validation and test: every epoch, counted once)."""
+        dataset = self.runner(grouping).dataset(part)
+        if len(dataset) == 0:
+            raise ValueError(
+                f"the {part!r} part of the split ({len(self.split.subjects[part])} subjects) has no window of "
+                f"{self.config.window_epochs} epochs with a scored epoch"
+            )
+        return dataset
 
     def class_weights(self, grouping: str) -> torch.Tensor:
         """WCE weights ``N / (K n_k)`` from the scored epochs of the training recordings."""
-        from kdsleep.data.stages import get_grouping
-
-        n_classes = get_grouping(grouping).n_classes
-        counts = np.zeros(n_classes, dtype=np.int64)
-        for key in self.split.keys("train"):
-            labels = self.cache.labels(key, grouping)
-            counts += np.bincount(labels[labels >= 0], minlength=n_classes)[:n_classes]
-        return class_weights(counts, source=f"training split of {self.data_dir} ({grouping})")
+        return self.runner(grouping).class_weights()
 
     def new_model(self, grouping: str, modality: str = "ecg") -> UTime:
         """A freshly initialised U-Time (seeded) for ``grouping`` reading ``modality``'s input channels."""
-        from kdsleep.data.stages import get_grouping
-
         torch.manual_seed(self.config.seed)
         return UTime(
             len(self.inputs[modality]),
@@ -332,15 +352,14 @@ class Pipeline:
 
     # ------------------------------------------------------------------------------------------------
     def teacher(self, grouping: str) -> UTime:
-        """The frozen EEG teacher of ``grouping``: loaded from ``teacher_checkpoint`` or trained (EEG baseline)."""
-        if grouping in self._teachers:
-            return self._teachers[grouping]
-        if self.teacher_checkpoint is not None:
-            model = self._load_teacher(grouping)
-        else:
+        """The frozen EEG teacher of ``grouping``: loaded from ``teacher_checkpoint`` or trained (EEG baseline).
+
+        A teacher trained here is the EEG baseline of the tables: it is tested and saved like any variant.
+        """
+        runner = self.runner(grouping)
+        if not runner.has_teacher:
             self.run_variant("eeg_baseline", grouping)
-            model = self._teachers[grouping]
-        return model
+        return runner.teacher()
 
     def _load_teacher(self, grouping: str) -> UTime:
         path = self.teacher_checkpoint
@@ -364,128 +383,66 @@ class Pipeline:
                 f"epochs x {student.samples_per_epoch} samples at {student.sfreq:g} Hz, pools {student.pools}); "
                 f"the feature maps must have the same lengths"
             )
-        self._freeze(teacher)
-        self._teachers[grouping] = teacher
         return teacher
-
-    def _freeze(self, model: UTime) -> None:
-        model.to(self.device).eval()
-        for parameter in model.parameters():
-            parameter.requires_grad_(False)
 
     def run_variant(
         self, name: str | Variant, grouping: str | None = None, *, on_epoch_end=None
     ) -> VariantOutcome:
         """Train (or reuse) every stage of a variant, then evaluate it on the test subjects."""
         variant = name if isinstance(name, Variant) else get_variant(name)
-        grouping = grouping or self.config.grouping
-        out = self.run_dir / grouping / variant.name
+        runner = self.runner(grouping or self.config.grouping)
+        if variant.needs_teacher:
+            self.teacher(runner.grouping.name)
         if variant.name == "eeg_baseline" and self.teacher_checkpoint is not None:
-            model = self.teacher(grouping)
-            stages: dict[str, Any] = {"teacher_checkpoint": str(self.teacher_checkpoint)}
+            outcome = runner.evaluate(
+                variant, runner.teacher(), {"teacher_checkpoint": str(self.teacher_checkpoint)}
+            )
         else:
-            teacher = self.teacher(grouping) if variant.needs_teacher else None
-            weights = self.class_weights(grouping)
-            model = self.new_model(grouping, variant.modality)
-            stages = {}
-            for stage in variant.stages:
-                spec = StageSpec(
-                    name=f"{variant.name}/{stage}" if len(variant.stages) > 1 else variant.name,
-                    kind=stage,
-                    modality=variant.modality,
-                    out_dir=out / stage,
-                    epochs=(self.config.at_epochs or self.config.epochs)
-                    if stage == "at"
-                    else self.config.epochs,
-                    weight_kd=variant.weight_kd if stage == "final" else 0.0,
-                    variant={
-                        **variant.to_dict(),
-                        "stage": stage,
-                        "at_mode": self.config.at_mode,
-                        "temperature": self.config.temperature,
-                    },
-                )
-                # step 2 starts from step 1's weights: the same model object carries them over
-                result = train_stage(
-                    spec,
-                    model,
-                    train_set=self.dataset("train", grouping),
-                    val_set=self.dataset("val", grouping),
-                    class_weights=weights,
-                    teacher=teacher,
-                    config=self.config,
-                    checkpoint_meta=self._meta(variant.modality, grouping),
-                    device=self.device,
-                    resume=self.resume,
-                    loss_backend=self.loss_backend,
-                    progress=self.progress,
-                    on_epoch_end=on_epoch_end,
-                )
-                stages[stage] = {
-                    "best_epoch": result.best_epoch,
-                    result.score_name: result.best_score,
-                    "epochs_run": result.epochs_run,
-                }
-            if variant.name == "eeg_baseline":
-                self._freeze(model)
-                self._teachers[grouping] = model
-        return self.evaluate_variant(variant, grouping, model, stages)
+            outcome = runner.run(variant, on_epoch_end=on_epoch_end)
+        return self._save(outcome)
 
     def evaluate_variant(
         self, variant: Variant, grouping: str, model: UTime, stages: dict[str, Any] | None = None
     ) -> VariantOutcome:
         """Test metrics (pooled and per subject) of a trained model; writes ``model.pt`` and ``test.json``."""
-        from kdsleep.data.stages import get_grouping
-        from kdsleep.evaluation.metrics import SubjectConfusion
+        return self._save(self.runner(grouping).evaluate(variant, model, stages))
 
-        out = self.run_dir / grouping / variant.name
-        test_set = self.dataset("test", grouping)
-        was_training = model.training
-        labels, preds = predict(
-            model,
-            test_set,
-            variant.modality,
-            self.device,
-            batch_size=self.config.batch_size,
-            amp=self.config.amp,
+    def _save(self, outcome: VariantOutcome) -> VariantOutcome:
+        """Write ``model.pt``, ``test.json`` and ``predictions.npz`` of an outcome (process 0)."""
+        variant = get_variant(outcome.variant)
+        out = self.run_dir / outcome.grouping / variant.name
+        outcome.checkpoint = out / "model.pt"
+        if self.rank != 0:
+            return outcome
+        assert outcome.model is not None
+        summary = {"test": _short(outcome.metrics), "stages": outcome.stages}
+        save_checkpoint(
+            outcome.checkpoint,
+            outcome.model,
+            modality=variant.modality,
+            variant=variant.to_dict(),
+            metrics=summary,
+            **self._meta(variant.modality, outcome.grouping),
         )
-        model.train(was_training)
-        class_names = get_grouping(grouping).class_names
-        keys = [test_set.window_key(i) for i in range(len(test_set))]
-        subjects = [str(self.cache.meta(k).get("subject") or k) for k, _ in keys]
-        accumulator = SubjectConfusion(len(class_names), class_names)
-        accumulator.update(subjects, labels, preds)
-        metrics = accumulator.overall().compute()
-        per_subject = accumulator.compute()
-        path = out / "model.pt"
-        if self.rank == 0:
-            summary = {"test": _short(metrics), "stages": stages or {}}
-            save_checkpoint(
-                path,
-                model,
-                modality=variant.modality,
-                variant=variant.to_dict(),
-                metrics=summary,
-                **self._meta(variant.modality, grouping),
-            )
-            write_json_atomic(
-                out / "test.json",
-                {
-                    "variant": variant.name,
-                    "grouping": grouping,
-                    "stages": stages or {},
-                    "metrics": metrics.to_dict(),
-                    "per_subject": {s: m.to_dict() for s, m in per_subject.items()},
-                },
-            )
-            arrays = dict(
-                recordings=np.array([k for k, _ in keys]),
-                starts=np.array([s for _, s in keys]),
-                labels=labels,
-                predictions=preds,
-            )
-            atomic_write(out / "predictions.npz", lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]  # numpy stubs mistype **kwargs
-        return VariantOutcome(variant.name, grouping, metrics, per_subject, path, stages or {})
+        write_json_atomic(
+            out / "test.json",
+            {
+                "variant": variant.name,
+                "grouping": outcome.grouping,
+                "stages": outcome.stages,
+                "metrics": outcome.metrics.to_dict(),
+                "per_subject": {s: m.to_dict() for s, m in outcome.per_subject.items()},
+            },
+        )
+        keys = list(outcome.labels)
+        arrays = dict(
+            recordings=np.concatenate([np.full(outcome.labels[k].size, k) for k in keys]),
+            epochs=np.concatenate([np.arange(outcome.labels[k].size) for k in keys]),
+            labels=np.concatenate([outcome.labels[k] for k in keys]),
+            predictions=np.concatenate([outcome.predictions[k] for k in keys]),
+        )
+        atomic_write(out / "predictions.npz", lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]  # numpy stubs mistype **kwargs
+        return outcome
 
     def write_report(
         self, outcomes: Sequence[VariantOutcome], name: str = "report"
@@ -531,10 +488,6 @@ def write_run_report(
     metadata: dict[str, Any] | None = None,
 ) -> tuple[Path, Path]:
     """Write ``report.md`` / ``report.json`` of a run (Table I, Table II, paired comparisons)."""
-    from kdsleep.evaluation.compare import paired_comparison
-    from kdsleep.evaluation.metrics import metric_by_subject
-    from kdsleep.evaluation.report import VariantResult, write_report
-
     results = [VariantResult(o.variant, o.grouping, o.metrics, o.per_subject) for o in outcomes]
     comparisons = []
     groupings = sorted({o.grouping for o in outcomes})

@@ -10,7 +10,7 @@
 
 After every epoch the stage folder receives, atomically: ``log.csv`` (one row per epoch), ``state.pt``
 (model, optimiser, RNG states, epoch, best score, early-stopping counter and the log), and ``best.pt`` (a
-:mod:`~kdsleep.distill.checkpoint` of the best epoch) when the score improved; ``done.json`` marks a finished
+:mod:`~kdsleep.checkpoint` of the best epoch) when the score improved; ``done.json`` marks a finished
 stage. With ``resume=True`` an interrupted stage continues from ``state.pt`` and ends with the same weights
 as an uninterrupted run (the batch order depends only on the seed and the epoch number).
 
@@ -29,7 +29,7 @@ import random
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, cast
 
@@ -38,17 +38,20 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 from torch.utils.data.distributed import DistributedSampler
+from tqdm.auto import tqdm
 
 from kdsleep._io import save_torch_atomic, write_json_atomic, write_text_atomic
 from kdsleep._torch import dist_info, flush_denormals
-from kdsleep.distill.checkpoint import save_checkpoint
+from kdsleep.checkpoint import read_checkpoint_payload, save_checkpoint
 from kdsleep.distill.losses import FeatureLoss, FinalLoss
 from kdsleep.evaluation.metrics import ConfusionMatrix
 from kdsleep.models import FeatureTaps, UTime
 
 __all__ = [
+    "InterruptedStageError",
     "StageResult",
     "StageSpec",
+    "TrainSettings",
     "predict",
     "predict_features",
     "train_stage",
@@ -57,6 +60,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 STATE_FORMAT = "kdsleep-train-state"
+
+
+class InterruptedStageError(FileExistsError):
+    """A stage folder holds the state of an interrupted run and resuming was not asked for."""
 
 
 def _barrier() -> None:
@@ -93,6 +100,50 @@ class StageSpec:
     epochs: int
     weight_kd: float = 0.0
     variant: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """What :func:`train_stage` needs besides the stage itself: optimiser, batches, losses, stopping.
+
+    Attributes
+    ----------
+    lr : float
+        Adam learning rate.
+    batch_size : int
+        Windows per batch.
+    patience : int or None
+        Stop after this many epochs without a better validation score; ``None`` runs every epoch.
+    seed : int
+        Seed of the batch order and of the random subset of training windows.
+    amp : bool
+        bfloat16 autocast on CUDA.
+    num_workers : int
+        Data-loader worker processes.
+    max_train_windows : int or None
+        Training windows drawn per epoch (a fresh random subset each epoch); ``None`` uses all.
+    at_mode, at_p, at_distance : str, float, str
+        Attention-transfer loss (:class:`~kdsleep.distill.losses.FeatureLoss`).
+    temperature : float
+        Softmax-distillation temperature.
+    """
+
+    lr: float = 1e-3
+    batch_size: int = 16
+    patience: int | None = None
+    seed: int = 0
+    amp: bool = False
+    num_workers: int = 0
+    max_train_windows: int | None = None
+    at_mode: str = "canonical"
+    at_p: float = 2.0
+    at_distance: str = "squared"
+    temperature: float = 1.0
+
+    @classmethod
+    def from_config(cls, config: Any) -> TrainSettings:
+        """The fields of a :class:`~kdsleep.distill.config.TrainConfig` (or any object with them)."""
+        return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
 
 
 @dataclass
@@ -236,8 +287,6 @@ def _predict(
     desc: str,
     tap: str | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    from tqdm.auto import tqdm
-
     model.eval()
     n_epochs = getattr(model, "n_epochs", 1)
     labels_all, preds_all, features_all = [], [], []
@@ -251,6 +300,7 @@ def _predict(
             labels_all.append(labels.cpu().numpy())
             preds_all.append(logits.float().argmax(dim=1).cpu().numpy())
             if isinstance(taps, FeatureTaps):
+                # local: kdsleep.evaluation.plots loads matplotlib, which training itself never needs
                 from kdsleep.evaluation.plots import epoch_features
 
                 features_all.append(epoch_features(taps.features[0].float().cpu(), n_epochs))
@@ -287,7 +337,7 @@ def train_stage(
     val_set: Any,
     class_weights: torch.Tensor,
     teacher: UTime | None,
-    config: Any,
+    settings: TrainSettings,
     checkpoint_meta: dict[str, Any],
     device: torch.device,
     resume: bool = False,
@@ -304,14 +354,14 @@ def train_stage(
     model : UTime
         The model (already initialised, on any device; moved to ``device``).
     train_set, val_set : Dataset
-        ``(eeg, ecg, labels)`` windows (:class:`~kdsleep.data.PairedWindowDataset`).
+        ``(eeg, ecg, labels)`` windows (:class:`~kdsleep.data.windows.WindowDataset`); the validation
+        windows' labels count every epoch once (``evaluation=True``).
     class_weights : Tensor
         Weights of the cross-entropy, from the training split.
     teacher : UTime or None
         Frozen EEG teacher (needed for ``kind="at"`` and ``weight_kd > 0``).
-    config : TrainConfig
-        ``lr``, ``batch_size``, ``patience``, ``seed``, ``amp``, ``num_workers``, ``max_train_windows``,
-        ``at_mode``, ``at_p``, ``at_distance``, ``temperature``.
+    settings : TrainSettings
+        Optimiser, batches, losses and early stopping.
     checkpoint_meta : dict
         ``channel``, ``grouping`` and ``preprocess`` for :func:`save_checkpoint`.
     device : torch.device
@@ -326,8 +376,7 @@ def train_stage(
     on_epoch_end : callable, optional
         Called with the epoch number after its state is saved (used by tests to interrupt a run).
     """
-    from tqdm.auto import tqdm
-
+    config = settings
     rank, world = dist_info()
     out = Path(spec.out_dir)
     state_path, best_path, done_path, log_path = (
@@ -352,8 +401,6 @@ def train_stage(
 
     if done_path.exists():
         done = json.loads(done_path.read_text(encoding="utf-8"))
-        from kdsleep.distill.checkpoint import read_checkpoint_payload
-
         model.load_state_dict(read_checkpoint_payload(best_path)["state_dict"])
         logger.info(
             "%s: already finished (best epoch %d), reusing %s", spec.name, done["best_epoch"], best_path
@@ -372,8 +419,8 @@ def train_stage(
     history: list[dict[str, float]] = []
     if state_path.exists():
         if not resume:
-            raise FileExistsError(
-                f"{out}: holds an interrupted run (state.pt); pass --resume to continue it or choose a new --run-dir"
+            raise InterruptedStageError(
+                f"{out}: holds an interrupted run (state.pt); resume it or choose another run folder"
             )
         state = torch.load(state_path, map_location="cpu", weights_only=False)
         if state.get("format") != STATE_FORMAT:
@@ -545,8 +592,6 @@ def train_stage(
     finally:
         board.close()
         denormals.__exit__(None, None, None)
-
-    from kdsleep.distill.checkpoint import read_checkpoint_payload
 
     inner.load_state_dict(read_checkpoint_payload(best_path, map_location=device)["state_dict"])
     if rank == 0:

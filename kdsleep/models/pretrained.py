@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from kdsleep.inference import InferenceError, load_model_checkpoint
 
 if TYPE_CHECKING:
-    from kdsleep.distill.checkpoint import Checkpoint
+    from kdsleep.checkpoint import Checkpoint
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -214,7 +214,7 @@ def resolve_model(
     InferenceError
         For a file that is not a kdsleep checkpoint.
     """
-    from kdsleep.distill.checkpoint import Checkpoint
+    from kdsleep.checkpoint import Checkpoint
 
     if isinstance(model, Checkpoint):
         return model

@@ -1,4 +1,4 @@
-"""The slpdb records of the study: real stages and heart rate, semi-synthetic EEG, and their windows.
+"""The slpdb records of the study: real stages and heart rate, semi-synthetic EEG, held in a window store.
 
 Each record is read once (:func:`prepare_record`) into a :class:`StudyRecord`:
 
@@ -11,10 +11,14 @@ Each record is read once (:func:`prepare_record`) into a :class:`StudyRecord`:
   (:func:`kdsleep.data.synthetic.synthesize_from_slpdb`), resampled, band-passed and robust-scaled as
   :func:`kdsleep.data.preprocess.preprocess_recording` does. It only serves the EEG teacher of the
   distillation rows; slpdb's real EEG signals are not available here.
+
+:func:`record_store` puts the records behind the window-store interface of :mod:`kdsleep.data.windows`, so
+the study windows, trains and tests through :class:`kdsleep.distill.runner.Runner` like the main pipeline.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from collections.abc import Sequence
@@ -23,26 +27,34 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
-from kdsleep.data.stages import get_grouping
-from kdsleep.inference import covering_window_starts
+from kdsleep._io import write_bytes_atomic
+from kdsleep.data.datasets.slpdb import SlpdbAdapter
+from kdsleep.data.filters import bandpass_filter
+from kdsleep.data.heart_rate import heart_rate_channel
+from kdsleep.data.readers.wfdb_io import read_slpdb_annotations
+from kdsleep.data.resample import resample
+from kdsleep.data.scaling import robust_scale
+from kdsleep.data.stages import StageGrouping, get_grouping
+from kdsleep.data.synthetic import synthesize_from_slpdb
+from kdsleep.data.windows import MemoryStore
 
 __all__ = [
+    "STUDY_CHANNELS",
     "StudyRecord",
-    "StudyWindows",
-    "assemble_epoch_predictions",
-    "covering_starts",
     "find_slpdb_records",
     "load_record",
     "prepare_record",
+    "record_store",
     "save_record",
 ]
 
 logger = logging.getLogger(__name__)
 
 EPOCH_LENGTH = 30.0
+#: Channels of a study record in its store: the semi-synthetic EEG and the real heart rate (stored under the
+#: main pipeline's name for the heart-rate channel, ``ihr``).
+STUDY_CHANNELS = ("eeg", "ihr")
 
 
 @dataclass
@@ -88,7 +100,7 @@ class StudyRecord:
         """Samples of one epoch at ``sfreq``."""
         return int(round(EPOCH_LENGTH * self.sfreq))
 
-    def labels(self, grouping: str) -> np.ndarray:
+    def labels(self, grouping: str | StageGrouping) -> np.ndarray:
         """Class index of every epoch in ``grouping`` (-1 for epochs without a sleep stage)."""
         return get_grouping(grouping)(self.stages)
 
@@ -105,8 +117,6 @@ def find_slpdb_records(data_dir: str | os.PathLike[str]) -> list[tuple[str, str,
     FileNotFoundError
         When ``data_dir`` is not a folder or holds no record with all three files (naming what is missing).
     """
-    from kdsleep.data.datasets.slpdb import SlpdbAdapter
-
     root = Path(data_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: slpdb folder not found")
@@ -162,10 +172,8 @@ def prepare_record(
     seed : int
         Seed of the synthetic EEG.
     """
-    from kdsleep.data.heart_rate import heart_rate_channel
-    from kdsleep.data.readers.wfdb_io import read_slpdb_annotations
-
     path = Path(path)
+    # the validating reader: an annotation past the end of the signal is an error, not silently dropped
     stages, _duration, beat_times, _ventricular = read_slpdb_annotations(path)
     samples_per_epoch = int(round(EPOCH_LENGTH * sfreq))
     n_times = stages.shape[0] * samples_per_epoch
@@ -189,11 +197,6 @@ def _semi_synthetic_eeg(
     path: Path, sfreq: float, n_times: int, synthetic_sfreq: float, band: tuple[float, float], seed: int
 ) -> np.ndarray:
     """Synthetic EEG on the record's real hypnogram, preprocessed like a real channel (resample, band, scale)."""
-    from kdsleep.data.filters import bandpass_filter
-    from kdsleep.data.resample import resample
-    from kdsleep.data.scaling import robust_scale
-    from kdsleep.data.synthetic import synthesize_from_slpdb
-
     if band[1] >= sfreq / 2:
         raise ValueError(
             f"eeg_band: upper edge {band[1]:g} Hz must lie below half the model rate {sfreq:g} Hz"
@@ -209,10 +212,6 @@ def _semi_synthetic_eeg(
 
 def save_record(record: StudyRecord, path: str | os.PathLike[str]) -> Path:
     """Write a record to ``path`` (``.npz``) atomically."""
-    import io
-
-    from kdsleep._io import write_bytes_atomic
-
     buffer = io.BytesIO()
     arrays: dict[str, Any] = {
         "stages": record.stages,
@@ -243,99 +242,24 @@ def load_record(path: str | os.PathLike[str]) -> StudyRecord:
         )
 
 
-def covering_starts(n_epochs: int, window_epochs: int, stride: int | None = None) -> np.ndarray:
-    """First epochs of windows that cover every epoch of a recording.
+def record_store(records: Sequence[StudyRecord]) -> MemoryStore:
+    """The records as a :class:`~kdsleep.data.windows.MemoryStore` of :data:`STUDY_CHANNELS`, keyed by name.
 
-    Windows start every ``stride`` epochs (default ``window_epochs``, no overlap); when the last one stops
-    short of the end, one more window ends exactly at the last epoch.
-
-    Raises
-    ------
-    ValueError
-        When the recording is shorter than one window.
+    Each record becomes an epoch array ``(n_epochs, 2, samples_per_epoch)``: the semi-synthetic EEG (zeros
+    when the record has none) and the heart rate, so the window dataset and the runner read the study
+    exactly as they read the preprocessed cache.
     """
-    return covering_window_starts(n_epochs, window_epochs, stride)
-
-
-def assemble_epoch_predictions(
-    n_epochs: int, starts: Sequence[int], window_predictions: np.ndarray
-) -> np.ndarray:
-    """One predicted class per epoch from window predictions ``(n_windows, window_epochs)``.
-
-    An epoch covered by several windows takes the prediction of the first; an epoch covered by none is -1.
-    """
-    out = np.full(n_epochs, -1, dtype=np.int64)
-    window_predictions = np.asarray(window_predictions)
-    for start, prediction in zip(starts, window_predictions, strict=True):
-        span = slice(int(start), int(start) + prediction.shape[0])
-        free = out[span] < 0
-        out[span][free] = prediction[free]
-    return out
-
-
-class StudyWindows(Dataset):
-    """Epoch-aligned windows ``(eeg, hr, labels)`` of study records, for :func:`train_stage`.
-
-    Parameters
-    ----------
-    records : sequence of StudyRecord
-        The records (all at the same model rate).
-    grouping : str
-        Stage grouping of the labels.
-    window_epochs : int
-        Epochs per window.
-    stride : int, optional
-        Epochs between window starts (default ``window_epochs``); the last window of a record ends at
-        its last epoch (:func:`covering_starts`).
-    skip_unlabelled : bool
-        Leave out windows without any scored epoch (training); keep them for prediction.
-
-    Items are ``(eeg, hr, labels)``: float32 tensors ``(1, window_epochs * samples_per_epoch)`` (the EEG
-    is zeros when the record has none) and int64 ``(window_epochs,)`` with -1 for ignored epochs. Sample
-    ``j * samples_per_epoch`` of a window is the first sample of its epoch ``j``.
-    """
-
-    def __init__(
-        self,
-        records: Sequence[StudyRecord],
-        grouping: str,
-        window_epochs: int,
-        stride: int | None = None,
-        skip_unlabelled: bool = True,
-    ) -> None:
-        self.records = list(records)
-        self.grouping = get_grouping(grouping)
-        self.window_epochs = int(window_epochs)
-        self._labels = [r.labels(self.grouping.name) for r in self.records]
-        index: list[tuple[int, int]] = []
-        for r, record in enumerate(self.records):
-            if record.n_epochs < self.window_epochs:
-                logger.info("skipping %s: %d epochs, shorter than one window", record.name, record.n_epochs)
-                continue
-            for start in covering_starts(record.n_epochs, self.window_epochs, stride):
-                labels = self._labels[r][start : start + self.window_epochs]
-                if skip_unlabelled and not (labels >= 0).any():
-                    continue
-                index.append((r, int(start)))
-        self._index = index
-
-    def __len__(self) -> int:
-        return len(self._index)
-
-    def window_key(self, i: int) -> tuple[int, int]:
-        """``(record index, first epoch)`` of window ``i``."""
-        return self._index[i]
-
-    def __getitem__(self, i: int):
-
-        r, start = self._index[i]
-        record = self.records[r]
+    store = MemoryStore()
+    for record in records:
         spe = record.samples_per_epoch
-        span = slice(start * spe, (start + self.window_epochs) * spe)
-        hr = torch.from_numpy(np.ascontiguousarray(record.hr[span], dtype=np.float32))[None]
-        if record.eeg is not None:
-            eeg = torch.from_numpy(np.ascontiguousarray(record.eeg[span], dtype=np.float32))[None]
-        else:
-            eeg = torch.zeros_like(hr)
-        labels = torch.from_numpy(self._labels[r][start : start + self.window_epochs].astype(np.int64))
-        return eeg, hr, labels
+        n_times = record.n_epochs * spe
+        hr = np.asarray(record.hr[:n_times], dtype=np.float32).reshape(record.n_epochs, spe)
+        eeg = (
+            np.asarray(record.eeg[:n_times], dtype=np.float32).reshape(record.n_epochs, spe)
+            if record.eeg is not None
+            else np.zeros_like(hr)
+        )
+        store.add(
+            record.name, np.stack([eeg, hr], axis=1), record.stages, STUDY_CHANNELS, subject=record.subject
+        )
+    return store

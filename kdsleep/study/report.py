@@ -12,6 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy
+import sklearn
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from kdsleep._io import git_commit, kdsleep_version, write_bytes_atomic, write_text_atomic
+from kdsleep.data.stages import SleepStage, get_grouping
+from kdsleep.evaluation.compare import paired_comparison
+from kdsleep.evaluation.metrics import compute_metrics, metric_by_subject, per_subject_metrics
+from kdsleep.models import UTime
+from kdsleep.study.settings import DESCRIPTIONS, MODELS
 
 __all__ = ["LITERATURE", "aggregate", "render_markdown", "write_study_report"]
 
@@ -71,18 +83,11 @@ LITERATURE: tuple[dict[str, Any], ...] = (
 
 
 def _versions() -> dict[str, str]:
-    import numpy
-    import scipy
-    import sklearn
-    import torch
-
-    from kdsleep._io import kdsleep_version
-
     return {
         "kdsleep": kdsleep_version(),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "numpy": numpy.__version__,
+        "numpy": np.__version__,
         "scipy": scipy.__version__,
         "scikit-learn": sklearn.__version__,
     }
@@ -107,11 +112,6 @@ def aggregate(
     results: Mapping[tuple[int, str], Mapping[str, Any]],
 ) -> dict[str, Any]:
     """Pooled metrics, per-subject metrics, spread and paired comparisons of every model and class set."""
-    from kdsleep.data.stages import get_grouping
-    from kdsleep.evaluation.compare import paired_comparison
-    from kdsleep.evaluation.metrics import compute_metrics, metric_by_subject, per_subject_metrics
-    from kdsleep.study.slpdb import MODELS
-
     out: dict[str, Any] = {}
     for grouping in groupings:
         group = get_grouping(grouping)
@@ -166,8 +166,6 @@ def _f(value: float | None, digits: int = 3) -> str:
 
 
 def _class_counts(records: Mapping[str, Any]) -> dict[str, int]:
-    from kdsleep.data.stages import SleepStage
-
     counts = {s.name: 0 for s in SleepStage}
     for record in records.values():
         for value, n in zip(*np.unique(record.stages, return_counts=True), strict=True):
@@ -177,8 +175,6 @@ def _class_counts(records: Mapping[str, Any]) -> dict[str, int]:
 
 def render_markdown(report: Mapping[str, Any]) -> str:
     """The Markdown text of a report built by :func:`write_study_report`."""
-    from kdsleep.study.slpdb import _DESCRIPTIONS
-
     meta, settings, prov = report["meta"], report["settings"], report["provenance"]
     command = " ".join(meta["command"])
     quick = settings["quick"]
@@ -239,7 +235,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"{settings['max_train_windows']} random training windows per epoch, {settings['epochs']} epochs per "
         f"classification stage, {settings['at_epochs']} per attention-transfer stage; weighted cross-entropy "
         "with N/(K n_k) weights; distillation α = 0.5, T = 1 (`kdsleep.distill.variants`); all through "
-        "`kdsleep.distill.trainer.train_stage`.",
+        "`kdsleep.distill.runner.Runner`, as `kdsleep train` / `kdsleep experiment`. Validation and test windows "
+        "cover every epoch (one extra window aligned to the end of each night); an epoch in two windows takes "
+        "the prediction of the window where it lies farther from the edges (`kdsleep.data.windows`).",
         f"- Classical baseline (`hrv_gbm`): {report['n_features']} HRV features per epoch "
         "(`kdsleep.study.hrv_features`: mean HR, SDNN, RMSSD, pNN50 in 1-, 5- and 10-min windows centred on "
         "the epoch; LF, HF, LF/HF and normalised HF of the heart rate in 5 min; HR change against epochs "
@@ -300,7 +298,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "trained this briefly; it does not show that real EEG would teach the heart-rate student anything.",
         "",
     ]
-    lines += ["## Models", ""] + [f"- `{m}`: {d}" for m, d in _DESCRIPTIONS.items()] + [""]
+    lines += ["## Models", ""] + [f"- `{m}`: {d}" for m, d in DESCRIPTIONS.items()] + [""]
     lines += [
         "## The literature, as context",
         "",
@@ -342,17 +340,10 @@ def render_markdown(report: Mapping[str, Any]) -> str:
 
 def _figure(report: Mapping[str, Any], path: Path) -> Path | None:
     """Per-subject weighted F1 of every model and class set (points) with the mean (bar)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # pragma: no cover - matplotlib is a dependency
-        return None
-    from kdsleep._io import write_bytes_atomic
-
     blocks = report["results"]
-    fig, axes = plt.subplots(1, len(blocks), figsize=(4.2 * len(blocks), 3.6), squeeze=False, sharey=True)
+    fig = Figure(figsize=(4.2 * len(blocks), 3.6))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(blocks), squeeze=False, sharey=True)
     for ax, (grouping, block) in zip(axes[0], blocks.items(), strict=True):
         for i, entry in enumerate(block["models"].values()):
             values = [m["weighted_f1"] for m in entry["per_subject"].values() if m["weighted_f1"] is not None]
@@ -370,7 +361,6 @@ def _figure(report: Mapping[str, Any], path: Path) -> Path | None:
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
     return write_bytes_atomic(path, buffer.getvalue())
 
 
@@ -385,10 +375,6 @@ def write_study_report(
     meta: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Aggregate the units and write ``out`` (Markdown), its JSON and its PNG atomically; return the content."""
-    from kdsleep._io import git_commit, write_text_atomic
-    from kdsleep.data.stages import get_grouping
-    from kdsleep.models import UTime
-
     out = Path(out)
     json_path = out.with_suffix(".json")
     png_path = out.with_suffix(".png")

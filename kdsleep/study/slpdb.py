@@ -12,12 +12,15 @@ One call of :func:`run_study` reproduces the whole study and writes its report:
    * ``hrv_gbm``: the classical baseline, HRV features (:mod:`kdsleep.study.hrv_features`) and a
      gradient-boosted tree classifier (scikit-learn ``HistGradientBoostingClassifier``, balanced class
      weights) -- real data;
-   * ``hr_student``: a small U-Time on the heart-rate channel, trained with
-     :func:`kdsleep.distill.trainer.train_stage` (the ``ecg_baseline`` variant) -- real data;
+   * ``hr_student``: a small U-Time on the heart-rate channel (the ``ecg_baseline`` variant) -- real data;
    * ``eeg_teacher``: the same U-Time on the semi-synthetic EEG -- SEMI-SYNTHETIC;
    * ``at_cl``, ``sd_cl``, ``at_sd_cl``: the heart-rate student distilled from that teacher with the
      variants of Joshi et al. (:mod:`kdsleep.distill.variants`) -- SEMI-SYNTHETIC (the student reads real
      heart rate, but what it is taught comes from synthetic EEG);
+
+   the deep rows run through :class:`kdsleep.distill.runner.Runner` -- the runner of ``kdsleep train`` and
+   ``kdsleep experiment`` -- on the unit's records held in memory (:func:`kdsleep.study.data.record_store`):
+   the same windows, class weights, teacher-first order, stages and per-epoch test merge;
 
 4. predictions of all test folds are pooled into weighted F1, accuracy, Cohen's kappa and per-class F1,
    with the spread over subjects and paired per-subject comparisons
@@ -32,25 +35,61 @@ from __future__ import annotations
 import io
 import json
 import logging
+import multiprocessing
 import os
 import platform
 import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from sklearn.ensemble import HistGradientBoostingClassifier
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
+
+from kdsleep._io import write_bytes_atomic, write_text_atomic
+from kdsleep._torch import resolve_device
+from kdsleep.data.stages import get_grouping
+from kdsleep.distill.experiment import kdsleep_home
+from kdsleep.distill.runner import Runner
+from kdsleep.distill.trainer import TrainSettings
+from kdsleep.models import UTime
+from kdsleep.study.data import (
+    STUDY_CHANNELS,
+    find_slpdb_records,
+    load_record,
+    prepare_record,
+    record_store,
+    save_record,
+)
+from kdsleep.study.folds import subject_folds
+from kdsleep.study.hrv_features import recording_features
+from kdsleep.study.report import write_study_report
+from kdsleep.study.settings import (
+    CLASS_SETS,
+    DESCRIPTIONS,
+    FULL_SETTINGS,
+    KD_MODELS,
+    MODEL_VARIANTS,
+    MODELS,
+    QUICK_SETTINGS,
+    STUDY_FORMAT,
+    StudySettings,
+)
 
 __all__ = [
     "CLASS_SETS",
+    "DESCRIPTIONS",
     "FULL_SETTINGS",
     "MODELS",
     "QUICK_SETTINGS",
     "StudySettings",
+    "WorkFolderError",
     "default_work_dir",
     "prepare_data",
     "run_study",
@@ -59,120 +98,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Stage grouping of each number of classes.
-CLASS_SETS: dict[int, str] = {3: "w-n-r", 4: "w-l-d-r", 5: "aasm-5"}
-
-#: The rows of the report, in order, and what their data are.
-MODELS: dict[str, str] = {
-    "hrv_gbm": "real",
-    "hr_student": "real",
-    "eeg_teacher": "semi-synthetic",
-    "at_cl": "semi-synthetic",
-    "sd_cl": "semi-synthetic",
-    "at_sd_cl": "semi-synthetic",
-}
-_DESCRIPTIONS = {
-    "hrv_gbm": "HRV features + gradient-boosted trees (classical baseline)",
-    "hr_student": "U-Time on heart rate (deep student, no distillation)",
-    "eeg_teacher": "U-Time on synthetic EEG driven by the real hypnogram (teacher)",
-    "at_cl": "heart-rate student, attention transfer then WCE (AT+CL)",
-    "sd_cl": "heart-rate student, WCE + softmax distillation (SD+CL)",
-    "at_sd_cl": "heart-rate student, attention transfer then WCE + SD (AT+SD+CL)",
-}
-_KD = ("at_cl", "sd_cl", "at_sd_cl")
-_FORMAT = "kdsleep-slpdb-study-1"
-
-
-@dataclass(frozen=True)
-class StudySettings:
-    """Everything that determines the study's figures.
-
-    Attributes
-    ----------
-    n_folds : int
-        Cross-validation folds by subject (4; 13 subjects give 3-4 test subjects per fold).
-    n_val : int
-        Training subjects of each fold held out for validation (2).
-    seed : int
-        Seed of the folds, the weights, the batch order and the synthetic EEG.
-    sfreq : float
-        Model rate in Hz of both the heart rate and the EEG (attention transfer needs equal lengths).
-    eeg_band : tuple of float
-        Band-pass of the semi-synthetic EEG in Hz.
-    window_epochs : int
-        30-s epochs per model input window.
-    train_stride : int
-        Epochs between training window starts (overlapping windows give more distinct training inputs).
-    pools, filters : tuple of int
-        U-Time pools and filters (teacher and students alike).
-    epochs : int
-        Epochs of every classification stage.
-    at_epochs : int
-        Epochs of every attention-transfer stage.
-    batch_size : int
-        Windows per batch.
-    lr : float
-        Adam learning rate (1e-3 as in Joshi et al.).
-    max_train_windows : int or None
-        Training windows drawn per epoch (a fresh random subset each epoch).
-    gbm_max_iter : int
-        Boosting iterations of the classical baseline.
-    quick : bool
-        The reduced settings of ``--quick`` (a smoke test of the whole chain, not a result).
-    """
-
-    n_folds: int = 4
-    n_val: int = 2
-    seed: int = 0
-    sfreq: float = 32.0
-    eeg_band: tuple[float, float] = (0.3, 15.0)
-    window_epochs: int = 15
-    train_stride: int = 3
-    pools: tuple[int, ...] = (4, 4, 3, 2, 2)
-    filters: tuple[int, ...] = (8, 16, 16, 32, 32)
-    epochs: int = 10
-    at_epochs: int = 2
-    batch_size: int = 16
-    lr: float = 1e-3
-    max_train_windows: int | None = 128
-    gbm_max_iter: int = 200
-    quick: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["eeg_band"] = list(self.eeg_band)
-        data["pools"] = list(self.pools)
-        data["filters"] = list(self.filters)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> StudySettings:
-        data = dict(data)
-        for key in ("eeg_band", "pools", "filters"):
-            data[key] = tuple(data[key])
-        return cls(**data)
-
-
-#: The full study.
-FULL_SETTINGS = StudySettings()
-#: ``--quick``: three folds, tiny models, two epochs (minutes on two cores; the figures mean nothing).
-QUICK_SETTINGS = replace(
-    FULL_SETTINGS,
-    n_folds=3,
-    n_val=1,
-    filters=(4, 8, 8, 8, 8),
-    epochs=2,
-    at_epochs=1,
-    max_train_windows=32,
-    gbm_max_iter=30,
-    quick=True,
-)
-
 
 def default_work_dir(settings: StudySettings) -> Path:
     """``$KDSLEEP_HOME/study-slpdb-full`` (or ``-quick``)."""
-    from kdsleep.distill.experiment import kdsleep_home
-
     return kdsleep_home() / f"study-slpdb-{'quick' if settings.quick else 'full'}"
 
 
@@ -191,12 +119,6 @@ def prepare_data(
     dict of str to str
         Subject of every record.
     """
-    from tqdm.auto import tqdm
-
-    from kdsleep._io import write_bytes_atomic
-    from kdsleep.study.data import find_slpdb_records, prepare_record, save_record
-    from kdsleep.study.hrv_features import recording_features
-
     records = find_slpdb_records(data_dir)
     folder = work_dir / "records"
     folder.mkdir(parents=True, exist_ok=True)
@@ -217,8 +139,6 @@ def prepare_data(
 
 
 def _subject_epochs(work_dir: Path, subjects: dict[str, str]) -> dict[str, int]:
-    from kdsleep.study.data import load_record
-
     counts: dict[str, int] = {}
     for name, subject in subjects.items():
         record = load_record(work_dir / "records" / f"{name}.npz")
@@ -233,22 +153,14 @@ def _subject_epochs(work_dir: Path, subjects: dict[str, str]) -> dict[str, int]:
 
 def _limit_threads() -> None:
     """One thread per worker: the study runs ``--jobs`` processes side by side on few cores."""
-    import torch
-
     torch.set_num_threads(1)
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)
-    except ImportError:  # pragma: no cover - scikit-learn depends on threadpoolctl
-        pass
+    threadpool_limits(1)
 
 
 def _classical_baseline(
     work_dir: Path, train: Sequence[str], test: Sequence[str], grouping: str, settings: StudySettings, records
 ) -> dict[str, list[int]]:
     """Train the HRV-feature classifier on the training records and predict every epoch of the test records."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
 
     def load(name: str) -> np.ndarray:
         with np.load(work_dir / "records" / f"{name}.features.npz") as data:
@@ -280,21 +192,12 @@ def run_unit(
 ) -> dict[str, Any]:
     """Train and test every model of one fold and class set; writes and returns the unit's result.
 
-    The result holds, for every model, the predicted class of every epoch of the fold's test records, the
-    training stages (best epoch, validation score, epochs run) and the seconds each model took.
+    The deep rows run through :class:`kdsleep.distill.runner.Runner` on the records held in memory
+    (:func:`kdsleep.study.data.record_store`): the teacher first, class weights from the training
+    subjects, the variant's stages, and test predictions merged into one class per epoch. The result holds,
+    for every model, the predicted class of every epoch of the fold's test records, the training stages (best
+    epoch, validation score, epochs run) and the seconds each model took.
     """
-    import torch
-
-    from kdsleep._io import write_text_atomic
-    from kdsleep._torch import resolve_device
-    from kdsleep.data.stages import get_grouping
-    from kdsleep.distill.config import TrainConfig
-    from kdsleep.distill.losses import class_weights
-    from kdsleep.distill.trainer import StageSpec, predict, train_stage
-    from kdsleep.distill.variants import get_variant
-    from kdsleep.models import UTime
-    from kdsleep.study.data import StudyWindows, assemble_epoch_predictions, load_record
-
     if limit_threads:
         _limit_threads()
     work_dir = Path(work_dir)
@@ -305,10 +208,10 @@ def run_unit(
     if result_path.exists():
         return json.loads(result_path.read_text(encoding="utf-8"))
     started = time.perf_counter()
-    n_classes = get_grouping(grouping).n_classes
+    group = get_grouping(grouping)
     records = {
         p.name[: -len(".npz")]: load_record(p)
-        for p in (work_dir / "records").glob("*.npz")
+        for p in sorted((work_dir / "records").glob("*.npz"))
         if not p.name.endswith(".features.npz")
     }
     by_part = {
@@ -324,124 +227,61 @@ def run_unit(
     )
     seconds["hrv_gbm"] = time.perf_counter() - tic
 
-    train_set = StudyWindows(
-        [records[n] for n in by_part["train"]], grouping, settings.window_epochs, stride=settings.train_stride
-    )
-    val_set = StudyWindows([records[n] for n in by_part["val"]], grouping, settings.window_epochs)
-    test_records = [records[n] for n in by_part["test"]]
-    test_set = StudyWindows(test_records, grouping, settings.window_epochs, skip_unlabelled=False)
-    counts = np.zeros(n_classes, dtype=np.int64)
-    for name in by_part["train"]:
-        labels = records[name].labels(grouping)
-        counts += np.bincount(labels[labels >= 0], minlength=n_classes)[:n_classes]
-    weights = class_weights(counts, source=f"slpdb fold {fold} training subjects ({grouping})")
-    config = TrainConfig(
-        dataset="slpdb",
-        grouping=grouping,
-        sfreq=settings.sfreq,
-        window_epochs=settings.window_epochs,
-        pools=list(settings.pools),
-        filters=list(settings.filters),
-        epochs=settings.epochs,
-        at_epochs=settings.at_epochs,
-        batch_size=settings.batch_size,
-        lr=settings.lr,
-        patience=None,
-        seed=settings.seed,
-        device="cpu",
-        amp=False,
-        num_workers=0,
-        num_threads=1,
-        max_train_windows=settings.max_train_windows,
-    )
-    device = resolve_device("cpu")
     preprocess = {"sfreq": settings.sfreq, "eeg_band": list(settings.eeg_band), "hr": "heart_rate_channel"}
 
-    def new_model() -> UTime:
+    def new_model(modality: str) -> UTime:
         torch.manual_seed(settings.seed)
         return UTime(
             1,
-            n_classes,
+            group.n_classes,
             sfreq=settings.sfreq,
             n_epochs=settings.window_epochs,
             pools=list(settings.pools),
             filters=list(settings.filters),
         )
 
-    def test_predictions(model: UTime, modality: str) -> dict[str, list[int]]:
-        _, window_preds = predict(
-            model, test_set, modality, device, batch_size=settings.batch_size, amp=False
-        )
-        out = {}
-        for r, record in enumerate(test_records):
-            rows = [i for i in range(len(test_set)) if test_set.window_key(i)[0] == r]
-            starts = [test_set.window_key(i)[1] for i in rows]
-            out[record.name] = assemble_epoch_predictions(
-                record.n_epochs, starts, window_preds[rows]
-            ).tolist()
-        return out
-
+    runner = Runner(
+        record_store([records[n] for part in by_part.values() for n in part]),
+        by_part,
+        {name: record.subject for name, record in records.items()},
+        grouping=group,
+        inputs={"eeg": (STUDY_CHANNELS[0],), "ecg": (STUDY_CHANNELS[1],)},
+        new_model=new_model,
+        settings=TrainSettings(
+            lr=settings.lr,
+            batch_size=settings.batch_size,
+            patience=None,
+            seed=settings.seed,
+            amp=False,
+            num_workers=0,
+            max_train_windows=settings.max_train_windows,
+        ),
+        epochs=settings.epochs,
+        at_epochs=settings.at_epochs,
+        window_epochs=settings.window_epochs,
+        train_stride=settings.train_stride,
+        out_dir=unit_dir,
+        device=resolve_device("cpu"),
+        checkpoint_meta=lambda modality: {
+            "channel": "synthetic EEG" if modality == "eeg" else "heart rate",
+            "inputs": [STUDY_CHANNELS[0] if modality == "eeg" else STUDY_CHANNELS[1]],
+            "grouping": grouping,
+            "preprocess": preprocess,
+        },
+        resume=True,
+        progress=False,
+        name_prefix=f"fold{fold}/{grouping}/",
+    )
     stages_info: dict[str, dict[str, Any]] = {}
-    teacher: UTime | None = None
     # the teacher first (it is the EEG baseline), then the students, as the main pipeline chains them
-    for name in ("eeg_teacher", "hr_student", *_KD):
-        tic = time.perf_counter()
-        variant = get_variant(
-            "eeg_baseline" if name == "eeg_teacher" else "ecg_baseline" if name == "hr_student" else name
-        )
-        model = new_model()
-        info = {}
-        for stage in variant.stages:
-            # Step 1 of at_cl and at_sd_cl is the same training (same seed, teacher, data and settings):
-            # it is trained once, in a shared folder, and both variants continue from its weights.
-            shared_at = stage == "at"
-            spec = StageSpec(
-                name=f"fold{fold}/{grouping}/{'at' if shared_at else name}/{stage}",
-                kind=stage,
-                modality=variant.modality,
-                out_dir=unit_dir / ("at_step" if shared_at else name) / stage,
-                epochs=settings.at_epochs if stage == "at" else settings.epochs,
-                weight_kd=variant.weight_kd if stage == "final" else 0.0,
-                variant={
-                    **(get_variant("at") if shared_at else variant).to_dict(),
-                    "stage": stage,
-                    "at_mode": config.at_mode,
-                    "temperature": config.temperature,
-                },
-            )
-            result = train_stage(
-                spec,
-                model,
-                train_set=train_set,
-                val_set=val_set,
-                class_weights=weights,
-                teacher=teacher if variant.needs_teacher else None,
-                config=config,
-                checkpoint_meta={
-                    "channel": "synthetic EEG" if variant.modality == "eeg" else "heart rate",
-                    "grouping": grouping,
-                    "preprocess": preprocess,
-                },
-                device=device,
-                resume=True,
-                progress=False,
-            )
-            info[stage] = {
-                "best_epoch": result.best_epoch,
-                result.score_name: result.best_score,
-                "epochs_run": result.epochs_run,
-            }
-        if name == "eeg_teacher":
-            model.eval()
-            for parameter in model.parameters():
-                parameter.requires_grad_(False)
-            teacher = model
-        predictions[name] = test_predictions(model, variant.modality)
-        stages_info[name] = info
-        seconds[name] = time.perf_counter() - tic
+    for name in ("eeg_teacher", "hr_student", *KD_MODELS):
+        outcome = runner.run(MODEL_VARIANTS[name])
+        predictions[name] = {key: outcome.predictions[key].astype(int).tolist() for key in by_part["test"]}
+        stages_info[name] = outcome.stages
+        seconds[name] = outcome.seconds
 
     result_payload = {
-        "format": _FORMAT,
+        "format": STUDY_FORMAT,
         "fold": fold,
         "grouping": grouping,
         "test_records": by_part["test"],
@@ -449,8 +289,8 @@ def run_unit(
         "stages": stages_info,
         "seconds": seconds,
         "total_seconds": time.perf_counter() - started,
-        "train_windows": len(train_set),
-        "val_windows": len(val_set),
+        "train_windows": len(runner.dataset("train")),
+        "val_windows": len(runner.dataset("val")),
     }
     write_text_atomic(result_path, json.dumps(result_payload) + "\n")
     return result_payload
@@ -461,29 +301,31 @@ def run_unit(
 # --------------------------------------------------------------------------------------------------
 
 
+class WorkFolderError(ValueError):
+    """A work folder made with other settings, another data folder or an older format."""
+
+
 def _check_work_dir(work_dir: Path, settings: StudySettings, data_dir: Path) -> None:
     """A work folder is reused only with the settings it was made with."""
-    from kdsleep._io import write_text_atomic
-
     path = work_dir / "settings.json"
     wanted = settings.to_dict()
-    current = {"format": _FORMAT, "settings": wanted, "data_dir": str(data_dir.resolve())}
+    current = {"format": STUDY_FORMAT, "settings": wanted, "data_dir": str(data_dir.resolve())}
     if path.exists():
         saved = json.loads(path.read_text(encoding="utf-8"))
-        if saved.get("format") != _FORMAT or saved.get("settings") != wanted:
+        if saved.get("format") != STUDY_FORMAT or saved.get("settings") != wanted:
             changed = [
                 f"{k} ({saved.get('settings', {}).get(k)!r} there, {v!r} now)"
                 for k, v in wanted.items()
                 if saved.get("settings", {}).get(k) != v
             ]
-            raise ValueError(
+            raise WorkFolderError(
                 f"{work_dir}: this work folder holds a study made with other settings: "
-                f"{'; '.join(changed[:4]) or 'another format'}; choose another --work-dir or delete it"
+                f"{'; '.join(changed[:4]) or 'another format'}; choose another work folder or delete it"
             )
         if saved.get("data_dir") != current["data_dir"]:
-            raise ValueError(
+            raise WorkFolderError(
                 f"{work_dir}: this work folder holds a study of {saved.get('data_dir')}, not of "
-                f"{current['data_dir']}; choose another --work-dir"
+                f"{current['data_dir']}; choose another work folder"
             )
         return
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -531,11 +373,6 @@ def run_study(
     dict
         The report's content (also written to the JSON file).
     """
-    from tqdm.auto import tqdm
-
-    from kdsleep.study.folds import subject_folds
-    from kdsleep.study.report import write_study_report
-
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     settings = settings or (QUICK_SETTINGS if quick else FULL_SETTINGS)
@@ -583,8 +420,6 @@ def run_study(
                 )
                 bar.update()
         elif pending:
-            import multiprocessing
-
             context = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
                 futures = {
@@ -598,9 +433,6 @@ def run_study(
                     bar.update()
     finally:
         bar.close()
-
-    from kdsleep._io import write_text_atomic
-    from kdsleep.study.data import load_record
 
     # every invocation on the work folder is kept, so that a resumed study still reports what it cost
     history_path = work_dir / "invocations.json"

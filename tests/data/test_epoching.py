@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kdsleep.data.epoching import epoch_signals, n_windows, window_starts
+from kdsleep.data.epoching import epoch_signals
 from kdsleep.data.readers.quality import BadSignalWarning
 from kdsleep.data.stages import SleepStage
 
@@ -69,17 +69,3 @@ def test_no_epoch_fits_is_an_error_naming_the_recording() -> None:
 def test_fractional_epoch_samples_rejected() -> None:
     with pytest.raises(ValueError, match="whole number of samples"):
         epoch_signals(_ramp(1, 100.0, 10.0), 10.0, np.zeros(2, np.int8), epoch_length=30.05)
-
-
-def test_windows() -> None:
-    assert window_starts(100).tolist() == [0, 35]
-    assert window_starts(100, 35, stride=10).tolist() == [0, 10, 20, 30, 40, 50, 60]
-    assert n_windows(35) == 1
-    assert window_starts(5, 1).tolist() == [0, 1, 2, 3, 4]
-
-
-def test_recording_shorter_than_one_window() -> None:
-    with pytest.raises(ValueError, match="night3: recording has 20 epochs, shorter than one window of 35"):
-        window_starts(20, source="night3")
-    with pytest.raises(ValueError, match="stride"):
-        window_starts(100, 35, stride=0)

@@ -3,14 +3,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kdsleep.data import PreprocessConfig
-from kdsleep.distill.checkpoint import (
+from kdsleep.checkpoint import (
     CHECKPOINT_FORMAT_VERSION,
     CheckpointError,
     load_checkpoint,
     read_checkpoint_payload,
     save_checkpoint,
 )
+from kdsleep.data import PreprocessConfig
 from kdsleep.models import UTime
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from kdsleep.distill.checkpoint import (
+from kdsleep.checkpoint import (
     CheckpointError,
     load_checkpoint,
     read_checkpoint_payload,
@@ -49,8 +49,7 @@ def test_distilled_variant_end_to_end(tiny_config, tmp_path, monkeypatch):
     assert config["config"]["epochs"] == 2 and config["kdsleep_version"] and "git_commit" in config
     split = json.loads((run_dir / "split.json").read_text())
     assert len(split["subjects"]["test"]) == 1
-    for stage in ("at", "final"):
-        folder = run_dir / "w-l-d-r" / "at_sd_cl" / stage
+    for folder in (run_dir / "w-l-d-r" / "at_step" / "at", run_dir / "w-l-d-r" / "at_sd_cl" / "final"):
         assert (folder / "best.pt").exists() and (folder / "done.json").exists()
         log = (folder / "log.csv").read_text().splitlines()
         assert log[0].startswith("epoch,train_loss,val_loss,val_weighted_f1")
@@ -60,6 +59,17 @@ def test_distilled_variant_end_to_end(tiny_config, tmp_path, monkeypatch):
     assert checkpoint.metrics["test"]["weighted_f1"] == pytest.approx(outcome.metrics.weighted_f1)
     assert 0 <= outcome.metrics.weighted_f1 <= 1 and outcome.metrics.n_epochs > 0
     assert teacher_outcome.per_subject and set(outcome.per_subject) == set(split["subjects"]["test"])
+    # every scored epoch of every test night counts once, the tail after the last whole window included
+    test_keys = pipeline.split.keys("test")
+    scored = sum(int((pipeline.cache.labels(k, "w-l-d-r") >= 0).sum()) for k in test_keys)
+    assert outcome.metrics.n_epochs == teacher_outcome.metrics.n_epochs == scored
+    with np.load(run_dir / "w-l-d-r" / "at_sd_cl" / "predictions.npz") as saved:
+        assert int((saved["labels"] >= 0).sum()) == scored and (saved["predictions"] >= 0).all()
+    # attention-transfer step 1 is one training, shared by at_cl and at_sd_cl
+    at_cl = pipeline.run_variant("at_cl")
+    assert at_cl.stages["at"] == outcome.stages["at"]
+    assert not (run_dir / "w-l-d-r" / "at_cl" / "at").exists()
+    assert not (run_dir / "w-l-d-r" / "at_sd_cl" / "at").exists()
     # the report lists both, with a paired comparison only when the ECG baseline is there
     markdown, _ = pipeline.write_report([teacher_outcome, outcome])
     assert "AT+SD+CL" in markdown.read_text() and "EEG baseline" in markdown.read_text()
@@ -82,7 +92,7 @@ def test_resume_reproduces_an_uninterrupted_run_bit_for_bit(tiny_config, tmp_pat
         )
     stage = tmp_path / "cut" / "w-l-d-r" / "ecg_baseline" / "final"
     assert (stage / "state.pt").exists() and not (stage / "done.json").exists()
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(FileExistsError, match="interrupted run.*resume it"):
         Pipeline(config, tmp_path / "cut", progress=False).run_variant("ecg_baseline")
     resumed = Pipeline(config, tmp_path / "cut", resume=True, progress=False).run_variant("ecg_baseline")
 
@@ -150,11 +160,11 @@ def test_heart_rate_student(tiny_config, tmp_path, ecg_input):
     eeg, ecg, labels = pipeline.dataset("train", "w-l-d-r")[0]
     n_inputs = 1 if ecg_input == "ihr" else 2
     assert eeg.shape[0] == 1 and ecg.shape == (n_inputs, eeg.shape[1])
-    heart_rate = ecg[-1].numpy()
+    heart_rate = ecg[-1]
     # heart rate: robust-scaled, slow (no beat-to-beat waveform), and not a copy of the raw ECG
     assert heart_rate.std() > 0.1 and np.abs(np.diff(heart_rate)).max() < 1.0
     if ecg_input == "both":
-        assert not np.allclose(ecg[0].numpy(), heart_rate)
+        assert not np.allclose(ecg[0], heart_rate)
     outcome = pipeline.run_variant("at_cl")  # attention transfer needs equal teacher / student lengths
     checkpoint = load_checkpoint(outcome.checkpoint)
     assert checkpoint.model.n_chans == n_inputs
@@ -173,7 +183,7 @@ def test_fig2_disagreement_figures(tiny_config, tmp_path):
     """Fig. 2 of Joshi et al. from three models: plot and distances per distilled student, none without one."""
     from types import SimpleNamespace
 
-    from kdsleep.cli.evaluate import disagreement_figures
+    from kdsleep.cli.evaluate import fig2
 
     pipeline = Pipeline(tiny_config(split_fractions=[0.4, 0.2, 0.4]), tmp_path / "run", progress=False)
     models = {}
@@ -184,14 +194,54 @@ def test_fig2_disagreement_figures(tiny_config, tmp_path):
         torch.manual_seed(seed)
         model.reset_parameters()
         models[name] = SimpleNamespace(model=model)
-    assert (
-        disagreement_figures(pipeline, pipeline.run_dir, "w-l-d-r", {"eeg_baseline": models["eeg_baseline"]})
-        is None
-    )
-    summary = disagreement_figures(pipeline, pipeline.run_dir, "w-l-d-r", models)
+    assert fig2(pipeline, pipeline.run_dir, "w-l-d-r", {"eeg_baseline": models["eeg_baseline"]}) is None
+    summary = fig2(pipeline, pipeline.run_dir, "w-l-d-r", models)
     assert summary is not None and list(summary["variants"]) == ["at_cl"]
     row = summary["variants"]["at_cl"]
     assert (pipeline.run_dir / "w-l-d-r" / row["plot"]).stat().st_size > 0
     assert row["epochs_kd_right_baseline_wrong"] + row["epochs_kd_wrong_baseline_right"] > 0
     assert row["mean_distance_baseline_to_teacher"] > 0
     assert json.loads((pipeline.run_dir / "w-l-d-r" / "fig2.json").read_text()) == summary
+
+
+def test_predict_without_channel_on_a_student_trained_on_the_default_channels(
+    tiny_config, tiny_data, tmp_path
+):
+    """The checkpoint names a channel that prediction resolves, not the stringified candidate list."""
+    from kdsleep.cli import main
+
+    pipeline = Pipeline(tiny_config(), tmp_path / "run", progress=False, command=["test"])
+    assert pipeline.config.ecg_channel is None  # the dataset's default candidates
+    outcome = pipeline.run_variant("ecg_baseline")
+    checkpoint = load_checkpoint(outcome.checkpoint)
+    assert checkpoint.channel == "ecg" and "(" not in checkpoint.channel
+    night = sorted(tiny_data.glob("*PSG.edf"))[0]
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(outcome.checkpoint),
+                str(night),
+                "--out",
+                str(tmp_path / "out"),
+                "--no-plot",
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "out" / f"{night.stem}_hypnogram.csv").stat().st_size > 0
+
+
+def test_test_metrics_cover_the_tail_of_every_night(tiny_config, tmp_path):
+    """Nights whose length is not a multiple of the window: the epochs after the last whole window count."""
+    pipeline = Pipeline(tiny_config(window_epochs=7, epochs=1), tmp_path / "run", progress=False)
+    test_keys = pipeline.split.keys("test")
+    assert all(pipeline.cache.meta(k)["n_epochs"] % 7 for k in test_keys)
+    outcome = pipeline.run_variant("ecg_baseline")
+    for key in test_keys:
+        labels = pipeline.cache.labels(key, "w-l-d-r")
+        assert outcome.labels[key].tolist() == labels.tolist()
+        assert (outcome.predictions[key] >= 0).all()  # every epoch predicted, the last ones too
+    scored = sum(int((pipeline.cache.labels(k, "w-l-d-r") >= 0).sum()) for k in test_keys)
+    assert outcome.metrics.n_epochs == scored

@@ -10,17 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-import kdsleep.inference as inference
 from kdsleep.beats_inference import heart_rate_input, predict_beats, stage_epochs
+from kdsleep.checkpoint import save_checkpoint
 from kdsleep.data.edf_writer import write_edf
 from kdsleep.data.preprocess import PreprocessConfig
 from kdsleep.data.readers import read_hypnogram
 from kdsleep.data.readers.beats import read_beats
-from kdsleep.distill.checkpoint import save_checkpoint
+from kdsleep.data.windows import covering_starts
 from kdsleep.inference import (
     InferenceError,
     annotation_label_mapping,
-    covering_window_starts,
     load_model_checkpoint,
     write_prediction,
 )
@@ -90,7 +89,7 @@ def test_predict_slpdb_ecg_annotations_and_write(shared_data, hr_model, tmp_path
     assert prediction.start == datetime(1989, 1, 19, 23, 7)
     assert prediction.class_names == ("W", "N", "R") and prediction.grouping == "w-n-r"
     np.testing.assert_allclose(prediction.onsets, np.arange(240) * 30.0)
-    assert prediction.n_windows == len(covering_window_starts(240, WINDOW))
+    assert prediction.n_windows == len(covering_starts(240, WINDOW))
     assert prediction.scored.all()
     np.testing.assert_allclose(prediction.probabilities.sum(axis=1), 1.0, atol=1e-5)
     np.testing.assert_array_equal(prediction.stages, prediction.probabilities.argmax(axis=1))
@@ -107,17 +106,20 @@ def test_predict_slpdb_ecg_annotations_and_write(shared_data, hr_model, tmp_path
     np.testing.assert_array_equal(get_grouping("w-n-r")(back.stages), prediction.stages)
 
 
-def test_window_runner_matches_the_recording_path(hr_model) -> None:
-    runner = getattr(inference, "_run_windows", None)
-    if runner is None:
-        pytest.skip("kdsleep.inference no longer has _run_windows")
-    model = load_model_checkpoint(hr_model).model
+def test_window_runner_matches_windows_run_one_by_one(hr_model) -> None:
+    """Batched staging equals each window run alone and merged by the one rule of kdsleep.data.windows."""
+    from kdsleep.data.windows import merge_windows
+
+    model = load_model_checkpoint(hr_model).model.eval()
     data = np.random.default_rng(0).standard_normal((29, 1, 120)).astype(np.float32)
-    ours, n_windows = stage_epochs(model, data, window_epochs=WINDOW, n_classes=3, batch_size=2)
-    starts = covering_window_starts(29, WINDOW)
-    theirs = runner(
-        model, data, starts, WINDOW, 3, device=torch.device("cpu"), batch_size=3, progress=False, desc=""
-    )
+    ours, n_windows = stage_epochs(model, data, window_epochs=WINDOW, n_classes=3, batch_size=3)
+    starts = covering_starts(29, WINDOW)
+    per_window = []
+    with torch.inference_mode():
+        for s in starts:
+            window = torch.from_numpy(np.moveaxis(data[s : s + WINDOW], 1, 0).reshape(1, -1)[None])
+            per_window.append(torch.softmax(model(window), dim=1)[0].T.numpy())
+    theirs = merge_windows(29, starts, np.stack(per_window), fill=np.nan)
     assert n_windows == len(starts) == 4
     np.testing.assert_allclose(ours, theirs, atol=1e-6)
 

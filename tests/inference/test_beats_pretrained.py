@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import kdsleep.models.pretrained as pretrained
-from kdsleep.distill.checkpoint import Checkpoint
+from kdsleep.checkpoint import Checkpoint
 from kdsleep.inference import InferenceError
 from kdsleep.models.pretrained import (
     PretrainedModel,

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from kdsleep.checkpoint import save_checkpoint
 from kdsleep.cli import main
 from kdsleep.data.preprocess import PreprocessConfig
 from kdsleep.data.readers import read_edf_header, read_hypnogram
 from kdsleep.data.synthetic import generate_synthetic_psg
-from kdsleep.distill.checkpoint import save_checkpoint
 from kdsleep.inference import annotation_label_mapping
 from kdsleep.models import UTime
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from kdsleep.checkpoint import load_checkpoint, save_checkpoint
 from kdsleep.data.preprocess import PreprocessConfig
-from kdsleep.distill.checkpoint import load_checkpoint, save_checkpoint
 from kdsleep.export import (
     ExportError,
     export_metadata,

@@ -10,20 +10,20 @@ import numpy as np
 import pytest
 import torch
 
+from kdsleep.checkpoint import load_checkpoint, save_checkpoint
 from kdsleep.data.edf_writer import write_edf
 from kdsleep.data.preprocess import PreprocessConfig, preprocess_recording
 from kdsleep.data.readers import read_edf, read_hypnogram
 from kdsleep.data.recording import Hypnogram
 from kdsleep.data.stages import SleepStage, get_grouping
-from kdsleep.distill.checkpoint import load_checkpoint, save_checkpoint
+from kdsleep.data.windows import covering_starts
 from kdsleep.inference import (
     InferenceError,
     Prediction,
-    _run_windows,
     annotation_label_mapping,
-    covering_window_starts,
     load_model_checkpoint,
     predict_recording,
+    predict_windows,
     write_prediction,
 )
 from kdsleep.models import UTime
@@ -118,7 +118,7 @@ def ecg_night(folder) -> Path:
     ],
 )
 def test_windows_cover_the_night_with_the_last_aligned_to_the_end(n_total, window, expected) -> None:
-    starts = covering_window_starts(n_total, window)
+    starts = covering_starts(n_total, window)
     assert starts.tolist() == expected
     covered = np.zeros(n_total, dtype=int)
     for s in starts:
@@ -128,8 +128,8 @@ def test_windows_cover_the_night_with_the_last_aligned_to_the_end(n_total, windo
 
 
 def test_windows_reject_a_night_shorter_than_one_window() -> None:
-    with pytest.raises(ValueError, match="do not fill one window"):
-        covering_window_starts(3, 4)
+    with pytest.raises(ValueError, match="shorter than one window"):
+        covering_starts(3, 4)
 
 
 class _WindowStamp(torch.nn.Module):
@@ -147,8 +147,8 @@ def test_doubly_covered_epochs_take_the_window_where_they_have_more_context() ->
     n_total = 10
     # every sample of epoch k holds k, so a window's first sample is its start epoch
     data = np.repeat(np.arange(n_total, dtype=np.float32), 6).reshape(n_total, 1, 6)
-    starts = covering_window_starts(n_total, WINDOW)
-    probabilities = _run_windows(
+    starts = covering_starts(n_total, WINDOW)
+    probabilities = predict_windows(
         _WindowStamp(),
         data,
         starts,
@@ -376,9 +376,7 @@ def test_eeg_teacher_is_refused_unless_allowed(folder) -> None:
     path = write_edf(
         folder / "psg.edf", [_ecg(300.0), _ecg(300.0, seed=3)], FILE_SFREQ, ["EEG C3-A2", "ECG I"], units="uV"
     )
-    with pytest.raises(
-        InferenceError, match=r"teacher\.pt: an EEG teacher .*an ECG model was expected; pass --allow-eeg"
-    ):
+    with pytest.raises(InferenceError, match=r"teacher\.pt: an EEG teacher .*an ECG model was expected"):
         predict_recording(teacher, path, progress=False)
     with pytest.warns(UserWarning, match="EEG teacher"):
         prediction = predict_recording(teacher, path, allow_other_modality=True, progress=False)

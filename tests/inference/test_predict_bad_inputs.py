@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from kdsleep.checkpoint import save_checkpoint
 from kdsleep.cli import main
 from kdsleep.data.preprocess import PreprocessConfig
 from kdsleep.data.synthetic import generate_synthetic_psg
-from kdsleep.distill.checkpoint import save_checkpoint
 from kdsleep.models import UTime
 
 

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from kdsleep.data.stages import SleepStage
+from kdsleep.data.windows import WindowDataset
 from kdsleep.study.data import (
+    STUDY_CHANNELS,
     StudyRecord,
-    StudyWindows,
-    assemble_epoch_predictions,
-    covering_starts,
     find_slpdb_records,
     load_record,
     prepare_record,
+    record_store,
     save_record,
 )
 
@@ -37,44 +36,48 @@ def _record(n_epochs: int = 23, sfreq: float = 2.0, name: str = "r1", subject: s
     )
 
 
-def test_windows_align_samples_and_labels():
+def test_record_store_serves_the_study_windows():
     record = _record()
-    windows = StudyWindows([record], "aasm-5", window_epochs=5, stride=2)
+    store = record_store([record])
+    assert store.meta("r1")["subject"] == "s1" and store.meta("r1")["channels"] == list(STUDY_CHANNELS)
+    windows = WindowDataset(
+        store, inputs={"eeg": ("eeg",), "ecg": ("ihr",)}, window_epochs=5, stride=2, grouping="aasm-5"
+    )
     spe = record.samples_per_epoch
     assert len(windows) > 0
     for i in range(len(windows)):
         eeg, hr, labels = windows[i]
         _, start = windows.window_key(i)
-        assert hr.shape == (1, 5 * spe) and eeg.shape == hr.shape and labels.dtype == torch.int64
+        assert hr.shape == (1, 5 * spe) and eeg.shape == hr.shape and labels.dtype == np.int64
         epochs = hr[0].reshape(5, spe)
-        assert torch.all(epochs == torch.arange(start, start + 5)[:, None].float())
-        assert torch.all(eeg[0].reshape(5, spe) == -epochs)
-        expected = record.labels("aasm-5")[start : start + 5]
-        assert labels.tolist() == expected.tolist()
+        assert np.all(epochs == np.arange(start, start + 5)[:, None])
+        assert np.all(eeg[0].reshape(5, spe) == -epochs)
+        assert labels.tolist() == record.labels("aasm-5")[start : start + 5].tolist()
     assert windows[0][2][0] == -1  # the unscored first epoch is ignored
 
 
 def test_test_windows_cover_every_epoch_and_predictions_reassemble():
     record = _record(n_epochs=23)
-    windows = StudyWindows([record], "w-n-r", window_epochs=5, skip_unlabelled=False)
-    starts = [windows.window_key(i)[1] for i in range(len(windows))]
-    assert starts == covering_starts(23, 5).tolist() == [0, 5, 10, 15, 18]
-    predicted = np.stack(
-        [windows[i][1][0].reshape(5, -1)[:, 0].numpy().astype(int) for i in range(len(windows))]
+    windows = WindowDataset(
+        record_store([record]), inputs={"ecg": ("ihr",)}, window_epochs=5, grouping="w-n-r", evaluation=True
     )
-    per_epoch = assemble_epoch_predictions(23, starts, predicted)
-    assert per_epoch.tolist() == list(range(23))
-    with pytest.raises(ValueError, match="shorter than one window"):
-        covering_starts(3, 5)
+    assert windows.starts("r1").tolist() == [0, 5, 10, 15, 18]
+    predicted = np.stack([windows[i][1][0].reshape(5, -1)[:, 0].astype(int) for i in range(len(windows))])
+    assert windows.merge(predicted)["r1"].tolist() == list(range(23))
 
 
-def test_windows_without_eeg_give_zeros_and_short_records_are_skipped():
+def test_records_without_eeg_give_zeros_and_short_records_are_skipped():
     record = _record()
     record.eeg = None
     short = _record(n_epochs=3, name="r2")
-    windows = StudyWindows([record, short], "w-l-d-r", window_epochs=5)
-    assert {windows.window_key(i)[0] for i in range(len(windows))} == {0}
-    assert torch.all(windows[0][0] == 0)
+    windows = WindowDataset(
+        record_store([record, short]),
+        inputs={"eeg": ("eeg",), "ecg": ("ihr",)},
+        window_epochs=5,
+        grouping="w-l-d-r",
+    )
+    assert {windows.window_key(i)[0] for i in range(len(windows))} == {"r1"}
+    assert not windows[0][0].any()
 
 
 def test_record_round_trip(tmp_path):

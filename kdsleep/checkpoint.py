@@ -1,5 +1,8 @@
 """Model checkpoints: a trained U-Time with everything needed to use it on a new recording.
 
+The format is shared by training (:mod:`kdsleep.distill`, which writes it) and deployment
+(:mod:`kdsleep.inference`, :mod:`kdsleep.export`, which read it); it depends on neither.
+
 A checkpoint is a ``torch.save`` dictionary of plain values and tensors (loadable with ``weights_only``):
 
 ``format``
@@ -9,7 +12,9 @@ A checkpoint is a ``torch.save`` dictionary of plain values and tensors (loadabl
 ``model_config`` / ``state_dict``
     :meth:`UTime.get_config` and the weights.
 ``modality``, ``channel``, ``grouping``, ``class_names``
-    What the model reads (``"eeg"`` or ``"ecg"``, e.g. ``"C3-A2"`` or ``"ECG I"``) and predicts.
+    What the model reads (``"eeg"`` or ``"ecg"``; the channel asked for, e.g. ``"C3-A2"`` or ``"ECG I"``,
+    or the pipeline's own name ``"ecg"`` / ``"eeg"`` when the dataset's default candidates were read) and
+    predicts.
 ``preprocess``
     :meth:`PreprocessConfig.to_dict` of the pipeline the training windows went through; inference must
     apply the same one.
