@@ -26,6 +26,7 @@ from kdsleep.data.stages import get_grouping
 __all__ = [
     "AT_DISTANCES",
     "AT_MODES",
+    "KL_REDUCTIONS",
     "DATASETS",
     "ECG_INPUTS",
     "SECTIONS",
@@ -43,7 +44,9 @@ ECG_INPUTS: dict[str, tuple[str, ...]] = {"raw": ("ecg",), "ihr": ("ihr",), "bot
 DATASETS = ("synthetic", "mass", "hmc", "sleep-edf", "slpdb", "shhs", "nsrr", "generic", "auto")
 #: Attention-transfer formulas (``at_mode``) and layer distances (``at_distance``).
 AT_MODES = ("canonical", "joshi")
-AT_DISTANCES = ("squared", "l2")
+AT_DISTANCES = ("squared_l2", "squared_mean", "squared", "l2")
+#: Reductions of the softmax-distillation KL (``kl_reduction``).
+KL_REDUCTIONS = ("row", "element")
 
 
 class ConfigError(ValueError):
@@ -128,10 +131,18 @@ class TrainConfig:
         authors' averaging over layer groups (:meth:`UTime.joshi_tap_weights`).
     at_p : float
         Exponent of the attention maps (2).
-    at_distance : {"squared", "l2"}
-        Distance of the canonical mode.
+    at_distance : {"squared_l2", "squared_mean", "squared", "l2"}
+        Distance of the canonical mode (see :class:`~kdsleep.distill.losses.FeatureLoss`). ``"squared_l2"``
+        (default) sums the squared differences of unit-norm maps over positions, so every layer weighs the
+        same whatever its length; ``"squared_mean"`` (alias ``"squared"``) averages them, which makes a
+        layer's term scale as 1 / L_j (in the paper's U-Time the bottleneck then outweighs the full-length
+        layers ~3000-fold); ``"l2"`` is the paper's Eq. 3.
     temperature : float
         Softmax temperature T of the distillation term (1 in the paper).
+    kl_reduction : {"row", "element"}
+        Reduction of the KL term: ``"row"`` (default) averages the KL over scored epochs; ``"element"``
+        divides that by the number of classes K, as ``torch.nn.KLDivLoss()`` with its default reduction does
+        in the authors' code (use it with ``at_mode = "joshi"`` to reproduce them).
     """
 
     # data
@@ -169,8 +180,9 @@ class TrainConfig:
     # distillation
     at_mode: str = "canonical"
     at_p: float = 2.0
-    at_distance: str = "squared"
+    at_distance: str = "squared_l2"
     temperature: float = 1.0
+    kl_reduction: str = "row"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -229,6 +241,8 @@ class TrainConfig:
             fail("at_mode", " or ".join(repr(m) for m in AT_MODES))
         if self.at_distance not in AT_DISTANCES:
             fail("at_distance", " or ".join(repr(d) for d in AT_DISTANCES))
+        if self.kl_reduction not in KL_REDUCTIONS:
+            fail("kl_reduction", " or ".join(repr(r) for r in KL_REDUCTIONS))
         if not isinstance(self.amp, bool):
             fail("amp", "true or false")
 
@@ -292,7 +306,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "num_threads",
         "max_train_windows",
     ),
-    "distillation": ("at_mode", "at_p", "at_distance", "temperature"),
+    "distillation": ("at_mode", "at_p", "at_distance", "temperature", "kl_reduction"),
 }
 
 #: The quick synthetic default of ``kdsleep train`` with no arguments: a small U-Time at 32 Hz on the

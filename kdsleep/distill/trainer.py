@@ -124,8 +124,8 @@ class TrainSettings:
         Training windows drawn per epoch (a fresh random subset each epoch); ``None`` uses all.
     at_mode, at_p, at_distance : str, float, str
         Attention-transfer loss (:class:`~kdsleep.distill.losses.FeatureLoss`).
-    temperature : float
-        Softmax-distillation temperature.
+    temperature, kl_reduction : float, str
+        Softmax-distillation temperature and KL reduction (:class:`~kdsleep.distill.losses.FinalLoss`).
     """
 
     lr: float = 1e-3
@@ -137,8 +137,9 @@ class TrainSettings:
     max_train_windows: int | None = None
     at_mode: str = "canonical"
     at_p: float = 2.0
-    at_distance: str = "squared"
+    at_distance: str = "squared_l2"
     temperature: float = 1.0
+    kl_reduction: str = "row"
 
     @classmethod
     def from_config(cls, config: Any) -> TrainSettings:
@@ -448,7 +449,13 @@ def train_stage(
             device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=spec.kind == "at",
         )
-    final_loss = FinalLoss(class_weights, spec.weight_kd, config.temperature, backend=loss_backend)
+    final_loss = FinalLoss(
+        class_weights,
+        spec.weight_kd,
+        config.temperature,
+        backend=loss_backend,
+        kl_reduction=config.kl_reduction,
+    )
     at_weights = inner.joshi_tap_weights() if config.at_mode == "joshi" else None
     feature_loss = FeatureLoss(
         at_weights, config.at_mode, config.at_p, config.at_distance, backend=loss_backend
