@@ -499,8 +499,9 @@ class TeacherCache:
         ]
         norms = np.lib.format.open_memmap(partial / "norms.npy", mode, np.float32, (n, len(layers)))
         logits_file = np.lib.format.open_memmap(partial / "logits.npy", mode, np.float32, (n, *logits_shape))
-        from kdsleep.ops.reference import attention_map
         from tqdm.auto import tqdm
+
+        from kdsleep.ops.reference import attention_map
 
         todo = [c for c in range(len(chunks)) if c not in done]
         for c in tqdm(todo, desc="teacher cache", unit="chunk", leave=False, disable=not progress):
