@@ -99,7 +99,7 @@ def test_cached_equals_live(setup, dtype, backend, mode, distance):
     cached = attention_transfer_from_maps(
         feats, maps, distance=distance, mode=mode, weights=weights, backend=backend
     )
-    loss_tol, grad_tol = (1e-4, 1e-3) if dtype == "float16" else (1e-5, 1e-4)
+    loss_tol, grad_tol = (1e-4, 2e-3) if dtype == "float16" else (1e-5, 1e-4)
     if mode == "joshi" and dtype == "float16":
         # the L1 gradient is sign(q_s - q_t): it flips where student and teacher agree within float16 rounding
         grad_tol = 5e-2
@@ -130,7 +130,7 @@ def test_paper_size_tolerance(tmp_path):
     live = ops.attention_transfer_loss(feats, live_maps, distance="squared")
     cached = attention_transfer_from_maps(feats, maps, distance="squared")
     assert float(cached.detach()) == pytest.approx(float(live.detach()), rel=1e-4)
-    assert _rel(_grads(live, feats), _grads(cached, feats)) < 1e-3
+    assert _rel(_grads(live, feats), _grads(cached, feats)) < 2e-3
 
 
 def test_second_build_opens_without_teacher_forward(setup, monkeypatch):
