@@ -24,7 +24,7 @@ Sizes:
 * ``--kd-size=small`` (default, CI): batch 2 of 5-epoch windows at 50 Hz with a narrow U-Time.
 * ``--kd-size=paper``: the quick preset (``configs/synthetic_quick.toml``: batch 16 of 15-epoch windows at
   32 Hz, filters 8-32) and the paper's setting (``configs/paper.toml``: full U-Time, batch 16 of 35-epoch
-  windows at 200 Hz; about 12 s per step on one CPU thread, and a peak of about 6 GiB).
+  windows at 200 Hz; about 20 s per step on one CPU thread, and a peak of about 5 GiB).
 
 Tables for ``benchmarks/RESULTS.md``:
 ``python benchmarks/test_bench_train_step.py bench.json`` after ``pytest ... --benchmark-json=bench.json``;
