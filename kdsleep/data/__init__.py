@@ -24,8 +24,11 @@ _LAZY = {
     "Epochs": "kdsleep.data.epoching",
     "epoch_signals": "kdsleep.data.epoching",
     "epoch_labels": "kdsleep.data.epoching",
-    "window_starts": "kdsleep.data.epoching",
-    "n_windows": "kdsleep.data.epoching",
+    "window_starts": "kdsleep.data.windows",
+    "covering_starts": "kdsleep.data.windows",
+    "merge_windows": "kdsleep.data.windows",
+    "WindowDataset": "kdsleep.data.windows",
+    "n_windows": "kdsleep.data.windows",
     # pipeline and cache
     "PreprocessConfig": "kdsleep.data.preprocess",
     "channel_request": "kdsleep.data.preprocess",

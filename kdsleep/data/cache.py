@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from kdsleep._io import write_text_atomic
-from kdsleep.data.epoching import DEFAULT_WINDOW_EPOCHS, epoch_labels, window_starts
+from kdsleep.data.epoching import epoch_labels
 from kdsleep.data.fingerprint import (
     array_files_problem,
     describe_sources,
@@ -55,6 +55,7 @@ from kdsleep.data.fingerprint import (
 )
 from kdsleep.data.preprocess import PreprocessConfig, channel_request, preprocess_recording
 from kdsleep.data.stages import SleepStage, StageGrouping, get_grouping
+from kdsleep.data.windows import DEFAULT_WINDOW_EPOCHS, window_starts
 
 __all__ = [
     "DamagedCacheError",

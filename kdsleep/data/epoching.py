@@ -22,9 +22,8 @@ from kdsleep.data.readers.quality import BadSignalWarning
 from kdsleep.data.stages import IGNORE_INDEX, StageGrouping, stages_to_classes
 
 # the window rules live in kdsleep.data.windows; these names stay importable from here
-from kdsleep.data.windows import DEFAULT_WINDOW_EPOCHS, n_windows, window_starts
 
-__all__ = ["DEFAULT_WINDOW_EPOCHS", "Epochs", "epoch_labels", "epoch_signals", "n_windows", "window_starts"]
+__all__ = ["Epochs", "epoch_labels", "epoch_signals"]
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import json
 import math
 import platform
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -406,7 +406,7 @@ def write_study_report(
         "provenance": {
             "git_commit": git_commit(),
             "versions": _versions(),
-            "written": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "written": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         },
         "data": {
             "n_records": len(records),

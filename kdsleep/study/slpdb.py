@@ -42,7 +42,7 @@ import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -374,7 +374,7 @@ def run_study(
         The report's content (also written to the JSON file).
     """
     started = time.perf_counter()
-    started_at = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    started_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     settings = settings or (QUICK_SETTINGS if quick else FULL_SETTINGS)
     data_dir = Path(data_dir)
     work_dir = Path(work_dir) if work_dir is not None else default_work_dir(settings)

@@ -47,6 +47,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kdsleep.data.readers.wfdb_io import BEAT_SYMBOLS, read_wfdb_beats, read_wfdb_header
+
 __all__ = [
     "BEAT_FORMATS",
     "BeatSeries",
@@ -279,45 +281,39 @@ def read_wfdb_beat_file(
     BeatsFormatError
         For a missing or unreadable file, no sampling rate (neither in the file nor a header), or no beats.
     """
-    import wfdb
-
-    from kdsleep.data.readers.wfdb_io import BEAT_SYMBOLS
-
     path = _existing(path, "a WFDB beat annotation file")
     if not path.suffix or len(path.suffix) < 2:
         raise BeatsFormatError(
             f"{path}: a WFDB annotation file needs an extension (record.ext, e.g. slp01a.ecg or 100.atr)"
         )
     record = path.with_suffix("")
-    extension = path.suffix[1:]
+    header = None
+    if record.with_suffix(".hea").is_file():
+        try:
+            header = read_wfdb_header(record)
+        except Exception as err:  # a damaged header only costs the start time and the length
+            logger.warning("%s.hea: unreadable WFDB header (%s); start and length unknown", record, err)
     try:
-        ann = wfdb.rdann(str(record), extension)
+        ann = read_wfdb_beats(record, path.suffix[1:])
+    except ValueError as err:
+        if "no sampling rate" not in str(err):
+            raise BeatsFormatError(
+                f"{path}: not a readable WFDB annotation file ({err}); expected WFDB beat annotations "
+                "(.ecg, .atr, .qrs, ...)"
+            ) from err
+        raise BeatsFormatError(
+            f"{err}; expected the record's .hea file (it gives the rate that turns annotation samples into seconds)"
+        ) from err
     except Exception as err:  # wfdb fails in many ways on a file that is not an annotation file
         raise BeatsFormatError(
             f"{path}: not a readable WFDB annotation file ({type(err).__name__}: {err}); expected WFDB beat "
             "annotations (.ecg, .atr, .qrs, ...)"
         ) from err
-    header = None
-    if record.with_suffix(".hea").is_file():
-        try:
-            header = wfdb.rdheader(str(record))
-        except Exception as err:
-            logger.warning("%s.hea: unreadable WFDB header (%s); start and length unknown", record, err)
-    fs = float(ann.fs) if ann.fs else (float(header.fs) if header is not None and header.fs else None)
-    if not fs:
-        raise BeatsFormatError(
-            f"{path}: no sampling rate in the annotation file and no header {record}.hea beside it; expected "
-            "the record's .hea file (it gives the rate that turns annotation samples into seconds)"
-        )
-    symbols = list(ann.symbol)
-    samples = np.asarray(ann.sample, dtype=np.int64)
-    keep = np.array([s in BEAT_SYMBOLS for s in symbols], dtype=bool)
-    start = duration = None
-    if header is not None:
-        if header.base_date is not None and header.base_time is not None:
-            start = datetime.combine(header.base_date, header.base_time)
-        if header.sig_len:
-            duration = float(header.sig_len) / float(header.fs or fs)
+    fs = ann.sfreq
+    samples = ann.samples
+    keep = np.array([s in BEAT_SYMBOLS for s in ann.symbols], dtype=bool)
+    start = header.start if header is not None else None
+    duration = header.duration if header is not None and header.n_samples else None
     where = [f"annotation {i} (sample {samples[i]})" for i in np.flatnonzero(keep)]
     return _finish(
         samples[keep] / fs,
