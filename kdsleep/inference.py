@@ -32,6 +32,7 @@ import io
 import logging
 import math
 import os
+import time
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
@@ -639,13 +640,24 @@ def plot_prediction(prediction: Prediction, path: str | os.PathLike[str]) -> Pat
 def write_prediction(
     prediction: Prediction, out_dir: str | os.PathLike[str] | None = None, *, plot: bool = True
 ) -> dict[str, Path]:
-    """Write the CSV, the EDF+ scoring file and (unless ``plot=False``) the PNG; returns their paths."""
+    """Write the CSV, the EDF+ scoring file and (unless ``plot=False``) the PNG; returns their paths.
+
+    All or none: every file is first written under a hidden staging name in the output folder and the
+    staged files are renamed into place only once all of them are complete, so a failure (a full disk, an
+    unwritable name) leaves the folder as it was, never a new CSV beside an old EDF.
+    """
     paths = output_paths(prediction.source, out_dir)
     paths["csv"].parent.mkdir(parents=True, exist_ok=True)
-    written = {
-        "csv": write_hypnogram_csv(prediction, paths["csv"]),
-        "edf": write_hypnogram_edf(prediction, paths["edf"]),
-    }
-    if plot:
-        written["png"] = plot_prediction(prediction, paths["png"])
-    return written
+    kinds = ["csv", "edf", "png"] if plot else ["csv", "edf"]
+    writers = {"csv": write_hypnogram_csv, "edf": write_hypnogram_edf, "png": plot_prediction}
+    tag = f"{os.getpid()}-{time.monotonic_ns()}"
+    staged = {kind: paths[kind].with_name(f".{paths[kind].stem}.staging-{tag}.{kind}") for kind in kinds}
+    try:
+        for kind in kinds:
+            writers[kind](prediction, staged[kind])
+        for kind in kinds:
+            os.replace(staged[kind], paths[kind])
+    finally:
+        for path in staged.values():
+            path.unlink(missing_ok=True)
+    return {kind: paths[kind] for kind in kinds}

@@ -76,3 +76,38 @@ def test_resume_of_a_run_folder_that_does_not_exist(tmp_path, capsys) -> None:
     err = capsys.readouterr().err
     assert f"run folder {missing} does not exist, nothing to resume" in err
     assert not missing.exists()
+
+
+def test_write_prediction_is_all_or_none(tmp_path, monkeypatch) -> None:
+    """A failure while writing the third file leaves neither a new CSV nor a new EDF (nor staging files)."""
+    import numpy as np
+
+    import kdsleep.inference as inference
+
+    prediction = inference.Prediction(
+        stages=np.array([0, 1, 2, 1]),
+        probabilities=np.full((4, 3), 1 / 3, dtype=np.float32),
+        onsets=np.arange(4) * 30.0,
+        class_names=("W", "N", "R"),
+        grouping="w-n-r",
+        epoch_seconds=30.0,
+        channel="ECG",
+        source=tmp_path / "night.edf",
+        start=None,
+        sfreq=32.0,
+        n_windows=1,
+    )
+    paths = inference.output_paths(prediction.source, tmp_path)
+    paths["csv"].write_text("old csv\n")
+
+    def broken_plot(prediction, path):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(inference, "plot_prediction", broken_plot)
+    with pytest.raises(OSError, match="disk full"):
+        inference.write_prediction(prediction, tmp_path)
+    assert paths["csv"].read_text() == "old csv\n"
+    assert not paths["edf"].exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [paths["csv"].name]
+    written = inference.write_prediction(prediction, tmp_path, plot=False)
+    assert set(written) == {"csv", "edf"} and paths["csv"].read_text() != "old csv\n"
