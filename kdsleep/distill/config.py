@@ -122,6 +122,12 @@ class TrainConfig:
     max_train_windows : int or None
         Use at most this many training windows per epoch (a random subset, re-drawn every epoch); ``None``
         uses all.
+    teacher_cache : bool
+        Compute the frozen teacher's attention maps and logits on the training windows once per run and read
+        them back in every step (:mod:`kdsleep.distill.teacher_cache`, folder ``teacher-cache`` of the run),
+        instead of running the teacher each step. Used only where the teacher's inputs are fixed (no
+        augmentation, no random windows); the losses agree with the live teacher within the cache's float16
+        tolerance. ``false`` always runs the live teacher.
 
     Distillation
     ------------
@@ -176,6 +182,7 @@ class TrainConfig:
     num_workers: int = 0
     num_threads: int | None = None
     max_train_windows: int | None = None
+    teacher_cache: bool = True
     # distillation
     at_mode: str = "canonical"
     at_p: float = 2.0
@@ -244,6 +251,8 @@ class TrainConfig:
             fail("kl_reduction", " or ".join(repr(r) for r in KL_REDUCTIONS))
         if not isinstance(self.amp, bool):
             fail("amp", "true or false")
+        if not isinstance(self.teacher_cache, bool):
+            fail("teacher_cache", "true or false")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dictionary of every field."""
@@ -304,6 +313,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "num_workers",
         "num_threads",
         "max_train_windows",
+        "teacher_cache",
     ),
     "distillation": ("at_mode", "at_p", "at_distance", "temperature", "kl_reduction"),
 }

@@ -12,7 +12,9 @@ and the settings, it
 4. trains every stage of a variant with :func:`~kdsleep.distill.trainer.train_stage` -- the package's only
    call of it -- in ``out_dir/<variant>/<stage>/``. Step 1 (attention transfer) is the same training for
    every variant that has it (same seed, teacher, data and settings), so it runs once, in
-   ``out_dir/at_step/at/``, and each such variant continues from a copy of its weights;
+   ``out_dir/at_step/at/``, and each such variant continues from a copy of its weights. Where the
+   teacher's training inputs are fixed, its maps and logits on the training windows are computed once, in
+   ``out_dir/teacher-cache/`` (shared by every stage that distils from that teacher; ``teacher_cache``);
 5. predicts the test windows and merges them into one class per epoch by the rule of
    :mod:`kdsleep.data.windows`, returning a :class:`VariantOutcome` with pooled and per-subject metrics.
 
@@ -295,6 +297,7 @@ class Runner:
                 loss_backend=self.loss_backend,
                 progress=self.progress,
                 on_epoch_end=on_epoch_end,
+                teacher_cache_dir=self.out_dir / "teacher-cache",
             )
             stages[stage] = {
                 "best_epoch": result.best_epoch,

@@ -37,8 +37,9 @@ Cache key. A cache is valid for one teacher, one list of windows and one set of 
   bytes), :func:`teacher_fingerprint` -- any change of weights or batch-norm statistics is a new key;
 * the data: the identities of the windows in order (``"recording@first_epoch"`` from
   :meth:`PairedWindowDataset.window_key`, or any strings the caller passes) and, for a
-  :class:`~kdsleep.data.PairedWindowDataset`, the preprocessing hash of its cache and the manifest entry of
-  every recording used;
+  :class:`~kdsleep.data.PairedWindowDataset` or a :class:`~kdsleep.data.windows.WindowDataset` over the
+  on-disk cache, the preprocessing hash of the cache and the manifest entry of every recording used (over
+  recordings in memory, a SHA-256 of their epoch arrays);
 * the window settings: epochs per window, the teacher's input channel(s), ``p``, ``eps`` and the stored
   dtype, plus anything the caller adds in ``settings``.
 
@@ -159,11 +160,21 @@ def window_identities(dataset: Any) -> list[str]:
 def _dataset_settings(dataset: Any) -> dict[str, Any]:
     """What a :class:`~kdsleep.data.PairedWindowDataset` adds to the key: preprocessing, channel, length."""
     settings: dict[str, Any] = {"dataset": type(dataset).__name__}
-    cache = getattr(dataset, "cache", None)
-    if cache is not None and hasattr(cache, "config"):
-        settings["preprocess"] = cache.config.config_hash()
-        settings["recordings"] = {key: cache.meta(key) for key in getattr(dataset, "keys", [])}
-    for name in ("eeg_channel", "window_epochs"):
+    # PairedWindowDataset reads a PreprocessedCache (``cache``), WindowDataset any WindowStore (``store``)
+    store = getattr(dataset, "cache", None) or getattr(dataset, "store", None)
+    keys = list(getattr(dataset, "keys", []))
+    if store is not None and hasattr(store, "config") and hasattr(store.config, "config_hash"):
+        settings["preprocess"] = store.config.config_hash()
+        settings["recordings"] = {key: store.meta(key) for key in keys}
+    elif store is not None and hasattr(store, "epochs"):
+        # recordings in memory have no manifest: their content is the key
+        digest = hashlib.sha256()
+        for key in keys:
+            data = np.ascontiguousarray(store.epochs(key))
+            digest.update(f"{key}|{data.dtype}|{data.shape}|".encode())
+            digest.update(data.view(np.uint8).reshape(-1).tobytes())
+        settings["recordings_sha256"] = digest.hexdigest()
+    for name in ("eeg_channel", "window_epochs", "inputs"):
         if hasattr(dataset, name):
             settings[name] = getattr(dataset, name)
     return settings
@@ -576,6 +587,7 @@ class TeacherCache:
         *,
         device: torch.device | str | None = None,
         mode: str = "canonical",
+        maps: bool = True,
     ) -> tuple[list[Tensor], Tensor]:
         """Teacher maps and logits of the windows ``indices`` (float32 tensors).
 
@@ -588,6 +600,8 @@ class TeacherCache:
         mode : {"canonical", "joshi"}
             ``"canonical"``: the per-sample normalised maps :math:`q_j`, ``(B, L_j)``; ``"joshi"``: the
             channel sums :math:`C_j a_j` that the authors' loss normalises across the batch.
+        maps : bool
+            Read the maps; ``False`` returns the logits only (and an empty list), for softmax distillation.
 
         Returns
         -------
@@ -609,17 +623,20 @@ class TeacherCache:
         order = np.argsort(idx, kind="stable")
         sorted_idx = idx[order]
         inverse = torch.from_numpy(np.argsort(order, kind="stable"))
+        logits = torch.from_numpy(np.ascontiguousarray(self._logits[sorted_idx]))[inverse]
+        logits = logits.to(device) if device is not None else logits
+        if not maps:
+            return [], logits
         norms = torch.from_numpy(np.ascontiguousarray(self._norms[sorted_idx]))[inverse]
-        maps = []
+        teacher_maps = []
         for j, (array, scale) in enumerate(zip(self._maps, self._scales, strict=True)):
             m = torch.from_numpy(np.ascontiguousarray(array[sorted_idx])).float()[inverse]
             if mode == "canonical":
                 m.mul_(scale)
             else:
                 m.mul_(norms[:, j : j + 1] * (scale * self.layers[j]["channels"]))
-            maps.append(m.to(device) if device is not None else m)
-        logits = torch.from_numpy(np.ascontiguousarray(self._logits[sorted_idx]))[inverse]
-        return maps, (logits.to(device) if device is not None else logits)
+            teacher_maps.append(m.to(device) if device is not None else m)
+        return teacher_maps, logits
 
 
 # --------------------------------------------------------------------------------------------------------

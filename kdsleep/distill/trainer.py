@@ -14,8 +14,16 @@ After every epoch the stage folder receives, atomically: ``log.csv`` (one row pe
 stage. With ``resume=True`` an interrupted stage continues from ``state.pt`` and ends with the same weights
 as an uninterrupted run (the batch order depends only on the seed and the epoch number).
 
+The teacher is frozen, so where its inputs are fixed (:func:`~kdsleep.distill.teacher_cache.teacher_inputs_are_fixed`:
+no augmentation, no random windows) its attention maps and logits on the training windows are computed once
+(:class:`~kdsleep.distill.teacher_cache.TeacherCache`, in ``teacher_cache_dir``, keyed by the teacher's
+weights, the windows and the map settings) and every training step reads them back instead of running the
+teacher (``TrainSettings.teacher_cache``; validation runs the live teacher). The losses agree with the live
+teacher's within the cache's float16 tolerance (relative 1e-4 for the attention-transfer loss; logits exact).
+
 Under ``torchrun`` the model is wrapped in ``DistributedDataParallel``, every process trains on its shard of
-the batches (``DistributedSampler``), validates on the whole validation set, and process 0 writes the files.
+the batches (``DistributedSampler``), validates on the whole validation set, and process 0 writes the files
+(and builds the teacher cache, which the other processes open after a barrier).
 """
 
 from __future__ import annotations
@@ -44,6 +52,13 @@ from kdsleep._io import save_torch_atomic, write_json_atomic, write_text_atomic
 from kdsleep._torch import dist_info, flush_denormals
 from kdsleep.checkpoint import read_checkpoint_payload, save_checkpoint
 from kdsleep.distill.losses import FeatureLoss, FinalLoss
+from kdsleep.distill.teacher_cache import (
+    TeacherCache,
+    TeacherCacheKey,
+    WithIndex,
+    attention_transfer_from_maps,
+    teacher_inputs_are_fixed,
+)
 from kdsleep.evaluation.metrics import ConfusionMatrix
 from kdsleep.models import FeatureTaps, UTime
 
@@ -126,6 +141,9 @@ class TrainSettings:
         Attention-transfer loss (:class:`~kdsleep.distill.losses.FeatureLoss`).
     temperature, kl_reduction : float, str
         Softmax-distillation temperature and KL reduction (:class:`~kdsleep.distill.losses.FinalLoss`).
+    teacher_cache : bool
+        Read the frozen teacher's maps and logits from a :class:`~kdsleep.distill.teacher_cache.TeacherCache`
+        built once for the training windows, where its inputs are fixed; ``False`` runs it every step.
     """
 
     lr: float = 1e-3
@@ -140,11 +158,13 @@ class TrainSettings:
     at_distance: str = "squared_l2"
     temperature: float = 1.0
     kl_reduction: str = "row"
+    teacher_cache: bool = True
 
     @classmethod
     def from_config(cls, config: Any) -> TrainSettings:
         """The fields of a :class:`~kdsleep.distill.config.TrainConfig` (or any object with them)."""
-        return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
+        values = {f.name: getattr(config, f.name) for f in fields(cls) if f.name != "teacher_cache"}
+        return cls(**values, teacher_cache=bool(getattr(config, "teacher_cache", True)))
 
 
 @dataclass
@@ -313,9 +333,18 @@ def _predict(
 
 
 def _train_loader(
-    dataset: Any, batch_size: int, seed: int, epoch: int, max_windows: int | None, num_workers: int
+    dataset: Any,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    max_windows: int | None,
+    num_workers: int,
+    with_index: bool = False,
 ) -> DataLoader:
     rank, world = dist_info()
+    if with_index:
+        # items gain their window index (for the teacher cache) before any subset, same batch order
+        dataset = WithIndex(dataset)
     if max_windows is not None and max_windows < len(dataset):
         # a fresh random subset every epoch, drawn from the seed and the epoch number only
         generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
@@ -328,6 +357,34 @@ def _train_loader(
     return DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=False
     )
+
+
+def _teacher_cache(
+    teacher: UTime,
+    train_set: Any,
+    folder: Path,
+    settings: TrainSettings,
+    device: torch.device,
+    progress: bool,
+) -> TeacherCache:
+    """Build (process 0) or open (the others, after a barrier) the teacher cache of the training windows."""
+    rank, world = dist_info()
+    key = TeacherCacheKey.for_run(teacher, train_set, p=settings.at_p)
+    cache: TeacherCache | None = None
+    if rank == 0:
+        cache = TeacherCache.build(
+            teacher,
+            train_set,
+            folder,
+            key,
+            batch_size=settings.batch_size,
+            device=device,
+            progress=progress,
+        )
+    _barrier()
+    if cache is None:
+        cache = TeacherCache.open(folder, key, verify=False)
+    return cache
 
 
 def train_stage(
@@ -345,6 +402,7 @@ def train_stage(
     loss_backend: str = "fused",
     progress: bool = True,
     on_epoch_end: Callable[[int], None] | None = None,
+    teacher_cache_dir: str | Path | None = None,
 ) -> StageResult:
     """Train ``model`` for one stage and leave it holding the best epoch's weights.
 
@@ -376,6 +434,9 @@ def train_stage(
         Show progress bars.
     on_epoch_end : callable, optional
         Called with the epoch number after its state is saved (used by tests to interrupt a run).
+    teacher_cache_dir : path-like, optional
+        Folder of teacher caches (default ``<stage folder>/teacher-cache``); caches of different teachers or
+        windows live side by side in it under their key digests.
     """
     config = settings
     rank, world = dist_info()
@@ -466,8 +527,46 @@ def train_stage(
 
     # only used by the stages that need it (checked above)
     frozen = cast(UTime, teacher)
+    cache: TeacherCache | None = None
+    if (spec.kind == "at" or use_teacher_logits) and config.teacher_cache:
+        if teacher_inputs_are_fixed(train_set, teacher=frozen):
+            folder = Path(teacher_cache_dir) if teacher_cache_dir is not None else out / "teacher-cache"
+            cache = _teacher_cache(frozen, train_set, folder, config, device, progress)
+            logger.info("%s: teacher outputs read from %s", spec.name, cache.root)
+        else:
+            logger.info(
+                "%s: the teacher's training inputs are not fixed (augmentation or random windows); "
+                "running the live teacher every step",
+                spec.name,
+            )
+    at_distance = {"squared_mean": "squared"}.get(config.at_distance, config.at_distance)
+
+    def cached_step_loss(batch: tuple, net: nn.Module) -> torch.Tensor:
+        assert cache is not None
+        eeg, ecg, labels, index = batch
+        x = (eeg if spec.modality == "eeg" else ecg).to(device, non_blocking=True)
+        labels = labels.to(device, non_blocking=True)
+        teacher_maps, teacher_logits = cache.lookup(
+            index, device=device, mode=config.at_mode, maps=spec.kind == "at"
+        )
+        with _autocast(device, amp):
+            if spec.kind == "at":
+                with FeatureTaps(inner, inner.tap_names) as taps:
+                    net(x)
+                return attention_transfer_from_maps(
+                    [m.float() for m in taps.features],
+                    teacher_maps,
+                    p=config.at_p,
+                    distance=at_distance,
+                    weights=at_weights,
+                    mode=config.at_mode,
+                    backend="fused" if loss_backend == "fused" else "torch",
+                )
+            return final_loss(net(x), labels, teacher_logits)
 
     def step_loss(batch: tuple, net: nn.Module) -> torch.Tensor:
+        if cache is not None:
+            return cached_step_loss(batch, net)
         x, eeg, labels = _inputs(batch, spec.modality, device)
         with _autocast(device, amp):
             if spec.kind == "at":
@@ -490,7 +589,13 @@ def train_stage(
             started = time.perf_counter()
             net.train()
             loader = _train_loader(
-                train_set, config.batch_size, config.seed, epoch, config.max_train_windows, config.num_workers
+                train_set,
+                config.batch_size,
+                config.seed,
+                epoch,
+                config.max_train_windows,
+                config.num_workers,
+                with_index=cache is not None,
             )
             total, count = 0.0, 0
             bar = tqdm(

@@ -252,6 +252,8 @@ def test_lookup_order_device_and_bounds(setup):
     assert torch.equal(logits, torch.cat([s[1] for s in single]))
     for j, m in enumerate(maps):
         assert torch.equal(m, torch.cat([s[0][j] for s in single]))
+    only_logits = cache.lookup([4, 0], maps=False)
+    assert only_logits[0] == [] and torch.equal(only_logits[1], logits[:2])
     with pytest.raises(IndexError, match="out of range"):
         cache.lookup([10])
     with pytest.raises(ValueError, match="mode"):
@@ -327,3 +329,23 @@ def test_paired_window_dataset_identities(tmp_path):
     key = TeacherCacheKey.for_run(teacher, Fake())
     assert key.settings["preprocess"] == "abc" and key.settings["recordings"] == {"r1": {"n_epochs": 70}}
     assert np.isfinite(key.n_windows)
+
+
+def test_window_dataset_over_memory_store_keys_its_content():
+    """Windows over recordings in memory: the key follows the stored data, the channels and the windows."""
+    from kdsleep.data.windows import MemoryStore, WindowDataset
+
+    def dataset(scale=1.0, inputs=None, stride=2):
+        store = MemoryStore()
+        data = np.arange(12 * 2 * 4, dtype=np.float32).reshape(12, 2, 4) * scale
+        store.add("r0", data, np.zeros(12, np.int8), ["eeg", "ecg"])
+        return WindowDataset(
+            store, inputs=inputs or {"eeg": ("eeg",)}, window_epochs=5, stride=stride, grouping="w-l-d-r"
+        )
+
+    teacher, _ = _models()
+    base = TeacherCacheKey.for_run(teacher, dataset()).digest
+    assert TeacherCacheKey.for_run(teacher, dataset()).digest == base
+    assert TeacherCacheKey.for_run(teacher, dataset(scale=2.0)).digest != base
+    assert TeacherCacheKey.for_run(teacher, dataset(inputs={"eeg": ("ecg",)})).digest != base
+    assert TeacherCacheKey.for_run(teacher, dataset(stride=3)).digest != base
