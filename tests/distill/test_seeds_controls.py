@@ -286,3 +286,46 @@ def test_self_distillation_is_taught_by_the_ecg_baseline_checkpoint(tiny_config,
         torch.testing.assert_close(teacher.state_dict()[name], value)
     assert outcome.stages["teacher_checkpoint"].endswith("ecg_baseline/model.pt")
     assert not (tmp_path / "run" / "w-l-d-r" / "eeg_baseline").exists()
+
+
+def test_experiment_cli_with_seeds(tiny_data, tiny_toml, tmp_path, capsys, monkeypatch):
+    from kdsleep.cli import main
+    from kdsleep.distill import experiment
+
+    config = tiny_toml(epochs=1, split_fractions=[0.4, 0.2, 0.4])
+    run_dir = tmp_path / "grid"
+    argv = [
+        "experiment",
+        "--config",
+        str(config),
+        "--data-dir",
+        str(tiny_data),
+        "--run-dir",
+        str(run_dir),
+        "--classes",
+        "4",
+        "--variants",
+        "ecg_self",
+        "ecg_baseline",
+        "--seeds",
+        "2",
+        "--no-progress",
+    ]
+    assert main(argv) == 0
+    assert "report over 2 seeds" in capsys.readouterr().out
+    for seed in (0, 1):
+        assert (run_dir / f"seed-{seed}" / "w-l-d-r" / "ecg_self" / "model.pt").exists()
+    # one split for every seed
+    assert json.loads((run_dir / "seed-1" / "split.json").read_text()) == json.loads(
+        (run_dir / "seed-0" / "split.json").read_text()
+    )
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["seeds"] == [0, 1]
+    assert [(c["variant_a"], c["variant_b"]) for c in report["comparisons"]] == [("ecg_baseline", "ecg_self")]
+    assert all(c["p_adjusted"] is not None for c in report["comparisons"])
+
+    # a rerun reuses both finished seeds and only rewrites the report
+    (run_dir / "report.md").unlink()
+    monkeypatch.setattr(experiment, "Pipeline", lambda *a, **k: pytest.fail("a finished seed was rebuilt"))
+    assert main(argv) == 0
+    assert (run_dir / "report.md").exists()
