@@ -17,7 +17,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
             "Train the EEG baseline (the teacher), the ECG baseline and the SD+CL, AT+CL and AT+SD+CL students "
             "for each chosen class set, on the same subject split with the same teacher, and write "
             "report.md / report.json (weighted F1, accuracy, per-class F1, paired per-subject comparisons "
-            "against the ECG baseline) in the run folder."
+            "against the ECG baseline) in the run folder. With --seeds N every variant, and the controls "
+            "ecg_ls (label smoothing) and ecg_self (self-distillation), is trained with N seeds and the report "
+            "gives mean ± SD over seeds, Holm-corrected paired tests and whether any distillation gain holds."
         ),
     )
     parser.add_argument(
@@ -32,8 +34,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--variants",
         nargs="+",
         choices=tuple(VARIANTS),
-        help="variants to run (default: the five of the paper's tables; add the controls ecg_ls and ecg_self "
-        "to test a distillation gain against label smoothing and self-distillation)",
+        help="variants to run (default: the five of the paper's tables, and with --seeds N > 1 also the "
+        "controls ecg_ls and ecg_self, without which no distillation gain is claimed)",
     )
     parser.add_argument(
         "--seeds",
@@ -41,8 +43,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default=1,
         metavar="N",
         help="train every variant with N seeds (--seed, --seed + 1, ...), each in RUN_DIR/seed-<s>/ with its "
-        "own teacher, and report mean ± SD over seeds, paired per-subject tests and Holm-corrected p "
-        "(default: 1, one run in RUN_DIR)",
+        "own teacher, on one split, and report mean ± SD over seeds, paired per-subject tests and "
+        "Holm-corrected p (default: 1, one run in RUN_DIR)",
     )
     add_common_arguments(parser)
     return parser
@@ -51,10 +53,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from kdsleep.checkpoint import CheckpointError
     from kdsleep.cli.train import cli_error, format_metrics, make_pipeline, resolve_config
-    from kdsleep.distill.variants import TABLE_VARIANTS
+    from kdsleep.distill.variants import CONTROL_VARIANTS, TABLE_VARIANTS
 
     groupings = list(dict.fromkeys(CLASSES[c] for c in args.classes))
-    variants = list(dict.fromkeys(args.variants or TABLE_VARIANTS))
+    default = TABLE_VARIANTS if args.seeds == 1 else (*TABLE_VARIANTS, *CONTROL_VARIANTS)
+    variants = list(dict.fromkeys(args.variants or default))
     if "eeg_baseline" in variants:
         # the teacher first: the distilled students need it
         variants.remove("eeg_baseline")
