@@ -329,3 +329,25 @@ def test_experiment_cli_with_seeds(tiny_data, tiny_toml, tmp_path, capsys, monke
     monkeypatch.setattr(experiment, "Pipeline", lambda *a, **k: pytest.fail("a finished seed was rebuilt"))
     assert main(argv) == 0
     assert (run_dir / "report.md").exists()
+
+
+def test_label_smoothing_control_end_to_end(tiny_config, tmp_path, monkeypatch):
+    from kdsleep.distill import runner as runner_module
+
+    seen = []
+    original = runner_module.train_stage
+
+    def spy(spec, model, **kwargs):
+        seen.append((spec.out_dir, spec.label_smoothing, spec.weight_kd))
+        return original(spec, model, **kwargs)
+
+    monkeypatch.setattr(runner_module, "train_stage", spy)
+    pipeline = Pipeline(tiny_config(epochs=1), tmp_path / "run", progress=False, command=["test"])
+    outcome = pipeline.run_variant("ecg_ls", "w-l-d-r")
+    folder = tmp_path / "run" / "w-l-d-r" / "ecg_ls"
+    assert seen == [(folder / f"eps-{e:g}" / "final", e, 0.0) for e in (0.05, 0.1, 0.2)]
+    chosen = outcome.stages["label_smoothing"]
+    # the first epsilon with the best validation score (ties keep the smaller one)
+    best = max(chosen["val_weighted_f1"].values())
+    assert chosen["chosen"] == next(float(e) for e, v in chosen["val_weighted_f1"].items() if v == best)
+    assert (folder / "model.pt").exists() and (folder / "test.json").exists()
