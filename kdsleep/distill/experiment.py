@@ -13,7 +13,13 @@ A :class:`Pipeline` owns one run folder::
           predictions.npz     test labels and predicted classes per epoch (recording, epoch index)
         at_step/at/           attention-transfer step 1, shared by at_cl and at_sd_cl
         at_cl/final/, sd_cl/final/, ...
+        ecg_ls/eps-0.05/final/, ...   the label-smoothing control, one training per epsilon (best on validation)
+        ecg_self/final/       the self-distillation control, taught by ecg_baseline/model.pt
       report.md, report.json  Table I / Table II with paired per-subject comparisons
+
+With several training seeds (:func:`run_seeds`, ``kdsleep experiment --seeds N``) each seed has such a folder,
+``RUN_DIR/seed-<s>/``, with ``outcomes.json`` once all its variants are done, and ``RUN_DIR/report.md`` /
+``report.json`` summarise all seeds (:func:`write_seeds_run_report`).
 
 Each class set is run by a :class:`~kdsleep.distill.runner.Runner` over the preprocessed cache: the teacher
 is trained first (or loaded with ``teacher_checkpoint``), frozen, and shared by every variant of the run; all
