@@ -13,7 +13,13 @@ A :class:`Pipeline` owns one run folder::
           predictions.npz     test labels and predicted classes per epoch (recording, epoch index)
         at_step/at/           attention-transfer step 1, shared by at_cl and at_sd_cl
         at_cl/final/, sd_cl/final/, ...
+        ecg_ls/eps-0.05/final/, ...   the label-smoothing control, one training per epsilon (best on validation)
+        ecg_self/final/       the self-distillation control, taught by ecg_baseline/model.pt
       report.md, report.json  Table I / Table II with paired per-subject comparisons
+
+With several training seeds (:func:`run_seeds`, ``kdsleep experiment --seeds N``) each seed has such a folder,
+``RUN_DIR/seed-<s>/``, with ``outcomes.json`` once all its variants are done, and ``RUN_DIR/report.md`` /
+``report.json`` summarise all seeds (:func:`write_seeds_run_report`).
 
 Each class set is run by a :class:`~kdsleep.distill.runner.Runner` over the preprocessed cache: the teacher
 is trained first (or loaded with ``teacher_checkpoint``), frozen, and shared by every variant of the run; all
@@ -26,7 +32,9 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +53,10 @@ from kdsleep.distill.config import ECG_INPUTS, TrainConfig
 from kdsleep.distill.runner import Runner, VariantOutcome
 from kdsleep.distill.split import SubjectSplit, load_split, split_subjects
 from kdsleep.distill.trainer import TrainSettings
-from kdsleep.distill.variants import TABLE_VARIANTS, Variant, get_variant
+from kdsleep.distill.variants import CONTROL_VARIANTS, KD_VARIANTS, TABLE_VARIANTS, Variant, get_variant
 from kdsleep.evaluation.compare import paired_comparison
-from kdsleep.evaluation.metrics import metric_by_subject
-from kdsleep.evaluation.report import VariantResult, write_report
+from kdsleep.evaluation.metrics import StagingMetrics, metric_by_subject
+from kdsleep.evaluation.report import VariantResult, write_report, write_seeds_report
 from kdsleep.models import UTime
 
 __all__ = [
@@ -397,9 +405,25 @@ class Pipeline:
             outcome = runner.evaluate(
                 variant, runner.teacher(), {"teacher_checkpoint": str(self.teacher_checkpoint)}
             )
+        elif variant.label_smoothing_grid:
+            outcome = train_label_smoothing(runner, variant, on_epoch_end=on_epoch_end)
+        elif variant.teacher == "ecg_baseline" and variant.uses_teacher:
+            path = self.ecg_teacher_checkpoint(runner.grouping.name)
+            outcome = runner.run(variant, on_epoch_end=on_epoch_end, teacher=load_checkpoint(path).model)
+            outcome.stages["teacher_checkpoint"] = str(path)
         else:
             outcome = runner.run(variant, on_epoch_end=on_epoch_end)
         return self._save(outcome)
+
+    def ecg_teacher_checkpoint(self, grouping: str) -> Path:
+        """``model.pt`` of the trained ECG baseline of ``grouping`` (trained now if missing): the teacher of
+        the self-distillation control ``ecg_self``."""
+        path = self.run_dir / grouping / "ecg_baseline" / "model.pt"
+        if not path.exists():
+            self.run_variant("ecg_baseline", grouping)
+        if self.world > 1:
+            torch.distributed.barrier()
+        return path
 
     def evaluate_variant(
         self, variant: Variant, grouping: str, model: UTime, stages: dict[str, Any] | None = None
@@ -467,6 +491,40 @@ class Pipeline:
             if self.rank == 0
             else None
         )
+
+
+def train_label_smoothing(runner: Runner, variant: Variant, *, on_epoch_end=None) -> VariantOutcome:
+    """Train ``variant`` once per epsilon of its grid (``<variant>/eps-<e>/``), keep the best on validation.
+
+    Only the validation score (the stage's early-stopping score) chooses epsilon; the test subjects are
+    predicted once, by the chosen model. The choice and every epsilon's validation score are recorded in the
+    outcome's ``stages["label_smoothing"]``.
+    """
+    started = time.perf_counter()
+    scores: dict[str, float] = {}
+    best: tuple[float, float, Any, dict[str, Any]] | None = None
+    for epsilon in variant.label_smoothing_grid:
+        candidate = replace(
+            variant,
+            name=f"{variant.name}/eps-{epsilon:g}",
+            label_smoothing=epsilon,
+            label_smoothing_grid=(),
+        )
+        model, stages = runner.train(candidate, on_epoch_end=on_epoch_end)
+        score = float(stages["final"]["val_weighted_f1"])
+        scores[f"{epsilon:g}"] = score
+        if best is None or score > best[0]:
+            best = (score, epsilon, model, stages)
+    assert best is not None
+    _, epsilon, model, stages = best
+    stages = {
+        **stages,
+        "label_smoothing": {"chosen": epsilon, "chosen_on": "val_weighted_f1", "val_weighted_f1": scores},
+    }
+    outcome = runner.evaluate(variant, model, stages)
+    outcome.seconds = time.perf_counter() - started
+    logger.info("%s: label smoothing %g chosen on validation (%s)", variant.name, epsilon, scores)
+    return outcome
 
 
 def _short(metrics: Any) -> dict[str, Any]:
@@ -539,4 +597,148 @@ def run_variants(
     return outcomes
 
 
-__all__ += ["TABLE_VARIANTS", "run_variants", "write_run_report"]
+#: Marker of a finished seed: the outcomes of its variants (their test metrics, pooled and per subject).
+SEED_OUTCOMES = "outcomes.json"
+
+
+def seed_dir(run_dir: str | os.PathLike[str], seed: int) -> Path:
+    """The folder of one training seed in a run with several seeds: ``RUN_DIR/seed-<seed>``."""
+    return Path(run_dir) / f"seed-{seed}"
+
+
+def _outcome_record(outcome: VariantOutcome) -> dict[str, Any]:
+    return {
+        "variant": outcome.variant,
+        "grouping": outcome.grouping,
+        "metrics": outcome.metrics.to_dict(),
+        "per_subject": {s: m.to_dict() for s, m in outcome.per_subject.items()},
+        "stages": outcome.stages,
+        "seconds": outcome.seconds,
+    }
+
+
+def _load_seed_outcomes(path: Path, wanted: set[tuple[str, str]]) -> list[VariantOutcome] | None:
+    """The outcomes recorded in a finished seed's marker, or ``None`` if it lacks one of ``wanted``."""
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        outcomes = {
+            (r["grouping"], r["variant"]): VariantOutcome(
+                variant=r["variant"],
+                grouping=r["grouping"],
+                metrics=StagingMetrics.from_dict(r["metrics"]),
+                per_subject={s: StagingMetrics.from_dict(m) for s, m in r["per_subject"].items()},
+                labels={},
+                predictions={},
+                stages=r.get("stages", {}),
+                seconds=float(r.get("seconds", 0.0)),
+            )
+            for r in data["outcomes"]
+        }
+    except (KeyError, TypeError, ValueError) as err:
+        raise RunFolderError(
+            f"{path}: not a seed's outcome file ({err}); remove it to rerun the seed"
+        ) from None
+    if not wanted <= set(outcomes):
+        return None
+    return [outcomes[key] for key in sorted(wanted, key=list(outcomes).index)]
+
+
+def run_seeds(
+    config: TrainConfig,
+    run_dir: str | os.PathLike[str],
+    variants: Sequence[str],
+    groupings: Sequence[str],
+    seeds: int,
+    *,
+    make_pipeline=None,
+    **pipeline_options: Any,
+) -> dict[int, list[VariantOutcome]]:
+    """Run ``variants`` for every class set with ``seeds`` training seeds: ``config.seed``, ``config.seed + 1``...
+
+    Each seed runs in its own folder ``RUN_DIR/seed-<seed>/`` (a run folder of :class:`Pipeline`, with its own
+    teacher: the EEG baseline is trained once per seed unless ``teacher_checkpoint`` is given) on the same
+    subject split: the split of the first seed (or ``config.split_file``). A seed whose variants all finished
+    leaves ``outcomes.json``; a later call reads it instead of building that seed's pipeline, and an
+    interrupted seed resumes from its finished stages.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The configuration; its ``seed`` is the first seed.
+    run_dir : path-like
+        The run folder of the whole experiment.
+    variants, groupings : sequence of str
+        What to run (the teacher first when needed) and on which class sets.
+    seeds : int
+        Number of training seeds (at least 1).
+    make_pipeline : callable, optional
+        ``make_pipeline(config, run_dir)``: a :class:`Pipeline` (default: ``Pipeline(config, run_dir,
+        **pipeline_options)``).
+    **pipeline_options
+        Passed to :class:`Pipeline`.
+
+    Returns
+    -------
+    dict of int to list of VariantOutcome
+        The outcomes of each seed (those read back from ``outcomes.json`` carry metrics only).
+    """
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds must be a positive integer, got {seeds!r}")
+    build = make_pipeline or (lambda config, folder: Pipeline(config, folder, **pipeline_options))
+
+    wanted = {(get_grouping(g).name, get_variant(v).name) for g in groupings for v in variants}
+    first = config.seed
+    results: dict[int, list[VariantOutcome]] = {}
+    for seed in range(first, first + seeds):
+        folder = seed_dir(run_dir, seed)
+        marker = folder / SEED_OUTCOMES
+        done = _load_seed_outcomes(marker, wanted)
+        if done is not None:
+            logger.info("seed %d: finished earlier, reading %s", seed, marker)
+            results[seed] = done
+            continue
+        split_file = config.split_file
+        if split_file is None and seed != first:
+            split_file = str(seed_dir(run_dir, first) / "split.json")
+        pipeline = build(replace(config, seed=seed, split_file=split_file), folder)
+        outcomes = run_variants(pipeline, variants, groupings)
+        if pipeline.rank == 0:
+            pipeline.write_report(outcomes)
+            write_json_atomic(marker, {"seed": seed, "outcomes": [_outcome_record(o) for o in outcomes]})
+        results[seed] = outcomes
+    return results
+
+
+def write_seeds_run_report(
+    run_dir: str | os.PathLike[str],
+    outcomes_by_seed: dict[int, list[VariantOutcome]],
+    *,
+    name: str = "report",
+    metadata: dict[str, Any] | None = None,
+) -> tuple[Path, Path]:
+    """``report.md`` / ``report.json`` of a run with several seeds (:func:`kdsleep.evaluation.report.build_seeds_report`)."""
+    return write_seeds_report(
+        {
+            seed: [VariantResult(o.variant, o.grouping, o.metrics, o.per_subject) for o in outcomes]
+            for seed, outcomes in outcomes_by_seed.items()
+        },
+        run_dir,
+        name=name,
+        kd_variants=KD_VARIANTS,
+        controls=CONTROL_VARIANTS,
+        title="EEG-to-ECG knowledge distillation: test results over training seeds",
+        metadata=metadata,
+    )
+
+
+__all__ += [
+    "TABLE_VARIANTS",
+    "run_seeds",
+    "run_variants",
+    "seed_dir",
+    "train_label_smoothing",
+    "write_run_report",
+    "write_seeds_run_report",
+]

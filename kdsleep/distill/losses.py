@@ -89,6 +89,10 @@ class FinalLoss:
         Reduction of the KL term: mean over epochs of each epoch's KL (``"row"``), or the element mean of the
         authors' ``torch.nn.KLDivLoss()`` (``"element"``, the row mean divided by the number of classes K).
         See :func:`kdsleep.ops.distillation_loss`.
+    label_smoothing : float
+        Epsilon of label smoothing in [0, 1) (the ``ecg_ls`` control); only with ``weight_kd = 0``, where the
+        loss is :func:`torch.nn.functional.cross_entropy` with the class weights, ``ignore_index=-1`` and
+        this ``label_smoothing``.
     """
 
     class_weights: Tensor
@@ -96,6 +100,16 @@ class FinalLoss:
     temperature: float = 1.0
     backend: str = "fused"
     kl_reduction: str = "row"
+    label_smoothing: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= float(self.label_smoothing) < 1.0:
+            raise ValueError(f"FinalLoss: label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.label_smoothing > 0 and self.weight_kd > 0:
+            raise ValueError(
+                "FinalLoss: label_smoothing is a control for the distillation term and needs weight_kd = 0, "
+                f"got weight_kd = {self.weight_kd}"
+            )
 
     def __call__(
         self, student_logits: Tensor, labels: Tensor, teacher_logits: Tensor | None = None
@@ -103,6 +117,15 @@ class FinalLoss:
         """Loss of logits ``(B, K, n_epochs)`` against labels ``(B, n_epochs)`` (``-1`` ignored)."""
         # The losses run in float32 whatever autocast produced, for a stable log-softmax.
         student_logits = student_logits.float()
+        if self.label_smoothing > 0:
+            weights = self.class_weights.to(device=student_logits.device, dtype=torch.float32)
+            return torch.nn.functional.cross_entropy(
+                student_logits,
+                labels.long(),
+                weight=weights,
+                ignore_index=-1,
+                label_smoothing=float(self.label_smoothing),
+            )
         if teacher_logits is None:
             if self.weight_kd > 0:
                 raise ValueError("FinalLoss: weight_kd > 0 needs the teacher's logits")

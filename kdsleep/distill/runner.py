@@ -244,13 +244,23 @@ class Runner:
 
     # ------------------------------------------------------------------------------------------------
     def train(
-        self, variant: str | Variant, *, on_epoch_end: Callable[[int], None] | None = None
+        self,
+        variant: str | Variant,
+        *,
+        on_epoch_end: Callable[[int], None] | None = None,
+        teacher: UTime | None = None,
     ) -> tuple[UTime, dict[str, Any]]:
-        """Train (or reuse the finished stages of) a variant; returns the model and its stage summaries."""
+        """Train (or reuse the finished stages of) a variant; returns the model and its stage summaries.
+
+        ``teacher`` replaces the EEG teacher (the ``ecg_self`` control passes the frozen ECG baseline).
+        """
         variant = variant if isinstance(variant, Variant) else get_variant(variant)
         if variant.name == "eeg_baseline" and self._teacher is not None:
             return self._teacher, {}
-        teacher = self.teacher() if variant.needs_teacher else None
+        if teacher is None and variant.uses_teacher:
+            if not variant.needs_teacher:
+                raise ValueError(f"variant {variant.name}: pass its teacher ({variant.teacher}) to train()")
+            teacher = self.teacher()
         model = self.new_model(variant.modality)
         stages: dict[str, Any] = {}
         for stage in variant.stages:
@@ -271,6 +281,8 @@ class Runner:
                 out_dir=folder,
                 epochs=self.at_epochs if shared_at else self.epochs,
                 weight_kd=variant.weight_kd if stage == "final" else 0.0,
+                label_smoothing=variant.label_smoothing if stage == "final" else 0.0,
+                teacher_modality=variant.teacher_modality,
                 variant={
                     **owner.to_dict(),
                     "stage": stage,
@@ -310,12 +322,16 @@ class Runner:
         return model, stages
 
     def run(
-        self, variant: str | Variant, *, on_epoch_end: Callable[[int], None] | None = None
+        self,
+        variant: str | Variant,
+        *,
+        on_epoch_end: Callable[[int], None] | None = None,
+        teacher: UTime | None = None,
     ) -> VariantOutcome:
         """Train a variant (the teacher first when it needs one) and test it."""
         variant = variant if isinstance(variant, Variant) else get_variant(variant)
         started = time.perf_counter()
-        model, stages = self.train(variant, on_epoch_end=on_epoch_end)
+        model, stages = self.train(variant, on_epoch_end=on_epoch_end, teacher=teacher)
         if variant.name == "eeg_baseline" and self._teacher is None:
             self._teacher = freeze(model, self.device)
         outcome = self.evaluate(variant, model, stages)

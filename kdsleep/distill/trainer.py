@@ -106,6 +106,10 @@ class StageSpec:
         Weight of the distillation term (``kind="final"``).
     variant : dict
         Stored in the checkpoints.
+    label_smoothing : float
+        Label-smoothing epsilon of the cross-entropy (``kind="final"`` with ``weight_kd = 0``).
+    teacher_modality : {"eeg", "ecg"}
+        The input the teacher reads (``"ecg"``: self-distillation from an ECG model).
     """
 
     name: str
@@ -115,6 +119,8 @@ class StageSpec:
     epochs: int
     weight_kd: float = 0.0
     variant: dict[str, Any] = field(default_factory=dict)
+    label_smoothing: float = 0.0
+    teacher_modality: str = "eeg"
 
 
 @dataclass(frozen=True)
@@ -516,6 +522,7 @@ def train_stage(
         config.temperature,
         backend=loss_backend,
         kl_reduction=config.kl_reduction,
+        label_smoothing=spec.label_smoothing,
     )
     at_weights = inner.joshi_tap_weights() if config.at_mode == "joshi" else None
     feature_loss = FeatureLoss(
@@ -578,7 +585,7 @@ def train_stage(
             teacher_logits = None
             if use_teacher_logits:
                 with torch.no_grad():
-                    teacher_logits = frozen(eeg)
+                    teacher_logits = frozen(x if spec.teacher_modality == "ecg" else eeg)
             return final_loss(net(x), labels, teacher_logits)
 
     epoch = start_epoch - 1

@@ -11,16 +11,35 @@ variant                   reads     stages                                      
 ``at_cl``                 ECG       step 1, then step 2 from step 1's weights     0
 ``sd_cl``                 ECG       step 2 only                                  0.5
 ``at_sd_cl``              ECG       step 1, then step 2 from step 1's weights     0.5
+``ecg_ls``                ECG       supervised (WCE with label smoothing)        0
+``ecg_self``              ECG       step 2 taught by the trained ECG baseline     0.5
 ========================  ========  ===========================================  ===========
 
 Step 2 minimises ``(1 - weight_kd) * WCE + weight_kd * T**2 * KL`` (the paper's Eq. 4 with T = 1).
+
+The last two rows are controls, not part of the paper: a distilled student that beats the ECG baseline may
+only be regularised by the teacher's soft targets. ``ecg_ls`` smooths the labels instead (epsilon chosen on the
+validation subjects from :data:`LABEL_SMOOTHING_GRID`), ``ecg_self`` distils from a frozen copy of the trained
+ECG baseline (self-distillation) with the same weight and temperature as SD+CL. A distillation gain is only
+credited where a KD variant beats both.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["KD_VARIANTS", "VARIANTS", "Variant", "get_variant", "paper_alpha_to_weight_kd"]
+__all__ = [
+    "CONTROL_VARIANTS",
+    "KD_VARIANTS",
+    "LABEL_SMOOTHING_GRID",
+    "VARIANTS",
+    "Variant",
+    "get_variant",
+    "paper_alpha_to_weight_kd",
+]
+
+#: Label-smoothing epsilons tried by the ``ecg_ls`` control (the best validation score is kept).
+LABEL_SMOOTHING_GRID: tuple[float, ...] = (0.05, 0.1, 0.2)
 
 
 def paper_alpha_to_weight_kd(alpha: float) -> float:
@@ -53,6 +72,12 @@ class Variant:
         Run step 2 (classification, with distillation when ``weight_kd > 0``).
     weight_kd : float
         Weight of the distillation term in step 2.
+    teacher : {"eeg_baseline", "ecg_baseline"}
+        The variant whose trained model teaches (``ecg_baseline``: self-distillation).
+    label_smoothing : float
+        Label-smoothing epsilon of step 2's cross-entropy (only with ``weight_kd = 0``).
+    label_smoothing_grid : tuple of float
+        Epsilons to try, one training each; the best validation score is kept (empty: use ``label_smoothing``).
     """
 
     name: str
@@ -60,11 +85,24 @@ class Variant:
     feature_step: bool
     final_step: bool
     weight_kd: float
+    teacher: str = "eeg_baseline"
+    label_smoothing: float = 0.0
+    label_smoothing_grid: tuple[float, ...] = ()
+
+    @property
+    def uses_teacher(self) -> bool:
+        """Whether a teacher is needed at all (attention transfer or distillation)."""
+        return self.feature_step or self.weight_kd > 0
 
     @property
     def needs_teacher(self) -> bool:
-        """Whether the EEG teacher is needed (attention transfer or distillation)."""
-        return self.feature_step or self.weight_kd > 0
+        """Whether the EEG teacher is needed (attention transfer or distillation from ``eeg_baseline``)."""
+        return self.uses_teacher and self.teacher == "eeg_baseline"
+
+    @property
+    def teacher_modality(self) -> str:
+        """The input the teacher reads."""
+        return "ecg" if self.teacher == "ecg_baseline" else "eeg"
 
     @property
     def stages(self) -> list[str]:
@@ -72,13 +110,21 @@ class Variant:
         return (["at"] if self.feature_step else []) + (["final"] if self.final_step else [])
 
     def to_dict(self) -> dict:
-        return {
+        data: dict = {
             "name": self.name,
             "modality": self.modality,
             "feature_step": self.feature_step,
             "final_step": self.final_step,
             "weight_kd": self.weight_kd,
         }
+        # the controls' fields only where they differ from the paper's variants (older files stay equal)
+        if self.teacher != "eeg_baseline":
+            data["teacher"] = self.teacher
+        if self.label_smoothing:
+            data["label_smoothing"] = self.label_smoothing
+        if self.label_smoothing_grid:
+            data["label_smoothing_grid"] = list(self.label_smoothing_grid)
+        return data
 
 
 VARIANTS: dict[str, Variant] = {
@@ -92,6 +138,22 @@ VARIANTS: dict[str, Variant] = {
         Variant(
             "at_sd_cl", "ecg", feature_step=True, final_step=True, weight_kd=paper_alpha_to_weight_kd(0.5)
         ),
+        Variant(
+            "ecg_ls",
+            "ecg",
+            feature_step=False,
+            final_step=True,
+            weight_kd=0.0,
+            label_smoothing_grid=LABEL_SMOOTHING_GRID,
+        ),
+        Variant(
+            "ecg_self",
+            "ecg",
+            feature_step=False,
+            final_step=True,
+            weight_kd=paper_alpha_to_weight_kd(0.5),
+            teacher="ecg_baseline",
+        ),
     )
 }
 
@@ -99,6 +161,8 @@ VARIANTS: dict[str, Variant] = {
 TABLE_VARIANTS = ("eeg_baseline", "ecg_baseline", "sd_cl", "at_cl", "at_sd_cl")
 #: The distilled students.
 KD_VARIANTS = ("sd_cl", "at_cl", "at_sd_cl")
+#: The controls a distillation gain must beat (label smoothing, self-distillation).
+CONTROL_VARIANTS = ("ecg_ls", "ecg_self")
 
 
 def get_variant(name: str) -> Variant:

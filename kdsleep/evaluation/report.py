@@ -39,6 +39,8 @@ VARIANT_LABELS: dict[str, str] = {
     "at": "AT",
     "at_cl": "AT+CL",
     "at_sd_cl": "AT+SD+CL",
+    "ecg_ls": "ECG + label smoothing",
+    "ecg_self": "ECG self-distilled",
 }
 
 #: Table I of Joshi et al. (MASS, held-out test set): (weighted F1, accuracy) per (grouping, variant).
@@ -319,3 +321,296 @@ def write_report(
     markdown_path = write_text_atomic(out / f"{name}.md", render_markdown(report))
     json_path = write_text_atomic(out / f"{name}.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
     return markdown_path, json_path
+
+
+# ----------------------------------------------------------------------------------------------------
+# Several training seeds: mean ± SD, paired tests on each subject's mean over seeds, Holm, the KD claim
+
+#: Default distilled students and controls of :func:`build_seeds_report` (see :mod:`kdsleep.distill.variants`).
+DEFAULT_KD_VARIANTS: tuple[str, ...] = ("sd_cl", "at_cl", "at_sd_cl")
+DEFAULT_CONTROLS: tuple[str, ...] = ("ecg_ls", "ecg_self")
+
+
+def _seed_summary(per_seed: Sequence[StagingMetrics]) -> dict[str, Any]:
+    from kdsleep.evaluation.compare import mean_sd
+
+    def spread(values: Sequence[float]) -> dict[str, float | None]:
+        finite = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+        if not finite:
+            return {"mean": None, "sd": None}
+        mean, sd = mean_sd(finite)
+        return {"mean": mean, "sd": sd}
+
+    class_names = list(per_seed[0].class_names)
+    f1 = np.array([[float(v) for v in m.f1] for m in per_seed], dtype=np.float64)
+    collapsed = {
+        name: int(np.sum(f1[:, k] == 0.0)) for k, name in enumerate(class_names) if np.any(f1[:, k] == 0.0)
+    }
+    return {
+        "cohen_kappa": spread([m.cohen_kappa for m in per_seed]),
+        "macro_f1": spread([m.macro_f1 for m in per_seed]),
+        "weighted_f1": spread([m.weighted_f1 for m in per_seed]),
+        "accuracy": spread([m.accuracy for m in per_seed]),
+        "class_names": class_names,
+        "f1": [spread(list(f1[:, k])) for k in range(len(class_names))],
+        "collapsed_classes": collapsed,
+        "n_epochs": [int(m.n_epochs) for m in per_seed],
+    }
+
+
+def build_seeds_report(
+    results_by_seed: Mapping[int, Sequence[VariantResult]],
+    *,
+    reference: str = "ecg_baseline",
+    kd_variants: Sequence[str] = DEFAULT_KD_VARIANTS,
+    controls: Sequence[str] = DEFAULT_CONTROLS,
+    test_metric: str = "cohen_kappa",
+    alpha: float = 0.05,
+    title: str = "Sleep staging results over training seeds",
+    metadata: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The report of variants trained with several seeds, as a JSON-serialisable dictionary.
+
+    Every variant's pooled test figures are summarised as mean ± SD over seeds (Cohen's kappa and macro F1
+    first, then weighted F1, accuracy and per-class F1, with the classes whose F1 was 0 in some seed). The
+    paired tests use each test subject's ``test_metric`` averaged over seeds
+    (:func:`~kdsleep.evaluation.compare.mean_over_seeds`): every KD variant and control against
+    ``reference``, and every KD variant against every control, two-sided Wilcoxon
+    (:func:`~kdsleep.evaluation.compare.paired_comparison`), Holm-corrected over the whole family
+    (:func:`~kdsleep.evaluation.compare.with_holm`).
+
+    The KD claim: a KD variant is said to help only where it is better than ``reference`` and than every
+    control, each with Holm-corrected p < ``alpha``; the claim needs both controls.
+
+    Parameters
+    ----------
+    results_by_seed : mapping of int to sequence of VariantResult
+        The results of each training seed (each with per-subject metrics; the same test subjects in all).
+    reference, kd_variants, controls : str, sequence of str
+        The ECG baseline, the distilled students and the controls.
+    test_metric : str
+        The per-subject figure of the paired tests (a :class:`StagingMetrics` attribute).
+    alpha : float
+        Level of the Holm-corrected tests.
+    title, metadata
+        As in :func:`build_report`.
+    """
+    from kdsleep.evaluation.compare import mean_over_seeds, paired_comparison, with_holm
+    from kdsleep.evaluation.metrics import metric_by_subject
+
+    if not results_by_seed:
+        raise ValueError("a seeds report needs the results of at least one seed")
+    seeds = sorted(results_by_seed)
+    table: dict[tuple[str, str], dict[int, VariantResult]] = {}
+    for seed in seeds:
+        for result in results_by_seed[seed]:
+            key = (_normalise_grouping(result.grouping), result.variant)
+            if seed in table.setdefault(key, {}):
+                raise ValueError(f"seed {seed}: variant {result.variant!r} appears twice for {key[0]!r}")
+            table[key][seed] = result
+    keys = sorted(table, key=lambda k: (_grouping_order(k[0]), _variant_order(k[1])))
+    rows = []
+    for grouping, variant in keys:
+        by_seed = table[(grouping, variant)]
+        rows.append(
+            {
+                "grouping": grouping,
+                "variant": variant,
+                "label": VARIANT_LABELS.get(variant, variant),
+                "seeds": sorted(by_seed),
+                **_seed_summary([by_seed[s].metrics for s in sorted(by_seed)]),
+            }
+        )
+
+    groupings = list(dict.fromkeys(k[0] for k in keys))
+    pairs: list[tuple[str, str, str]] = []
+    for grouping in groupings:
+        present = {v for g, v in keys if g == grouping}
+        kd = [v for v in kd_variants if v in present]
+        ctl = [v for v in controls if v in present]
+        if reference in present:
+            pairs += [(grouping, reference, v) for v in kd + ctl]
+        pairs += [(grouping, c, v) for v in kd for c in ctl]
+    comparisons = []
+    compared: list[tuple[str, str, str]] = []
+    skipped = []
+    for grouping, a, b in pairs:
+        prefix = f"{grouping}: " if len(groupings) > 1 else ""
+        seeds_ab = sorted(set(table[(grouping, a)]) & set(table[(grouping, b)]))
+        try:
+            values = [
+                mean_over_seeds(
+                    [metric_by_subject(table[(grouping, v)][s].per_subject, test_metric) for s in seeds_ab]
+                )
+                for v in (a, b)
+            ]
+            comparisons.append(
+                paired_comparison(
+                    values[0],
+                    values[1],
+                    metric=f"{test_metric} (mean over {len(seeds_ab)} seeds)",
+                    variant_a=f"{prefix}{a}",
+                    variant_b=f"{prefix}{b}",
+                )
+            )
+            compared.append((grouping, a, b))
+        except ValueError as err:
+            skipped.append({"grouping": grouping, "a": a, "b": b, "reason": str(err)})
+    comparisons = with_holm(comparisons)
+    by_pair = dict(zip(compared, comparisons, strict=True))
+
+    claims = []
+    for grouping in groupings:
+        present = {v for g, v in keys if g == grouping}
+        missing = [c for c in controls if c not in present]
+        for variant in (v for v in kd_variants if v in present):
+            beats = {}
+            for other in (reference, *controls):
+                c = by_pair.get((grouping, other, variant))
+                beats[other] = bool(
+                    c is not None
+                    and c.p_adjusted is not None
+                    and c.p_adjusted < alpha
+                    and c.mean_difference > 0
+                )
+            claim = not missing and all(beats.values())
+            claims.append(
+                {
+                    "grouping": grouping,
+                    "variant": variant,
+                    "beats": beats,
+                    "claim": claim,
+                    "missing_controls": missing,
+                }
+            )
+    return {
+        "title": title,
+        "metadata": dict(metadata or {}),
+        "seeds": seeds,
+        "test_metric": test_metric,
+        "alpha": alpha,
+        "reference": reference,
+        "kd_variants": list(kd_variants),
+        "controls": list(controls),
+        "summary": rows,
+        "comparisons": [c.to_dict() for c in comparisons],
+        "skipped_comparisons": skipped,
+        "claims": claims,
+        "claim_text": _claim_text(claims, reference, controls, alpha, test_metric),
+    }
+
+
+def _claim_text(
+    claims: Sequence[Mapping[str, Any]], reference: str, controls: Sequence[str], alpha: float, metric: str
+) -> list[str]:
+    if not claims:
+        return ["No distilled student was run: this report makes no distillation claim."]
+    names = " and ".join(VARIANT_LABELS.get(c, c) for c in controls)
+    lines = []
+    for item in claims:
+        label = VARIANT_LABELS.get(item["variant"], item["variant"])
+        where = item["grouping"].upper()
+        if item["claim"]:
+            lines.append(
+                f"{where}: distillation helps — {label} beats the {VARIANT_LABELS.get(reference, reference)} and "
+                f"both controls ({names}) on per-subject {metric}, Holm-corrected p < {alpha:g}."
+            )
+        elif item["missing_controls"]:
+            lines.append(
+                f"{where}: no distillation claim for {label} — the controls "
+                f"{', '.join(item['missing_controls'])} were not run."
+            )
+        else:
+            lost = [VARIANT_LABELS.get(k, k) for k, won in item["beats"].items() if not won]
+            lines.append(
+                f"{where}: distillation is not shown to help — {label} does not beat {', '.join(lost)} "
+                f"on per-subject {metric} at Holm-corrected p < {alpha:g}."
+            )
+    return lines
+
+
+def _spread(cell: Mapping[str, float | None]) -> str:
+    mean, sd = cell.get("mean"), cell.get("sd")
+    return "–" if mean is None else f"{mean:.3f} ± {sd or 0.0:.3f}"
+
+
+def render_seeds_markdown(report: Mapping[str, Any]) -> str:
+    """Markdown text of a report built by :func:`build_seeds_report`."""
+    seeds = report["seeds"]
+    lines = [f"# {report['title']}", ""]
+    metadata = report.get("metadata") or {}
+    if metadata:
+        lines += [f"- **{key}**: {value}" for key, value in metadata.items()] + [""]
+    lines += [
+        f"## Test results over {len(seeds)} training seeds ({', '.join(map(str, seeds))})",
+        "",
+        "Mean ± SD over seeds of the figures pooled over every scored test epoch.",
+        "",
+        "| classes | experiment | seeds | Cohen's κ | macro F1 | weighted F1 | accuracy |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in report["summary"]:
+        lines.append(
+            f"| {row['grouping'].upper()} | {row['label']} | {len(row['seeds'])} | {_spread(row['cohen_kappa'])} | "
+            f"{_spread(row['macro_f1'])} | {_spread(row['weighted_f1'])} | {_spread(row['accuracy'])} |"
+        )
+    lines += ["", "## Per-class F1 (mean ± SD over seeds)", ""]
+    by_grouping: dict[str, list[Mapping[str, Any]]] = {}
+    for row in report["summary"]:
+        by_grouping.setdefault(row["grouping"], []).append(row)
+    for grouping, rows in by_grouping.items():
+        names = rows[0]["class_names"]
+        lines += [f"### {grouping.upper()}", ""]
+        lines.append("| experiment | " + " | ".join(f"F1 {n}" for n in names) + " | F1 = 0 (seeds) |")
+        lines.append("|---|" + "---|" * (len(names) + 1))
+        for row in rows:
+            collapsed = ", ".join(f"{n} ({k})" for n, k in row["collapsed_classes"].items()) or "none"
+            lines.append(
+                f"| {row['label']} | " + " | ".join(_spread(c) for c in row["f1"]) + f" | {collapsed} |"
+            )
+        lines.append("")
+    comparisons = report.get("comparisons") or []
+    if comparisons:
+        lines += [
+            "## Paired per-subject comparisons",
+            "",
+            f"Each test subject's {report['test_metric']} is averaged over seeds; differences are B − A over the "
+            "same subjects, the interval a percentile bootstrap of the mean difference, p the two-sided Wilcoxon "
+            "signed-rank test and Holm p the same after Holm's correction over every comparison below.",
+            "",
+            "| A | B | subjects | mean A | mean B | mean B − A | CI | Wilcoxon p | Holm p | B better / worse |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for c in comparisons:
+            confidence = round(100 * c["confidence"])
+            lines.append(
+                f"| {c['variant_a']} | {c['variant_b']} | {c['n_subjects']} | {_number(c['mean_a'])} | "
+                f"{_number(c['mean_b'])} | {c['mean_difference']:+.3f} | "
+                f"{confidence}%: [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}] | {format_p_value(c['p_value'])} | "
+                f"{format_p_value(c.get('p_adjusted'))} | {c['n_better']} / {c['n_worse']} |"
+            )
+        lines.append("")
+    for item in report.get("skipped_comparisons") or []:
+        lines.append(f"- not compared: {item['a']} vs {item['b']} ({item['grouping']}): {item['reason']}")
+    lines += ["## Distillation claim", ""]
+    lines += [f"- {line}" for line in report["claim_text"]]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def write_seeds_report(
+    results_by_seed: Mapping[int, Sequence[VariantResult]],
+    out_dir: str | os.PathLike[str],
+    *,
+    name: str = "report",
+    **kwargs: Any,
+) -> tuple[Path, Path]:
+    """Write ``<name>.md`` and ``<name>.json`` of :func:`build_seeds_report` into ``out_dir`` (atomically)."""
+    report = build_seeds_report(results_by_seed, **kwargs)
+    out = Path(out_dir)
+    markdown_path = write_text_atomic(out / f"{name}.md", render_seeds_markdown(report))
+    json_path = write_text_atomic(out / f"{name}.json", json.dumps(report, indent=2, allow_nan=False) + "\n")
+    return markdown_path, json_path
+
+
+__all__ += ["build_seeds_report", "render_seeds_markdown", "write_seeds_report"]

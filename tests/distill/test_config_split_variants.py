@@ -96,6 +96,8 @@ def test_variants_are_configurations_of_one_loop():
         ["at", "final"],
         ["final"],
         ["at", "final"],
+        ["final"],
+        ["final"],
     ]
     assert {n: v.weight_kd for n, v in VARIANTS.items() if v.final_step} == {
         "eeg_baseline": 0.0,
@@ -103,8 +105,16 @@ def test_variants_are_configurations_of_one_loop():
         "at_cl": 0.0,
         "sd_cl": 0.5,
         "at_sd_cl": 0.5,
+        "ecg_ls": 0.0,
+        "ecg_self": 0.5,
     }
     assert not VARIANTS["ecg_baseline"].needs_teacher and VARIANTS["sd_cl"].needs_teacher
+    # the controls: label smoothing over a validation grid; self-distillation from the ECG baseline, which
+    # needs no EEG teacher
+    assert VARIANTS["ecg_ls"].label_smoothing_grid == (0.05, 0.1, 0.2)
+    assert VARIANTS["ecg_self"].uses_teacher and not VARIANTS["ecg_self"].needs_teacher
+    assert VARIANTS["ecg_self"].teacher_modality == "ecg"
+    assert VARIANTS["ecg_self"].weight_kd == VARIANTS["sd_cl"].weight_kd
     assert get_variant("AT+SD+CL").name == "at_sd_cl"
     assert paper_alpha_to_weight_kd(0.5) == 0.5
     with pytest.raises(ValueError, match="unknown variant 'kd'"):
