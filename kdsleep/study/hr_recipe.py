@@ -248,7 +248,8 @@ class HRStagerBundle:
             "sfreq": self.sfreq,
             "epoch_seconds": EPOCH_SECONDS,
             "settings": asdict(self.settings),
-            "training": self.training,
+            # plain JSON types only, so that the file loads with torch.load(weights_only=True)
+            "training": json.loads(json.dumps(self.training, default=str)),
         }
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -635,7 +636,7 @@ def _versions() -> dict[str, str]:
 
     return {
         "python": platform.python_version(),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "numpy": np.__version__,
         "scikit-learn": sklearn.__version__,
         "kdsleep": getattr(kdsleep, "__version__", "unknown"),
