@@ -673,12 +673,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError:  # pragma: no cover
         pass
     started = time.perf_counter()
+    versions = _versions()  # before the run: the commit of the code that runs
     records = load_slpdb_records(args.data_dir)
     command = "python -m kdsleep.study.hr_recipe " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.command == "cv":
         result = run_cv(records, args.classes, list(range(args.seeds)))
         result.update(
-            {"command": command, "versions": _versions(), "wall_seconds": time.perf_counter() - started}
+            {"command": command, "versions": versions, "wall_seconds": time.perf_counter() - started}
         )
         from kdsleep._io import atomic_write
 
@@ -689,7 +690,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bundle = train_stager(
             records, GROUPINGS[args.classes], RecipeSettings(seed=args.seed), n_epochs=args.epochs, log=print
         )
-        bundle.training.update({"command": command, "versions": _versions(), "data": "slpdb (all records)"})
+        bundle.training.update({"command": command, "versions": versions, "data": "slpdb (all records)"})
         bundle.save(args.out)
         print(f"wrote {args.out} ({time.perf_counter() - started:.0f} s)")
     return 0
