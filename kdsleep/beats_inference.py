@@ -288,7 +288,8 @@ def predict_beats(
     max_gap_min : float
         Stretches without a valid heart rate longer than this (minutes) are left unstaged.
     device, batch_size, progress
-        Where the model runs, windows per forward pass, progress bar.
+        Where the model runs, windows per forward pass, progress bar (a U-Time checkpoint only; a heart-rate
+        stager reads the night in one pass on the CPU).
 
     Returns
     -------
