@@ -1,4 +1,6 @@
-"""Stage a night from heartbeat times with a heart-rate model (a U-Time that reads the ``ihr`` channel).
+"""Stage a night from heartbeat times with a heart-rate model: a U-Time that reads the ``ihr`` channel, or a
+heart-rate stager (:class:`kdsleep.study.hr_recipe.HRStagerBundle`, the shipped default) that reads HRV features
+and the heart-rate curve of the whole night.
 
 :func:`predict_beats` reads beat times from any format of :mod:`kdsleep.data.readers.beats` (WFDB beat
 annotations, R-peak lists, RR exports, an EDF's ECG through the detector), builds the heart-rate channel
@@ -43,6 +45,7 @@ from kdsleep.inference import InferenceError, Prediction, check_modality, predic
 
 if TYPE_CHECKING:
     from kdsleep.checkpoint import Checkpoint
+    from kdsleep.study.hr_recipe import HRStagerBundle
 
 __all__ = [
     "DEFAULT_MAX_GAP_MIN",
@@ -254,7 +257,7 @@ def check_heart_rate_model(checkpoint: Checkpoint) -> None:
 
 
 def predict_beats(
-    checkpoint: Checkpoint | str | os.PathLike[str],
+    checkpoint: Checkpoint | HRStagerBundle | str | os.PathLike[str],
     beats: BeatSeries | str | os.PathLike[str],
     *,
     format: str = "auto",
@@ -272,9 +275,10 @@ def predict_beats(
 
     Parameters
     ----------
-    checkpoint : Checkpoint, path-like or str
-        A loaded heart-rate checkpoint, its file, or the name of a shipped model
-        (:func:`kdsleep.models.pretrained.resolve_model`).
+    checkpoint : Checkpoint, HRStagerBundle, path-like or str
+        A loaded heart-rate checkpoint or heart-rate stager, its file, or the name of a shipped model
+        (:func:`kdsleep.models.pretrained.resolve_model`). A heart-rate stager reads the whole night at once
+        (HRV features and heart-rate curve of :func:`kdsleep.study.hr_recipe.beat_inputs`).
     beats : BeatSeries or path-like
         Beats already read, or a beat file (read with :func:`kdsleep.data.readers.beats.read_beats` and the
         reader options below).
@@ -284,7 +288,8 @@ def predict_beats(
     max_gap_min : float
         Stretches without a valid heart rate longer than this (minutes) are left unstaged.
     device, batch_size, progress
-        Where the model runs, windows per forward pass, progress bar.
+        Where the model runs, windows per forward pass, progress bar (a U-Time checkpoint only; a heart-rate
+        stager reads the night in one pass on the CPU).
 
     Returns
     -------
@@ -300,9 +305,11 @@ def predict_beats(
     from dataclasses import replace
 
     from kdsleep.models.pretrained import resolve_model
+    from kdsleep.study.hr_recipe import HRStagerBundle
 
     checkpoint = resolve_model(checkpoint)
-    check_heart_rate_model(checkpoint)
+    if not isinstance(checkpoint, HRStagerBundle):
+        check_heart_rate_model(checkpoint)
     if isinstance(beats, BeatSeries):
         if start is not None:
             beats = replace(beats, start=start)
@@ -315,6 +322,8 @@ def predict_beats(
             )
         except BeatsFormatError as err:
             raise InferenceError(str(err)) from err
+    if isinstance(checkpoint, HRStagerBundle):
+        return _predict_beats_stager(checkpoint, beats, max_gap_min=max_gap_min)
     model = checkpoint.model
     window_epochs = int(model.n_epochs)
     epoch_seconds = float(model.epoch_seconds)
@@ -338,6 +347,70 @@ def predict_beats(
         progress=progress,
         desc=f"staging {beats.source.name}",
     )
+    return _finish(
+        probabilities,
+        hr,
+        beats,
+        n_epochs,
+        max_gap_min,
+        class_names=tuple(checkpoint.class_names),
+        grouping=checkpoint.grouping,
+        sfreq=float(model.sfreq),
+        n_windows=n_windows,
+    )
+
+
+#: Fewest whole epochs a heart-rate stager stages (its HRV features use windows of up to 10 minutes).
+MIN_STAGER_EPOCHS = 20
+
+
+def _predict_beats_stager(stager: HRStagerBundle, beats: BeatSeries, *, max_gap_min: float) -> Prediction:
+    """Stage a night with a heart-rate stager: HRV features and heart-rate curve of the whole night at once."""
+    from kdsleep.study.hr_recipe import beat_inputs
+
+    epoch_seconds = stager.epoch_seconds
+    n_epochs = int(math.floor(beats.end / epoch_seconds + 1e-9))
+    if n_epochs < MIN_STAGER_EPOCHS:
+        raise InferenceError(
+            f"{beats.source}: the beats span {beats.end:g} s ({n_epochs} whole {epoch_seconds:g}-s epochs), shorter "
+            f"than the {MIN_STAGER_EPOCHS} epochs ({MIN_STAGER_EPOCHS * epoch_seconds / 60:g} min) the heart-rate "
+            "stager needs; give the recording length with --duration if the file does not hold it"
+        )
+    hr = heart_rate_input(beats, stager.sfreq, epoch_seconds, n_epochs=n_epochs, max_gap_min=max_gap_min)
+    try:
+        features, curve, _names = beat_inputs(beats.times, n_epochs, stager.sfreq, source=str(beats.source))
+    except ValueError as err:
+        raise InferenceError(
+            f"{err}; expected beats with RR intervals of {beats.min_rr:g}-{beats.max_rr:g} s"
+        ) from err
+    probabilities = stager.predict_proba(features, curve)
+    return _finish(
+        probabilities,
+        hr,
+        beats,
+        n_epochs,
+        max_gap_min,
+        class_names=tuple(stager.class_names),
+        grouping=stager.grouping,
+        sfreq=stager.sfreq,
+        n_windows=1,
+    )
+
+
+def _finish(
+    probabilities: np.ndarray,
+    hr: HeartRateInput,
+    beats: BeatSeries,
+    n_epochs: int,
+    max_gap_min: float,
+    *,
+    class_names: tuple[str, ...],
+    grouping: str,
+    sfreq: float,
+    n_windows: int,
+) -> Prediction:
+    """Mask the epochs in long gaps, log the gaps and build the prediction."""
+    epoch_seconds = hr.epoch_seconds
     stages = probabilities.argmax(axis=1).astype(np.int64)
     stages[hr.in_gap] = -1
     probabilities[hr.in_gap] = np.nan
@@ -361,12 +434,12 @@ def predict_beats(
         stages=stages,
         probabilities=probabilities,
         onsets=np.arange(n_epochs, dtype=np.float64) * epoch_seconds,
-        class_names=tuple(checkpoint.class_names),
-        grouping=checkpoint.grouping,
+        class_names=class_names,
+        grouping=grouping,
         epoch_seconds=epoch_seconds,
         channel=f"heart rate ({beats.format} beats)",
         source=Path(beats.source),
         start=beats.start,
-        sfreq=float(model.sfreq),
+        sfreq=sfreq,
         n_windows=n_windows,
     )

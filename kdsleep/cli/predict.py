@@ -35,7 +35,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--model",
         metavar="CKPT|NAME",
-        help="checkpoint (.pt) or the name of a shipped model (an unknown name lists the shipped ones)",
+        help="checkpoint (.pt) or the name of a shipped model (an unknown name lists the shipped ones); with "
+        "--beats the default is the shipped hr-slpdb-3class",
     )
     beats = parser.add_argument_group(
         "heartbeat input",
@@ -140,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
     from kdsleep.inference import InferenceError, output_paths, predict_recording, write_prediction
     from kdsleep.models import pretrained
     from kdsleep.models.pretrained import resolve_model
+    from kdsleep.study.hr_recipe import HRStagerBundle
 
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -166,12 +168,20 @@ def run(args: argparse.Namespace) -> int:
     try:
         checkpoint = resolve_model(args.model)
         label = args.model if args.model is not None else f"{pretrained.DEFAULT_MODEL} (default)"
-        print(
-            f"model {label}: {checkpoint.modality.upper()} U-Time on "
-            f"{', '.join(checkpoint.inputs) or checkpoint.channel!r}, {checkpoint.n_classes} classes "
-            f"({'-'.join(checkpoint.class_names)}), windows of {checkpoint.n_epochs} x "
-            f"{checkpoint.epoch_seconds:g} s at {checkpoint.sfreq:g} Hz"
-        )
+        if isinstance(checkpoint, HRStagerBundle):
+            if args.beats is None:
+                raise CLIError(
+                    f"model {label} stages from heartbeat times: pass --beats {args.recording} (beats are "
+                    "detected in its ECG) or a U-Time checkpoint with --model"
+                )
+            print(f"model {label}: {checkpoint.describe()}")
+        else:
+            print(
+                f"model {label}: {checkpoint.modality.upper()} U-Time on "
+                f"{', '.join(checkpoint.inputs) or checkpoint.channel!r}, {checkpoint.n_classes} classes "
+                f"({'-'.join(checkpoint.class_names)}), windows of {checkpoint.n_epochs} x "
+                f"{checkpoint.epoch_seconds:g} s at {checkpoint.sfreq:g} Hz"
+            )
         with warnings.catch_warnings():
             # the modality warning is printed by logging; no need for Python's warning line as well
             warnings.simplefilter("ignore", category=UserWarning)
@@ -193,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
                     batch_size=args.batch_size,
                 )
             else:
+                assert not isinstance(checkpoint, HRStagerBundle)  # refused above without --beats
                 prediction = predict_recording(
                     checkpoint,
                     args.recording,

@@ -1,10 +1,11 @@
 """Models shipped with the package, loaded by name and checked against their SHA-256 at load.
 
-Each entry of :data:`REGISTRY` names a kdsleep checkpoint inside ``kdsleep/models/weights/`` with its
-checksum, its classes, its input channels and a model card under ``docs/models/``. :func:`load_pretrained`
+Each entry of :data:`REGISTRY` names a weight file inside ``kdsleep/models/weights/`` with its kind (a kdsleep
+U-Time checkpoint, ``"checkpoint"``, or a heart-rate stager of :mod:`kdsleep.study.hr_recipe`,
+``"hr-stager"``), its checksum, its classes, its inputs and a model card under ``docs/models/``. :func:`load_pretrained`
 refuses a weight file whose checksum differs (damaged or replaced) and one whose classes or inputs differ from
-the entry. :func:`resolve_model` turns what a user passes as ``--model`` into a checkpoint: a checkpoint
-file, else a registered name, else an error that lists the registered names.
+the entry. :func:`resolve_model` turns what a user passes as ``--model`` into a loaded model: a checkpoint or
+heart-rate stager file, else a registered name, else an error that lists the registered names.
 
 The registry holds only models whose weights are in the package: no entry is listed before its weight file,
 checksum and model card exist. :func:`registry_entry` computes an entry for a new weight file.
@@ -23,14 +24,26 @@ from kdsleep.inference import InferenceError, load_model_checkpoint
 
 if TYPE_CHECKING:
     from kdsleep.checkpoint import Checkpoint
+    from kdsleep.study.hr_recipe import HRStagerBundle
+
+    #: What a registry entry or a model file loads as.
+    LoadedModel = Checkpoint | HRStagerBundle
+
+#: Kinds of weight file.
+MODEL_KINDS = ("checkpoint", "hr-stager")
+#: Inputs of a heart-rate stager (it computes HRV features and a heart-rate curve from beat times).
+HR_STAGER_INPUTS = ("beats",)
 
 __all__ = [
     "DEFAULT_MODEL",
+    "HR_STAGER_INPUTS",
+    "MODEL_KINDS",
     "REGISTRY",
     "WEIGHTS_DIR",
     "PretrainedModel",
     "PretrainedModelError",
     "available_models",
+    "load_model_file",
     "load_pretrained",
     "model_info",
     "registry_entry",
@@ -60,9 +73,13 @@ class PretrainedModel:
     description : str
         One line: what it stages from what, trained on what.
     inputs : tuple of str
-        Input channels of the checkpoint (``("ihr",)``: heart rate from beats).
+        Input channels of the checkpoint (``("ihr",)``: heart rate from beats; ``("beats",)`` for a
+        heart-rate stager).
     card : str
-        Model card, relative to the repository (``docs/models/hr-slpdb-3class.md``).
+        Model card, relative to the repository (``docs/models/hr-slpdb.md``).
+    kind : str
+        ``"checkpoint"`` (a kdsleep U-Time checkpoint) or ``"hr-stager"``
+        (:class:`kdsleep.study.hr_recipe.HRStagerBundle`).
     """
 
     name: str
@@ -72,13 +89,41 @@ class PretrainedModel:
     description: str
     inputs: tuple[str, ...] = ("ihr",)
     card: str = ""
+    kind: str = "checkpoint"
+
+    def __post_init__(self) -> None:
+        if self.kind not in MODEL_KINDS:
+            raise ValueError(
+                f"PretrainedModel {self.name!r}: kind {self.kind!r}, expected one of {MODEL_KINDS}"
+            )
 
 
-#: Shipped models by name (none yet: an entry is added together with its weight file and model card).
-REGISTRY: dict[str, PretrainedModel] = {}
+#: Shipped models by name (an entry is added together with its weight file and model card).
+REGISTRY: dict[str, PretrainedModel] = {
+    "hr-slpdb-3class": PretrainedModel(
+        name="hr-slpdb-3class",
+        filename="hr-slpdb-3class.pt",
+        sha256="1745723df1276131e37525ebda855c5ccdfe89f67c3ffae367012d22f5a9b20a",
+        classes=("W", "N", "R"),
+        description="W/N/R from heartbeat times, BiGRU on HRV features + heart rate, trained on slpdb",
+        inputs=HR_STAGER_INPUTS,
+        card="docs/models/hr-slpdb.md",
+        kind="hr-stager",
+    ),
+    "hr-slpdb-4class": PretrainedModel(
+        name="hr-slpdb-4class",
+        filename="hr-slpdb-4class.pt",
+        sha256="317a65e4a8854587910d1dec1cf647655432703c69dc6715fc5a845afbdd6cd4",
+        classes=("W", "L", "D", "R"),
+        description="W/light/deep/R from heartbeat times, BiGRU on HRV features + heart rate, trained on slpdb",
+        inputs=HR_STAGER_INPUTS,
+        card="docs/models/hr-slpdb.md",
+        kind="hr-stager",
+    ),
+}
 
-#: Model used when ``kdsleep predict --beats`` is given no ``--model`` (None while nothing is shipped).
-DEFAULT_MODEL: str | None = None
+#: Model used when ``kdsleep predict --beats`` is given no ``--model``.
+DEFAULT_MODEL: str | None = "hr-slpdb-3class"
 
 
 class PretrainedModelError(InferenceError):
@@ -139,7 +184,7 @@ def load_pretrained(
     *,
     registry: Mapping[str, PretrainedModel] | None = None,
     weights_dir: str | os.PathLike[str] | None = None,
-) -> Checkpoint:
+) -> LoadedModel:
     """Load a shipped model by name, after checking its weight file's SHA-256.
 
     Parameters
@@ -153,7 +198,8 @@ def load_pretrained(
 
     Returns
     -------
-    Checkpoint
+    Checkpoint or HRStagerBundle
+        As the entry's ``kind`` says.
 
     Raises
     ------
@@ -174,6 +220,14 @@ def load_pretrained(
             f"{path}: checksum mismatch for shipped model {name!r}: sha256 {actual}, expected {entry.sha256}; "
             "the file is damaged or was replaced, reinstall kdsleep"
         )
+    if entry.kind == "hr-stager":
+        stager = _load_hr_stager(path, PretrainedModelError)
+        if tuple(stager.class_names) != tuple(entry.classes):
+            raise PretrainedModelError(
+                f"{path}: shipped model {name!r} predicts {list(stager.class_names)}, but its registry entry "
+                f"says {list(entry.classes)}"
+            )
+        return stager
     checkpoint = load_model_checkpoint(path)
     if tuple(checkpoint.class_names) != tuple(entry.classes):
         raise PretrainedModelError(
@@ -188,19 +242,39 @@ def load_pretrained(
     return checkpoint
 
 
+def _load_hr_stager(path: Path, error: type[InferenceError] = InferenceError) -> HRStagerBundle:
+    from kdsleep.study.hr_recipe import HRStagerBundle, HRStagerError
+
+    try:
+        return HRStagerBundle.load(path)
+    except HRStagerError as err:
+        raise error(str(err)) from err
+
+
+def load_model_file(path: str | os.PathLike[str]) -> LoadedModel:
+    """A kdsleep checkpoint or a heart-rate stager file, whichever ``path`` holds."""
+    from kdsleep.study.hr_recipe import is_hr_stager_file
+
+    path = Path(path)
+    if is_hr_stager_file(path):
+        return _load_hr_stager(path)
+    return load_model_checkpoint(path)
+
+
 def resolve_model(
-    model: Checkpoint | str | os.PathLike[str] | None,
+    model: LoadedModel | str | os.PathLike[str] | None,
     *,
     registry: Mapping[str, PretrainedModel] | None = None,
     weights_dir: str | os.PathLike[str] | None = None,
     default: str | None = None,
-) -> Checkpoint:
-    """The checkpoint meant by a ``--model`` value.
+) -> LoadedModel:
+    """The model meant by a ``--model`` value.
 
     Parameters
     ----------
-    model : Checkpoint, path-like, str or None
-        A loaded checkpoint (returned as is), a checkpoint file, a registered name, or None for ``default``.
+    model : Checkpoint, HRStagerBundle, path-like, str or None
+        A loaded model (returned as is), a checkpoint or heart-rate stager file, a registered name, or None
+        for ``default``.
     registry, weights_dir
         As for :func:`load_pretrained`.
     default : str, optional
@@ -215,8 +289,9 @@ def resolve_model(
         For a file that is not a kdsleep checkpoint.
     """
     from kdsleep.checkpoint import Checkpoint
+    from kdsleep.study.hr_recipe import HRStagerBundle
 
-    if isinstance(model, Checkpoint):
+    if isinstance(model, (Checkpoint, HRStagerBundle)):
         return model
     table = _registry(registry)
     if model is None:
@@ -226,7 +301,7 @@ def resolve_model(
         return load_pretrained(name, registry=table, weights_dir=weights_dir)
     path = Path(model)
     if path.is_file():
-        return load_model_checkpoint(path)
+        return load_model_file(path)
     if str(model) in table:
         return load_pretrained(str(model), registry=table, weights_dir=weights_dir)
     looks_like_file = path.suffix != "" or os.sep in str(model) or "/" in str(model)
@@ -237,10 +312,24 @@ def resolve_model(
 def registry_entry(
     name: str, path: str | os.PathLike[str], description: str, card: str = ""
 ) -> PretrainedModel:
-    """A registry entry for a weight file (checksum, classes and inputs read from the file).
+    """A registry entry for a weight file (checksum, kind, classes and inputs read from the file).
 
     The file must then be copied to :data:`WEIGHTS_DIR` under its file name.
     """
+    from kdsleep.study.hr_recipe import is_hr_stager_file
+
+    if is_hr_stager_file(path):
+        stager = _load_hr_stager(Path(path))
+        return PretrainedModel(
+            name=name,
+            filename=Path(path).name,
+            sha256=sha256_file(path),
+            classes=tuple(stager.class_names),
+            description=description,
+            inputs=HR_STAGER_INPUTS,
+            card=card,
+            kind="hr-stager",
+        )
     checkpoint = load_model_checkpoint(path)
     return PretrainedModel(
         name=name,
