@@ -7,6 +7,7 @@ is renamed over the target, so a reader sees the old file or the complete new on
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -18,6 +19,7 @@ from typing import IO, Any
 
 __all__ = [
     "atomic_write",
+    "sha256_file",
     "git_commit",
     "kdsleep_version",
     "save_figure_atomic",
@@ -124,3 +126,12 @@ def save_figure_atomic(figure: Any, path: str | os.PathLike[str], **savefig_kwar
     buffer = io.BytesIO()
     figure.savefig(buffer, format=fmt, **savefig_kwargs)
     return atomic_write(path, lambda fh: fh.write(buffer.getbuffer()))
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a whole file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()

@@ -23,6 +23,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from kdsleep._io import sha256_file
+
 __all__ = [
     "OPEN_DATASETS",
     "ChecksumError",
@@ -144,14 +146,6 @@ def fetch_checksums(base_url: str, name: str = "SHA256SUMS.txt", timeout: float 
     return parse_checksums(text, url)
 
 
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def download_file(
     url: str,
     dest: str | os.PathLike[str],
@@ -183,7 +177,7 @@ def download_file(
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         raise DownloadError(f"{url}: only http and https URLs are supported")
     dest = Path(dest)
-    if dest.exists() and sha256 is not None and _sha256_of(dest) == sha256:
+    if dest.exists() and sha256 is not None and sha256_file(dest) == sha256:
         logger.debug("%s: already present with the right checksum", dest)
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from kdsleep._io import sha256_file
+
 __all__ = [
     "array_files_problem",
     "describe_sources",
@@ -49,14 +51,6 @@ def _sampled_sha256(path: Path, size: int) -> str:
             digest.update(fh.read(_SAMPLE_BYTES))
         fh.seek(size - _EDGE_BYTES)
         digest.update(fh.read(_EDGE_BYTES))
-    return digest.hexdigest()
-
-
-def _full_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -95,7 +89,7 @@ def source_identity(path: str | os.PathLike[str], *, full: bool = True) -> dict:
         "sample_sha256": _sampled_sha256(path, stat.st_size),
     }
     if full:
-        identity["sha256"] = _full_sha256(path)
+        identity["sha256"] = sha256_file(path)
     return identity
 
 
@@ -152,7 +146,7 @@ def source_changes(stored: Sequence[dict], current: Sequence[Path]) -> tuple[str
 def file_checksums(folder: Path, names: Sequence[str]) -> dict[str, dict]:
     """Size and SHA-256 of each file ``names`` in ``folder``."""
     return {
-        name: {"bytes": (folder / name).stat().st_size, "sha256": _full_sha256(folder / name)}
+        name: {"bytes": (folder / name).stat().st_size, "sha256": sha256_file(folder / name)}
         for name in names
     }
 
@@ -172,6 +166,6 @@ def array_files_problem(folder: Path, files: dict[str, dict], *, checksums: bool
             return f"{path} is missing"
         if size != expected.get("bytes"):
             return f"{path}: {size} bytes, the entry recorded {expected.get('bytes')} bytes (truncated or replaced)"
-        if checksums and _full_sha256(path) != expected.get("sha256"):
+        if checksums and sha256_file(path) != expected.get("sha256"):
             return f"{path}: SHA-256 differs from the one recorded when it was written"
     return None

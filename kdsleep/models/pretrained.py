@@ -13,13 +13,13 @@ checksum and model card exist. :func:`registry_entry` computes an entry for a ne
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kdsleep._io import sha256_file
 from kdsleep.inference import InferenceError, load_model_checkpoint
 
 if TYPE_CHECKING:
@@ -48,7 +48,6 @@ __all__ = [
     "model_info",
     "registry_entry",
     "resolve_model",
-    "sha256_file",
     "weights_path",
 ]
 
@@ -168,15 +167,6 @@ def weights_path(
     """Path of the weight file of ``name`` (in :data:`WEIGHTS_DIR` unless ``weights_dir`` is given)."""
     entry = model_info(name, registry)
     return Path(weights_dir if weights_dir is not None else WEIGHTS_DIR) / entry.filename
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_pretrained(

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import kdsleep.models.pretrained as pretrained
+from kdsleep._io import sha256_file
 from kdsleep.checkpoint import Checkpoint
 from kdsleep.inference import InferenceError
 from kdsleep.models.pretrained import (
@@ -18,7 +19,6 @@ from kdsleep.models.pretrained import (
     model_info,
     registry_entry,
     resolve_model,
-    sha256_file,
 )
 
 from .test_beats_predict import save_hr_checkpoint

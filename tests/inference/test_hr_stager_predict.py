@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import kdsleep.models.pretrained as pretrained
+from kdsleep._io import sha256_file
 from kdsleep.beats_inference import predict_beats
 from kdsleep.cli import main
 from kdsleep.inference import InferenceError
@@ -18,7 +19,6 @@ from kdsleep.models.pretrained import (
     load_pretrained,
     registry_entry,
     resolve_model,
-    sha256_file,
 )
 from kdsleep.study.hr_recipe import HRStagerBundle
 
