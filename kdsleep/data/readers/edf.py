@@ -205,6 +205,39 @@ def read_edf_header(path: str | os.PathLike[str]) -> EdfHeader:
     )
 
 
+# Units of non-voltage channels that are read as they are without a warning.
+_NON_VOLTAGE_UNITS = frozenset(
+    {
+        "%",
+        "bpm",
+        "degc",
+        "deg",
+        "\u00b0c",
+        "l/min",
+        "ml/s",
+        "cmh2o",
+        "mmhg",
+        "db",
+        "lux",
+        "g",
+        "hz",
+        "ohm",
+        "kohm",
+        "s",
+        "ms",
+        "a.u.",
+        "au",
+        "-",
+        "bit",
+        "count",
+        "counts",
+        "n/a",
+        "unit",
+        "mv/s",
+    }
+)
+
+
 def _mne_scale(unit: str) -> float:
     # The scale mne applies for a header unit (mne/io/edf/edf.py): exact spellings only.
     if unit in ("\u03bcV", "\u00b5V", "\x83\xcaV", "uV"):
@@ -294,6 +327,11 @@ def read_edf(
                     f"{path}: channel {name!r}: {kind} minimum = {kind} maximum = {low[i]:g} in the header; its "
                     "samples cannot be converted to physical values (a disconnected or misconfigured channel?)"
                 )
+        if header.digital_min and header.digital_min[i] > header.digital_max[i]:
+            raise EdfFormatError(
+                f"{path}: channel {name!r}: digital minimum {header.digital_min[i]:g} is above digital maximum "
+                f"{header.digital_max[i]:g} in the header; expected digital minimum < digital maximum (EDF spec)"
+            )
     if header.records_in_file is not None and header.records_in_file > header.n_records:
         logger.warning(
             "%s: the header declares %d data records but the file holds %d; reading the %d declared records "
@@ -331,6 +369,14 @@ def read_edf(
             scale = unit_scale_to_volts(unit)
             if scale is None:
                 # not a voltage: mne left the physical values as they are (scale 1)
+                if unit.strip() and unit.strip().lower() not in _NON_VOLTAGE_UNITS:
+                    logger.warning(
+                        "%s: channel %r has unit %r in the header, expected a voltage (uV, mV, V); "
+                        "its values are read as they are",
+                        path,
+                        name,
+                        unit,
+                    )
                 raw_data[name] = row / _mne_scale(unit)
                 units_out[name] = unit
             else:
