@@ -66,3 +66,21 @@ def test_upper_case_millivolts_read_without_a_warning(psg, tmp_path, caplog) -> 
         signal = read_edf(upper, {"ecg": label}).signals["ecg"]
     assert "expected a voltage" not in caplog.text
     assert signal.unit == "V"
+
+
+def test_zero_samples_per_record_is_an_error_naming_the_channel(psg, tmp_path) -> None:
+    i, label = _ecg_index(psg)
+    bad = tmp_path / psg.name
+    bad.write_bytes(bytes(_signal_field(bytearray(psg.read_bytes()), 8, i, "0")))
+    with pytest.raises(EdfFormatError, match=r"samples per data record is 0 in the header, expected at least 1"):
+        read_edf(bad, {"ecg": label})
+
+
+@pytest.mark.parametrize("suffix", [".bdf", ".rec", ".EDF", ""])
+def test_an_edf_under_another_extension_is_read_as_edf(psg, tmp_path, suffix) -> None:
+    _i, label = _ecg_index(psg)
+    renamed = tmp_path / f"night{suffix}"
+    renamed.write_bytes(psg.read_bytes())
+    expected = read_edf(psg, {"ecg": label}).signals["ecg"].data
+    got = read_edf(renamed, {"ecg": label}).signals["ecg"].data
+    assert got.shape == expected.shape and (got == expected).all()

@@ -9,9 +9,11 @@ together to the highest rate, so channels are read in groups of equal rate).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -318,6 +320,11 @@ def read_edf(
             )
     for name in needed:
         i = header.labels.index(name)
+        if header.samples_per_record[i] < 1:
+            raise EdfFormatError(
+                f"{path}: channel {name!r}: samples per data record is {header.samples_per_record[i]} in the "
+                "header, expected at least 1"
+            )
         for kind, low, high in (
             ("physical", header.physical_min, header.physical_max),
             ("digital", header.digital_min, header.digital_max),
@@ -355,35 +362,43 @@ def read_edf(
     raw_data: dict[str, np.ndarray] = {}
     units_out: dict[str, str] = {}
     reader = mne.io.read_raw_bdf if header.bdf else mne.io.read_raw_edf
-    for sfreq, names in by_rate.items():
-        raw = reader(path, include=names, preload=False, stim_channel=None, verbose="error")
-        if abs(raw.info["sfreq"] - sfreq) > 1e-6 * sfreq:
-            raise EdfFormatError(
-                f"{path}: mne read {names} at {raw.info['sfreq']} Hz, header says {sfreq} Hz"
-            )
-        data = raw.get_data(picks=list(range(len(raw.ch_names))))
-        # mne reads every record in the file; the header's count is what the recording declares
-        data = data[:, : int(round(header.n_records * header.record_duration * sfreq))]
-        for row, name in zip(data, raw.ch_names, strict=True):
-            unit = header.units[header.labels.index(name)]
-            scale = unit_scale_to_volts(unit)
-            if scale is None:
-                # not a voltage: mne left the physical values as they are (scale 1)
-                if unit.strip() and unit.strip().lower() not in _NON_VOLTAGE_UNITS:
-                    logger.warning(
-                        "%s: channel %r has unit %r in the header, expected a voltage (uV, mV, V); "
-                        "its values are read as they are",
-                        path,
-                        name,
-                        unit,
-                    )
-                raw_data[name] = row / _mne_scale(unit)
-                units_out[name] = unit
-            else:
-                raw_data[name] = row * (scale / _mne_scale(unit))
-                units_out[name] = "V"
-                if unit not in ("uV", "mV", "V", "\u00b5V", "\u03bcV"):
-                    logger.debug("%s: channel %r has unit %r, read as %g V", path, name, unit, scale)
+    # mne picks the format from the extension: an EDF named .rec (or .bdf) is read through a link named .edf
+    expected_suffix = ".bdf" if header.bdf else ".edf"
+    link_dir = tempfile.TemporaryDirectory() if path.suffix.lower() != expected_suffix else None
+    with link_dir if link_dir is not None else contextlib.nullcontext():
+        mne_path = path
+        if link_dir is not None:
+            mne_path = Path(link_dir.name) / f"recording{expected_suffix}"
+            os.symlink(path.resolve(), mne_path)
+        for sfreq, names in by_rate.items():
+            raw = reader(mne_path, include=names, preload=False, stim_channel=None, verbose="error")
+            if abs(raw.info["sfreq"] - sfreq) > 1e-6 * sfreq:
+                raise EdfFormatError(
+                    f"{path}: mne read {names} at {raw.info['sfreq']} Hz, header says {sfreq} Hz"
+                )
+            data = raw.get_data(picks=list(range(len(raw.ch_names))))
+            # mne reads every record in the file; the header's count is what the recording declares
+            data = data[:, : int(round(header.n_records * header.record_duration * sfreq))]
+            for row, name in zip(data, raw.ch_names, strict=True):
+                unit = header.units[header.labels.index(name)]
+                scale = unit_scale_to_volts(unit)
+                if scale is None:
+                    # not a voltage: mne left the physical values as they are (scale 1)
+                    if unit.strip() and unit.strip().lower() not in _NON_VOLTAGE_UNITS:
+                        logger.warning(
+                            "%s: channel %r has unit %r in the header, expected a voltage (uV, mV, V); "
+                            "its values are read as they are",
+                            path,
+                            name,
+                            unit,
+                        )
+                    raw_data[name] = row / _mne_scale(unit)
+                    units_out[name] = unit
+                else:
+                    raw_data[name] = row * (scale / _mne_scale(unit))
+                    units_out[name] = "V"
+                    if unit not in ("uV", "mV", "V", "\u00b5V", "\u03bcV"):
+                        logger.debug("%s: channel %r has unit %r, read as %g V", path, name, unit, scale)
 
     signals: dict[str, Signal] = {}
     for out, src in sources.items():
