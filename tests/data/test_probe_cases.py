@@ -72,7 +72,9 @@ def test_zero_samples_per_record_is_an_error_naming_the_channel(psg, tmp_path) -
     i, label = _ecg_index(psg)
     bad = tmp_path / psg.name
     bad.write_bytes(bytes(_signal_field(bytearray(psg.read_bytes()), 8, i, "0")))
-    with pytest.raises(EdfFormatError, match=r"samples per data record is 0 in the header, expected at least 1"):
+    with pytest.raises(
+        EdfFormatError, match=r"samples per data record is 0 in the header, expected at least 1"
+    ):
         read_edf(bad, {"ecg": label})
 
 
