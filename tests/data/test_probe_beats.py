@@ -28,3 +28,15 @@ def test_forced_format_keeps_the_warning_only(tmp_path) -> None:
         series = read_beats(path, "rr", rr_unit="ms")
     assert series.n_out_of_range == 300
     assert read_beats(path).n_out_of_range == 0  # auto: seconds by magnitude, all plausible
+
+
+def test_non_finite_peak_times_are_skipped_with_a_warning(tmp_path, caplog) -> None:
+    peaks = np.cumsum(np.random.default_rng(2).normal(1.0, 0.05, 400))
+    lines = [f"{x:.3f}" for x in peaks]
+    lines[10] = "inf"
+    path = tmp_path / "peaks.txt"
+    path.write_text("\n".join(lines) + "\n")
+    with caplog.at_level("WARNING"):
+        series = read_beats(path)
+    assert series.n_beats == 399 and series.n_ignored == 1
+    assert f"{path}: 1 empty or non-finite entries (NaN, inf) skipped, the first at line 11" in caplog.text

@@ -498,6 +498,14 @@ def read_peak_times(
     expected = "R-peak times in seconds"
     values, lines = _column_values(table, index, path, expected)
     keep = np.isfinite(values)
+    if not keep.all():
+        first = next(n for n, k in zip(lines, keep, strict=True) if not k)
+        logger.warning(
+            "%s: %d empty or non-finite entries (NaN, inf) skipped, the first at line %d",
+            path,
+            int((~keep).sum()),
+            first,
+        )
     values = values[keep]
     where = [f"line {n}" for n, k in zip(lines, keep, strict=True) if k]
     if values.size >= 3:
