@@ -130,6 +130,8 @@ def make_pipeline(args: argparse.Namespace, config):
         raise CLIError(
             f"--resume: run folder {run_dir} does not exist, nothing to resume; drop --resume to start"
         )
+    if args.resume and not any(Path(run_dir).iterdir()):
+        raise CLIError(f"--resume: run folder {run_dir} is empty, nothing to resume; drop --resume to start")
     try:
         return Pipeline(
             config,

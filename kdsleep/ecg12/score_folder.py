@@ -72,7 +72,7 @@ def check_output_content(path: str | os.PathLike[str], tables: ScoringTables, st
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError):
         return
     lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1)]

@@ -676,7 +676,7 @@ def read_challenge_output(
         return binary, scalar
 
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:
             text = f.read()
     except FileNotFoundError:
         raise ChallengeOutputError(f"{path}: output file not found") from None

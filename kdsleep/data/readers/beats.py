@@ -498,6 +498,14 @@ def read_peak_times(
     expected = "R-peak times in seconds"
     values, lines = _column_values(table, index, path, expected)
     keep = np.isfinite(values)
+    if not keep.all():
+        first = next(n for n, k in zip(lines, keep, strict=True) if not k)
+        logger.warning(
+            "%s: %d empty or non-finite entries (NaN, inf) skipped, the first at line %d",
+            path,
+            int((~keep).sum()),
+            first,
+        )
     values = values[keep]
     where = [f"line {n}" for n, k in zip(lines, keep, strict=True) if k]
     if values.size >= 3:
@@ -776,6 +784,14 @@ def read_beats(
         series = read_peak_times(path, column=column, min_rr=min_rr, max_rr=max_rr)
     elif fmt == "rr":
         series = read_rr_intervals(path, unit=rr_unit, column=column, min_rr=min_rr, max_rr=max_rr)
+        n_rr = series.times.size - 1
+        if format == "auto" and rr_unit == "auto" and series.n_out_of_range * 2 > n_rr:
+            # neither rising peak times nor plausible RR intervals (shuffled or mixed-up values, wrong column)
+            raise BeatsFormatError(
+                f"{series.source}: the values do not rise steadily, so they were read as RR intervals, but "
+                f"{series.n_out_of_range} of {n_rr} intervals lie outside {min_rr:g}-{max_rr:g} s; expected "
+                "R-peak times in increasing order or RR intervals (give --beats-format and --rr-unit to force one)"
+            )
     else:
         series = read_ecg_beats(path, channel=channel, min_rr=min_rr, max_rr=max_rr)
     if start is not None:

@@ -9,9 +9,11 @@ together to the highest rate, so channels are read in groups of equal rate).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -205,6 +207,39 @@ def read_edf_header(path: str | os.PathLike[str]) -> EdfHeader:
     )
 
 
+# Units of non-voltage channels that are read as they are without a warning.
+_NON_VOLTAGE_UNITS = frozenset(
+    {
+        "%",
+        "bpm",
+        "degc",
+        "deg",
+        "\u00b0c",
+        "l/min",
+        "ml/s",
+        "cmh2o",
+        "mmhg",
+        "db",
+        "lux",
+        "g",
+        "hz",
+        "ohm",
+        "kohm",
+        "s",
+        "ms",
+        "a.u.",
+        "au",
+        "-",
+        "bit",
+        "count",
+        "counts",
+        "n/a",
+        "unit",
+        "mv/s",
+    }
+)
+
+
 def _mne_scale(unit: str) -> float:
     # The scale mne applies for a header unit (mne/io/edf/edf.py): exact spellings only.
     if unit in ("\u03bcV", "\u00b5V", "\x83\xcaV", "uV"):
@@ -285,6 +320,11 @@ def read_edf(
             )
     for name in needed:
         i = header.labels.index(name)
+        if header.samples_per_record[i] < 1:
+            raise EdfFormatError(
+                f"{path}: channel {name!r}: samples per data record is {header.samples_per_record[i]} in the "
+                "header, expected at least 1"
+            )
         for kind, low, high in (
             ("physical", header.physical_min, header.physical_max),
             ("digital", header.digital_min, header.digital_max),
@@ -294,6 +334,11 @@ def read_edf(
                     f"{path}: channel {name!r}: {kind} minimum = {kind} maximum = {low[i]:g} in the header; its "
                     "samples cannot be converted to physical values (a disconnected or misconfigured channel?)"
                 )
+        if header.digital_min and header.digital_min[i] > header.digital_max[i]:
+            raise EdfFormatError(
+                f"{path}: channel {name!r}: digital minimum {header.digital_min[i]:g} is above digital maximum "
+                f"{header.digital_max[i]:g} in the header; expected digital minimum < digital maximum (EDF spec)"
+            )
     if header.records_in_file is not None and header.records_in_file > header.n_records:
         logger.warning(
             "%s: the header declares %d data records but the file holds %d; reading the %d declared records "
@@ -317,27 +362,43 @@ def read_edf(
     raw_data: dict[str, np.ndarray] = {}
     units_out: dict[str, str] = {}
     reader = mne.io.read_raw_bdf if header.bdf else mne.io.read_raw_edf
-    for sfreq, names in by_rate.items():
-        raw = reader(path, include=names, preload=False, stim_channel=None, verbose="error")
-        if abs(raw.info["sfreq"] - sfreq) > 1e-6 * sfreq:
-            raise EdfFormatError(
-                f"{path}: mne read {names} at {raw.info['sfreq']} Hz, header says {sfreq} Hz"
-            )
-        data = raw.get_data(picks=list(range(len(raw.ch_names))))
-        # mne reads every record in the file; the header's count is what the recording declares
-        data = data[:, : int(round(header.n_records * header.record_duration * sfreq))]
-        for row, name in zip(data, raw.ch_names, strict=True):
-            unit = header.units[header.labels.index(name)]
-            scale = unit_scale_to_volts(unit)
-            if scale is None:
-                # not a voltage: mne left the physical values as they are (scale 1)
-                raw_data[name] = row / _mne_scale(unit)
-                units_out[name] = unit
-            else:
-                raw_data[name] = row * (scale / _mne_scale(unit))
-                units_out[name] = "V"
-                if unit not in ("uV", "mV", "V", "\u00b5V", "\u03bcV"):
-                    logger.debug("%s: channel %r has unit %r, read as %g V", path, name, unit, scale)
+    # mne picks the format from the extension: an EDF named .rec (or .bdf) is read through a link named .edf
+    expected_suffix = ".bdf" if header.bdf else ".edf"
+    link_dir = tempfile.TemporaryDirectory() if path.suffix.lower() != expected_suffix else None
+    with link_dir if link_dir is not None else contextlib.nullcontext():
+        mne_path = path
+        if link_dir is not None:
+            mne_path = Path(link_dir.name) / f"recording{expected_suffix}"
+            os.symlink(path.resolve(), mne_path)
+        for sfreq, names in by_rate.items():
+            raw = reader(mne_path, include=names, preload=False, stim_channel=None, verbose="error")
+            if abs(raw.info["sfreq"] - sfreq) > 1e-6 * sfreq:
+                raise EdfFormatError(
+                    f"{path}: mne read {names} at {raw.info['sfreq']} Hz, header says {sfreq} Hz"
+                )
+            data = raw.get_data(picks=list(range(len(raw.ch_names))))
+            # mne reads every record in the file; the header's count is what the recording declares
+            data = data[:, : int(round(header.n_records * header.record_duration * sfreq))]
+            for row, name in zip(data, raw.ch_names, strict=True):
+                unit = header.units[header.labels.index(name)]
+                scale = unit_scale_to_volts(unit)
+                if scale is None:
+                    # not a voltage: mne left the physical values as they are (scale 1)
+                    if unit.strip() and unit.strip().lower() not in _NON_VOLTAGE_UNITS:
+                        logger.warning(
+                            "%s: channel %r has unit %r in the header, expected a voltage (uV, mV, V); "
+                            "its values are read as they are",
+                            path,
+                            name,
+                            unit,
+                        )
+                    raw_data[name] = row / _mne_scale(unit)
+                    units_out[name] = unit
+                else:
+                    raw_data[name] = row * (scale / _mne_scale(unit))
+                    units_out[name] = "V"
+                    if unit not in ("uV", "mV", "V", "\u00b5V", "\u03bcV"):
+                        logger.debug("%s: channel %r has unit %r, read as %g V", path, name, unit, scale)
 
     signals: dict[str, Signal] = {}
     for out, src in sources.items():
