@@ -360,6 +360,11 @@ def _read_file(path: Path) -> dict[str, Any]:
             raise ConfigError(f"{path}: configuration files must end in .toml, .yaml or .yml")
     except (tomllib.TOMLDecodeError, OSError) as err:
         raise ConfigError(f"{path}: cannot read the configuration: {err}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {err.object[err.start : err.start + 1]!r} at offset {err.start}); "
+            "configuration files must be saved as UTF-8"
+        ) from None
     except Exception as err:  # yaml.YAMLError without importing yaml up front
         if type(err).__module__.startswith("yaml"):
             raise ConfigError(f"{path}: cannot read the configuration: {err}") from None

@@ -152,3 +152,15 @@ def test_quick_config_file_matches_the_built_in_preset():
     path = Path(__file__).resolve().parents[2] / "configs" / "synthetic_quick.toml"
     preset = {k: v for k, v in SYNTHETIC_QUICKSTART.items() if v is not None}
     assert load_config_file(path) == preset
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".yaml"])
+def test_config_file_that_is_not_utf8_is_named(tmp_path, suffix) -> None:
+    from kdsleep.distill.config import ConfigError, load_config_file
+
+    path = tmp_path / f"c{suffix}"
+    path.write_bytes(
+        b"# caf\xe9\n[training]\nepochs = 1\n" if suffix == ".toml" else b"# caf\xe9\nepochs: 1\n"
+    )
+    with pytest.raises(ConfigError, match=r"c\.(toml|yaml): not UTF-8 text .*saved as UTF-8"):
+        load_config_file(path)
