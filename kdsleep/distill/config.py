@@ -418,6 +418,8 @@ def load_config(
     if path is not None:
         values.update(load_config_file(path))
         source = str(path)
+        # the file is checked as written, so an error in it is reported even where a flag overrides the value
+        TrainConfig.from_dict(values, source=source)
     for key, value in (overrides or {}).items():
         if value is not None:
             values[key] = value

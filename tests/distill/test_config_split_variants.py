@@ -164,3 +164,12 @@ def test_config_file_that_is_not_utf8_is_named(tmp_path, suffix) -> None:
     )
     with pytest.raises(ConfigError, match=r"c\.(toml|yaml): not UTF-8 text .*saved as UTF-8"):
         load_config_file(path)
+
+
+def test_config_file_error_is_reported_even_when_a_flag_overrides_it(tmp_path) -> None:
+    from kdsleep.distill.config import ConfigError, load_config
+
+    path = tmp_path / "c.toml"
+    path.write_text('[training]\nepochs = "two"\n')
+    with pytest.raises(ConfigError, match=r"c\.toml.*epochs"):
+        load_config(path, {"epochs": 1})
