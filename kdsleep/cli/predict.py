@@ -228,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
     why = "signal gaps" if args.beats is not None else "NaN/flat signal"
     print(
         f"{source}: {prediction.n_epochs} epochs ({hours:.2f} h) from {prediction.channel!r} in "
-        f"{prediction.n_windows} windows; {fractions}"
+        f"{prediction.n_windows} window{'s' if prediction.n_windows != 1 else ''}; {fractions}"
         + (f"; {unscored} epochs without stage ({why})" if unscored else "")
     )
     print(f"summary: {summarize_prediction(prediction).one_line()}")
