@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     except (json.JSONDecodeError, KeyError, ConfigError) as err:
         raise CLIError(f"{config_path}: unreadable run configuration: {err}") from None
     if args.device:
-        config.device = args.device
+        config.training.device = args.device
     models = sorted(run_dir.glob("*/*/model.pt"))
     if not models:
         raise CLIError(f"{run_dir}: no trained model (<classes>/<variant>/model.pt) to evaluate")

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         variants.insert(variants.index("ecg_self"), "ecg_baseline")
     config = resolve_config(args, groupings[0])
     if args.run_dir is None:
-        args.run_dir = Path("runs") / f"{config.dataset}-experiment"
+        args.run_dir = Path("runs") / f"{config.data.dataset}-experiment"
     if args.seeds < 1:
         raise cli_error(ValueError(f"--seeds: expected a positive number of seeds, got {args.seeds}"))
     if args.seeds > 1:
@@ -125,14 +125,14 @@ def _run_seeds(args: argparse.Namespace, config, variants: list[str], groupings:
         args.run_dir,
         outcomes,
         metadata={
-            "dataset": config.dataset,
+            "dataset": config.data.dataset,
             "seeds": ", ".join(map(str, outcomes)),
             "teacher": str(args.teacher)
             if args.teacher
             else "trained per seed (the EEG baseline of that seed)",
-            "epochs": config.epochs,
-            "sfreq": config.sfreq,
-            "window_epochs": config.window_epochs,
+            "epochs": config.training.epochs,
+            "sfreq": config.data.sfreq,
+            "window_epochs": config.model.window_epochs,
             "kdsleep_version": kdsleep_version(),
             "git_commit": git_commit(),
         },

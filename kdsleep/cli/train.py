@@ -117,7 +117,7 @@ def resolve_config(args: argparse.Namespace, grouping: str | None = None):
 
 
 def default_run_dir(config) -> Path:
-    return Path("runs") / f"{config.dataset}-{config.grouping}"
+    return Path("runs") / f"{config.data.dataset}-{config.data.grouping}"
 
 
 def make_pipeline(args: argparse.Namespace, config):
@@ -161,15 +161,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         outcomes = []
         if args.variant != "eeg_baseline" and pipeline.teacher_checkpoint is None:
-            outcomes.append(pipeline.run_variant("eeg_baseline", config.grouping))
-        outcomes.append(pipeline.run_variant(args.variant, config.grouping))
+            outcomes.append(pipeline.run_variant("eeg_baseline", config.data.grouping))
+        outcomes.append(pipeline.run_variant(args.variant, config.data.grouping))
     except (ValueError, FileExistsError, CheckpointError) as err:
         raise cli_error(err) from None
     if pipeline.rank != 0:
         return 0
     pipeline.write_report(outcomes, name=f"report-{args.variant}")
     n_test = len(pipeline.split.subjects["test"])
-    print(f"test metrics ({config.grouping}, {n_test} test subjects, run folder {pipeline.run_dir}):")
+    print(f"test metrics ({config.data.grouping}, {n_test} test subjects, run folder {pipeline.run_dir}):")
     for outcome in outcomes:
         print(format_metrics(outcome.variant, outcome.metrics))
     print(f"model: {outcomes[-1].checkpoint}")

@@ -1,14 +1,19 @@
-"""The training configuration: one dataclass, read from TOML or YAML plus command-line overrides.
+"""The training configuration: four typed sections read from TOML or YAML plus command-line overrides.
 
-A configuration file holds top-level keys and/or the tables ``[data]``, ``[model]``, ``[training]`` and
-``[distillation]``; every key must be a field of :class:`TrainConfig` (the table it sits in is only for
-reading comfort, but a key must sit in its own table or at the top). Unknown keys are rejected with an
+:class:`TrainConfig` holds four sections, each a dataclass: :class:`DataConfig` (``[data]``: which
+recordings, channels and preprocessing), :class:`ModelConfig` (``[model]``: the U-Time's shape),
+:class:`TrainingConfig` (``[training]``: optimiser, epochs, devices) and :class:`DistillationConfig`
+(``[distillation]``: the attention-transfer and softmax-distillation terms). A configuration file holds
+these tables; a key may also sit at the top level (it is placed in its section by name, as every key
+name is unique across the sections). Command-line flags map onto the same key names
+(``--epochs`` -> ``training.epochs``). Unknown keys and keys in the wrong table are rejected with an
 error that names the key and the file.
 
-Two presets exist: :data:`PAPER` (the paper's protocol, the dataclass defaults: 200 Hz, 35-epoch windows,
-full-size U-Time, 150 epochs) and :data:`SYNTHETIC_QUICKSTART`, applied by ``kdsleep train`` when it runs on
-the generated synthetic data without a configuration file (a small U-Time at 32 Hz on the synthetic
-nights, so that the whole pipeline finishes in minutes on a laptop CPU).
+Two presets exist: the dataclass defaults (the paper's protocol: 200 Hz, 35-epoch windows, full-size
+U-Time, 150 epochs; also ``configs/paper.toml``) and :data:`SYNTHETIC_QUICKSTART`, applied by
+``kdsleep train`` when it runs on the generated synthetic data without a configuration file (a small
+U-Time at 32 Hz on the synthetic nights, so that the whole pipeline finishes in minutes on a laptop CPU).
+Presets are flat dictionaries of key names.
 """
 
 from __future__ import annotations
@@ -18,9 +23,9 @@ import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from kdsleep.data.stages import get_grouping
+from kdsleep.data.stages import StageGrouping, get_grouping
 
 __all__ = [
     "AT_DISTANCES",
@@ -31,7 +36,12 @@ __all__ = [
     "SECTIONS",
     "SYNTHETIC_QUICKSTART",
     "ConfigError",
+    "DataConfig",
+    "DistillationConfig",
+    "ModelConfig",
     "TrainConfig",
+    "TrainingConfig",
+    "flatten_config_dict",
     "load_config",
     "load_config_file",
 ]
@@ -52,15 +62,47 @@ class ConfigError(ValueError):
     """An invalid configuration (unknown key, wrong type, out-of-range value)."""
 
 
-@dataclass
-class TrainConfig:
-    """Everything that determines a training run.
+class _Section:
+    """Shared checks of the section dataclasses; ``fail`` names the table, the key and ``source``."""
 
-    Data
-    ----
+    TABLE: ClassVar[str] = ""
+
+    def _fail(self, source: str, name: str, expected: str) -> None:
+        raise ConfigError(f"{source}: [{self.TABLE}] {name} = {getattr(self, name)!r}, expected {expected}")
+
+    def _positive_int(self, source: str, *names: str, optional: bool = False) -> None:
+        for name in names:
+            value = getattr(self, name)
+            if optional and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                self._fail(source, name, "a positive integer or none" if optional else "a positive integer")
+
+    def _positive_number(self, source: str, *names: str) -> None:
+        for name in names:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                self._fail(source, name, "a positive number")
+
+    def _boolean(self, source: str, *names: str) -> None:
+        for name in names:
+            if not isinstance(getattr(self, name), bool):
+                self._fail(source, name, "true or false")
+
+    def _choice(self, source: str, name: str, choices: tuple[str, ...] | dict[str, Any]) -> None:
+        if getattr(self, name) not in choices:
+            self._fail(source, name, "one of " + ", ".join(repr(c) for c in choices))
+
+
+@dataclass
+class DataConfig(_Section):
+    """``[data]``: the recordings, the channels and their preprocessing.
+
+    Parameters
+    ----------
     dataset : str
         ``synthetic`` (generated on first use), ``mass``, ``hmc``, ``sleep-edf``, ``slpdb``, ``shhs``,
-        ``generic`` or ``auto``.
+        ``nsrr``, ``generic`` or ``auto``.
     data_dir : str or None
         Dataset folder (for ``synthetic``: where the nights are written, default
         ``$KDSLEEP_HOME/synthetic-<subjects>x<hours>h-seed<seed>``, ``KDSLEEP_HOME`` defaulting to
@@ -69,9 +111,10 @@ class TrainConfig:
         Preprocessed cache folder (default ``<data_dir>/.kdsleep-cache``, or ``$KDSLEEP_HOME/cache`` for
         a read-only dataset folder).
     synthetic_subjects, synthetic_hours, synthetic_sfreq : int, float, float
-        Size of the generated synthetic dataset.
+        Size and sampling rate of the generated synthetic dataset.
     grouping : str
-        Stage grouping: ``w-l-d-r`` (4 classes, paper), ``w-n-r`` (3, paper) or ``aasm-5``.
+        Stage grouping: ``w-l-d-r`` (4 classes, paper), ``w-n-r`` (3, paper) or ``aasm-5``; the object is
+        :attr:`stage_grouping`.
     eeg_channel, ecg_channel : str or None
         Channel specs (e.g. ``"C4-A1"``, ``"ECG II"``); ``None`` uses the dataset's defaults (the paper's
         EEG C3-A2 and ECG lead I).
@@ -86,16 +129,101 @@ class TrainConfig:
         Subject-wise train / validation / test fractions (0.8, 0.1, 0.1 as in the paper).
     split_file : str or None
         A split written by an earlier run, reused as is.
+    """
 
-    Model
-    -----
+    TABLE: ClassVar[str] = "data"
+
+    dataset: str = "synthetic"
+    data_dir: str | None = None
+    cache_dir: str | None = None
+    synthetic_subjects: int = 20
+    synthetic_hours: float = 8.0
+    synthetic_sfreq: float = 256.0
+    grouping: str = "w-l-d-r"
+    eeg_channel: str | None = None
+    ecg_channel: str | None = None
+    ecg_input: str = "raw"
+    sfreq: float = 200.0
+    eeg_band: list[float] = field(default_factory=lambda: [0.3, 35.0])
+    ecg_band: list[float] = field(default_factory=lambda: [0.3, 70.0])
+    split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    split_file: str | None = None
+
+    @property
+    def stage_grouping(self) -> StageGrouping:
+        """The :class:`~kdsleep.data.stages.StageGrouping` that :attr:`grouping` names."""
+        return get_grouping(self.grouping)
+
+    @property
+    def ecg_channels(self) -> tuple[str, ...]:
+        """The stored channels the ECG student reads, in order (:data:`ECG_INPUTS`)."""
+        return ECG_INPUTS[self.ecg_input]
+
+    def validate(self, source: str = "configuration") -> None:
+        """Check types and ranges; raise :class:`ConfigError` naming the key and ``source``."""
+        self._choice(source, "dataset", DATASETS)
+        try:
+            self.grouping = get_grouping(self.grouping).name
+        except ValueError as err:
+            raise ConfigError(f"{source}: [data] grouping: {err}") from None
+        self._positive_int(source, "synthetic_subjects")
+        self._positive_number(source, "sfreq", "synthetic_hours", "synthetic_sfreq")
+        self._choice(source, "ecg_input", ECG_INPUTS)
+        fractions = self.split_fractions
+        if (
+            not isinstance(fractions, (list, tuple))
+            or len(fractions) != 3
+            or any(isinstance(f, bool) or not isinstance(f, (int, float)) or f < 0 for f in fractions)
+        ):
+            self._fail(source, "split_fractions", "three non-negative fractions (train, validation, test)")
+        if abs(sum(fractions) - 1.0) > 1e-6:
+            self._fail(source, "split_fractions", "fractions that sum to 1")
+        for name in ("eeg_band", "ecg_band"):
+            band = getattr(self, name)
+            if not isinstance(band, (list, tuple)) or len(band) != 2:
+                self._fail(source, name, "[low, high] in Hz")
+        for name in ("data_dir", "cache_dir", "eeg_channel", "ecg_channel", "split_file"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                self._fail(source, name, "a string or none")
+
+
+@dataclass
+class ModelConfig(_Section):
+    """``[model]``: the U-Time's shape (teacher and student alike).
+
+    Parameters
+    ----------
     window_epochs : int
         Epochs per input window (35 as in U-Time).
     pools, filters : list of int or None
         U-Time pools and filters (``None``: [10, 5, 5, 4, 3] and [16, 32, 64, 128, 256]).
+    """
 
-    Training
-    --------
+    TABLE: ClassVar[str] = "model"
+
+    window_epochs: int = 35
+    pools: list[int] | None = None
+    filters: list[int] | None = None
+
+    def validate(self, source: str = "configuration") -> None:
+        """Check types and ranges; raise :class:`ConfigError` naming the key and ``source``."""
+        self._positive_int(source, "window_epochs")
+        for name in ("pools", "filters"):
+            value = getattr(self, name)
+            if value is not None and (
+                not isinstance(value, (list, tuple))
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+            ):
+                self._fail(source, name, "a list of positive integers or none")
+
+
+@dataclass
+class TrainingConfig(_Section):
+    """``[training]``: optimiser, epochs, batches, early stopping and where the work runs.
+
+    Parameters
+    ----------
     epochs : int
         Training epochs per stage (150 in the paper).
     at_epochs : int or None
@@ -128,9 +256,49 @@ class TrainConfig:
         instead of running the teacher each step. Used only where the teacher's inputs are fixed (no
         augmentation, no random windows); the losses agree with the live teacher within the cache's float16
         tolerance. ``false`` always runs the live teacher.
+    """
 
-    Distillation
-    ------------
+    TABLE: ClassVar[str] = "training"
+
+    epochs: int = 150
+    at_epochs: int | None = None
+    batch_size: int = 16
+    lr: float = 1e-3
+    patience: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    num_workers: int = 0
+    num_threads: int | None = None
+    max_train_windows: int | None = None
+    teacher_cache: bool = True
+
+    def validate(self, source: str = "configuration") -> None:
+        """Check types and ranges; raise :class:`ConfigError` naming the key and ``source``."""
+        self._positive_int(source, "epochs", "batch_size")
+        self._positive_int(source, "at_epochs", "patience", "max_train_windows", "num_threads", optional=True)
+        if (
+            isinstance(self.num_workers, bool)
+            or not isinstance(self.num_workers, int)
+            or self.num_workers < 0
+        ):
+            self._fail(source, "num_workers", "an integer >= 0")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            self._fail(source, "seed", "an integer")
+        self._positive_number(source, "lr")
+        if not isinstance(self.device, str) or (
+            self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:")
+        ):
+            self._fail(source, "device", "'auto', 'cpu', 'cuda' or 'cuda:<index>'")
+        self._boolean(source, "amp", "teacher_cache")
+
+
+@dataclass
+class DistillationConfig(_Section):
+    """``[distillation]``: the attention-transfer and softmax-distillation terms.
+
+    Parameters
+    ----------
     at_mode : {"canonical", "joshi"}
         Attention-transfer formula (see :func:`kdsleep.ops.attention_transfer_loss`); ``joshi`` uses the
         authors' averaging over layer groups (:meth:`UTime.joshi_tap_weights`).
@@ -150,173 +318,126 @@ class TrainConfig:
         in the authors' code (use it with ``at_mode = "joshi"`` to reproduce them).
     """
 
-    # data
-    dataset: str = "synthetic"
-    data_dir: str | None = None
-    cache_dir: str | None = None
-    synthetic_subjects: int = 20
-    synthetic_hours: float = 8.0
-    synthetic_sfreq: float = 256.0
-    grouping: str = "w-l-d-r"
-    eeg_channel: str | None = None
-    ecg_channel: str | None = None
-    ecg_input: str = "raw"
-    sfreq: float = 200.0
-    eeg_band: list[float] = field(default_factory=lambda: [0.3, 35.0])
-    ecg_band: list[float] = field(default_factory=lambda: [0.3, 70.0])
-    split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
-    split_file: str | None = None
-    # model
-    window_epochs: int = 35
-    pools: list[int] | None = None
-    filters: list[int] | None = None
-    # training
-    epochs: int = 150
-    at_epochs: int | None = None
-    batch_size: int = 16
-    lr: float = 1e-3
-    patience: int | None = None
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True
-    num_workers: int = 0
-    num_threads: int | None = None
-    max_train_windows: int | None = None
-    teacher_cache: bool = True
-    # distillation
+    TABLE: ClassVar[str] = "distillation"
+
     at_mode: str = "canonical"
     at_p: float = 2.0
     at_distance: str = "squared_l2"
     temperature: float = 1.0
     kl_reduction: str = "row"
 
+    def validate(self, source: str = "configuration") -> None:
+        """Check types and ranges; raise :class:`ConfigError` naming the key and ``source``."""
+        self._choice(source, "at_mode", AT_MODES)
+        self._choice(source, "at_distance", AT_DISTANCES)
+        self._choice(source, "kl_reduction", KL_REDUCTIONS)
+        self._positive_number(source, "temperature", "at_p")
+
+
+#: The section dataclasses by table name, in file order.
+SECTION_TYPES: dict[str, type[Any]] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "training": TrainingConfig,
+    "distillation": DistillationConfig,
+}
+#: Which table each key belongs to in a configuration file.
+SECTIONS: dict[str, tuple[str, ...]] = {
+    name: tuple(f.name for f in fields(cls)) for name, cls in SECTION_TYPES.items()
+}
+#: Key name -> its table.
+_TABLE_OF: dict[str, str] = {key: table for table, keys in SECTIONS.items() for key in keys}
+
+
+def _known_hint(known: set[str] | tuple[str, ...]) -> str:
+    return f"; known keys: {', '.join(sorted(known))}"
+
+
+def flatten_config_dict(values: dict[str, Any], source: str = "configuration") -> dict[str, Any]:
+    """A flat ``{key: value}`` from a configuration dictionary with tables, top-level keys, or both.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown table or key (named with ``source``), a key in the wrong table, or a table that is
+        not a dictionary.
+    """
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: [{key}] must be a table")
+            for sub_key, sub_value in value.items():
+                if sub_key not in SECTIONS[key]:
+                    where = _TABLE_OF.get(sub_key)
+                    hint = f" (it belongs in [{where}])" if where else _known_hint(SECTIONS[key])
+                    raise ConfigError(f"{source}: unknown key {sub_key!r} in [{key}]{hint}")
+                flat[sub_key] = sub_value
+        elif key in _TABLE_OF:
+            flat[key] = value
+        else:
+            raise ConfigError(
+                f"{source}: unknown key {key!r}; expected a table {sorted(SECTIONS)} or one of the keys"
+                + _known_hint(set(_TABLE_OF))
+            )
+    return flat
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run, in four sections.
+
+    Build it with :meth:`from_dict` (tables and/or flat keys), :func:`load_config` (a file plus
+    overrides) or from the sections; change it with :meth:`replace` (flat key names).
+    """
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    distillation: DistillationConfig = field(default_factory=DistillationConfig)
+
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self, source: str = "configuration") -> None:
-        """Check types and ranges; raise :class:`ConfigError` naming the field and ``source``."""
+        """Check every section; raise :class:`ConfigError` naming the table, the key and ``source``."""
+        for name, cls in SECTION_TYPES.items():
+            section = getattr(self, name)
+            if not isinstance(section, cls):
+                raise ConfigError(
+                    f"{source}: [{name}] must be a {cls.__name__}, got {type(section).__name__}"
+                )
+            section.validate(source)
 
-        def fail(name: str, expected: str) -> None:
-            raise ConfigError(f"{source}: {name} = {getattr(self, name)!r}, expected {expected}")
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """``{table: {key: value}}``, the layout of a configuration file."""
+        return {name: dataclasses.asdict(getattr(self, name)) for name in SECTION_TYPES}
 
-        if self.dataset not in DATASETS:
-            fail("dataset", f"one of {list(DATASETS)}")
-        try:
-            self.grouping = get_grouping(self.grouping).name
-        except ValueError as err:
-            raise ConfigError(f"{source}: grouping: {err}") from None
-        for name in ("synthetic_subjects", "window_epochs", "epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                fail(name, "a positive integer")
-        for name in ("at_epochs", "patience", "max_train_windows", "num_threads"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                fail(name, "a positive integer or none")
-        if (
-            isinstance(self.num_workers, bool)
-            or not isinstance(self.num_workers, int)
-            or self.num_workers < 0
-        ):
-            fail("num_workers", "an integer >= 0")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            fail("seed", "an integer")
-        for name in ("sfreq", "lr", "synthetic_hours", "synthetic_sfreq", "temperature", "at_p"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                fail(name, "a positive number")
-        if len(self.split_fractions) != 3 or any(not 0 <= f for f in self.split_fractions):
-            fail("split_fractions", "three non-negative fractions (train, validation, test)")
-        if abs(sum(self.split_fractions) - 1.0) > 1e-6:
-            fail("split_fractions", "fractions that sum to 1")
-        for name in ("eeg_band", "ecg_band"):
-            band = getattr(self, name)
-            if not isinstance(band, (list, tuple)) or len(band) != 2:
-                fail(name, "[low, high] in Hz")
-        for name in ("pools", "filters"):
-            value = getattr(self, name)
-            if value is not None and (
-                not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and v > 0 for v in value)
-            ):
-                fail(name, "a list of positive integers or none")
-        if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
-            fail("device", "'auto', 'cpu' or 'cuda'")
-        if self.ecg_input not in ECG_INPUTS:
-            fail("ecg_input", f"one of {list(ECG_INPUTS)}")
-        if self.at_mode not in AT_MODES:
-            fail("at_mode", " or ".join(repr(m) for m in AT_MODES))
-        if self.at_distance not in AT_DISTANCES:
-            fail("at_distance", " or ".join(repr(d) for d in AT_DISTANCES))
-        if self.kl_reduction not in KL_REDUCTIONS:
-            fail("kl_reduction", " or ".join(repr(r) for r in KL_REDUCTIONS))
-        if not isinstance(self.amp, bool):
-            fail("amp", "true or false")
-        if not isinstance(self.teacher_cache, bool):
-            fail("teacher_cache", "true or false")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dictionary of every field."""
-        return dataclasses.asdict(self)
+    def flat(self) -> dict[str, Any]:
+        """``{key: value}`` over all sections (key names are unique across them)."""
+        return {k: v for section in self.to_dict().values() for k, v in section.items()}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "configuration") -> TrainConfig:
-        """Build from a flat dictionary; unknown keys are an error naming ``source``."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown key {unknown[0]!r}" + _known_hint(known))
+        """Build from tables and/or flat keys; unknown keys are an error naming ``source``."""
+        flat = flatten_config_dict(values, source)
+        sections = {}
+        for name, section_cls in SECTION_TYPES.items():
+            section = section_cls()
+            for key in SECTIONS[name]:
+                if key in flat:
+                    setattr(section, key, flat[key])
+            sections[name] = section
         config = cls.__new__(cls)
-        for f in fields(cls):
-            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-            setattr(config, f.name, values.get(f.name, default))
+        for name, section in sections.items():
+            setattr(config, name, section)
         config.validate(source)
         return config
 
     def replace(self, **changes: Any) -> TrainConfig:
-        """A copy with some fields changed (validated)."""
-        return TrainConfig.from_dict({**self.to_dict(), **changes})
+        """A copy with some keys changed (flat key names; validated)."""
+        return TrainConfig.from_dict({**self.flat(), **changes})
 
-
-def _known_hint(known: set[str]) -> str:
-    return f"; known keys: {', '.join(sorted(known))}"
-
-
-#: Which table each key belongs to in a configuration file.
-SECTIONS: dict[str, tuple[str, ...]] = {
-    "data": (
-        "dataset",
-        "data_dir",
-        "cache_dir",
-        "synthetic_subjects",
-        "synthetic_hours",
-        "synthetic_sfreq",
-        "grouping",
-        "eeg_channel",
-        "ecg_channel",
-        "ecg_input",
-        "sfreq",
-        "eeg_band",
-        "ecg_band",
-        "split_fractions",
-        "split_file",
-    ),
-    "model": ("window_epochs", "pools", "filters"),
-    "training": (
-        "epochs",
-        "at_epochs",
-        "batch_size",
-        "lr",
-        "patience",
-        "seed",
-        "device",
-        "amp",
-        "num_workers",
-        "num_threads",
-        "max_train_windows",
-        "teacher_cache",
-    ),
-    "distillation": ("at_mode", "at_p", "at_distance", "temperature", "kl_reduction"),
-}
 
 #: The quick synthetic default of ``kdsleep train`` with no arguments: a small U-Time at 32 Hz on the
 #: synthetic nights, with a training budget that finishes the whole pipeline in minutes on two CPU cores.
@@ -375,7 +496,7 @@ def _read_file(path: Path) -> dict[str, Any]:
 
 
 def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a TOML / YAML configuration into a flat dictionary of :class:`TrainConfig` fields.
+    """Read a TOML / YAML configuration into a flat dictionary of key names (see :data:`SECTIONS`).
 
     Raises
     ------
@@ -383,27 +504,7 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         For an unreadable file, an unknown table or key (named with the file), or a key in the wrong table.
     """
     path = Path(path)
-    data = _read_file(path)
-    known = {f.name for f in fields(TrainConfig)}
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if key in SECTIONS:
-            if not isinstance(value, dict):
-                raise ConfigError(f"{path}: [{key}] must be a table")
-            for sub_key, sub_value in value.items():
-                if sub_key not in SECTIONS[key]:
-                    where = next((s for s, keys in SECTIONS.items() if sub_key in keys), None)
-                    hint = f" (it belongs in [{where}])" if where else _known_hint(set(SECTIONS[key]))
-                    raise ConfigError(f"{path}: unknown key {sub_key!r} in [{key}]{hint}")
-                flat[sub_key] = sub_value
-        elif key in known:
-            flat[key] = value
-        else:
-            raise ConfigError(
-                f"{path}: unknown key {key!r}; expected a table {sorted(SECTIONS)} or one of the keys"
-                + _known_hint(known)
-            )
-    return flat
+    return flatten_config_dict(_read_file(path), source=str(path))
 
 
 def load_config(
@@ -413,7 +514,7 @@ def load_config(
     base: dict[str, Any] | None = None,
 ) -> TrainConfig:
     """Defaults, then ``base`` (a preset), then the file, then ``overrides`` (``None`` values skipped)."""
-    values: dict[str, Any] = dict(base or {})
+    values: dict[str, Any] = flatten_config_dict(base or {}, "preset")
     source = "configuration"
     if path is not None:
         values.update(load_config_file(path))

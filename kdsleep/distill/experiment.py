@@ -49,7 +49,7 @@ from kdsleep.data.preprocess import DERIVED_CHANNELS, PreprocessConfig, channel_
 from kdsleep.data.stages import get_grouping
 from kdsleep.data.synthetic import generate_synthetic_psg
 from kdsleep.data.windows import WindowDataset
-from kdsleep.distill.config import ECG_INPUTS, TrainConfig
+from kdsleep.distill.config import ECG_INPUTS, ConfigError, TrainConfig, flatten_config_dict
 from kdsleep.distill.runner import Runner, VariantOutcome
 from kdsleep.distill.split import SubjectSplit, load_split, split_subjects
 from kdsleep.distill.trainer import TrainSettings
@@ -87,25 +87,25 @@ def kdsleep_home() -> Path:
 def prepare_synthetic(config: TrainConfig, progress: bool = True) -> Path:
     """Generate the synthetic dataset of ``config`` once; later calls reuse it (a marker file says it is whole)."""
     data_dir = (
-        Path(config.data_dir)
-        if config.data_dir
+        Path(config.data.data_dir)
+        if config.data.data_dir
         else kdsleep_home()
         / (
-            f"synthetic-{config.synthetic_subjects}x{config.synthetic_hours:g}h-{config.synthetic_sfreq:g}Hz-seed0"
+            f"synthetic-{config.data.synthetic_subjects}x{config.data.synthetic_hours:g}h-{config.data.synthetic_sfreq:g}Hz-seed0"
         )
     )
     marker = data_dir / ".kdsleep-synthetic-complete"
     if marker.exists():
         logger.info("reusing synthetic data in %s", data_dir)
         return data_dir
-    logger.info("generating %d synthetic nights in %s", config.synthetic_subjects, data_dir)
+    logger.info("generating %d synthetic nights in %s", config.data.synthetic_subjects, data_dir)
     # the dataset has its own fixed seed: changing the training seed must not change the data
     generate_synthetic_psg(
         data_dir,
-        n_subjects=config.synthetic_subjects,
-        hours=config.synthetic_hours,
+        n_subjects=config.data.synthetic_subjects,
+        hours=config.data.synthetic_hours,
         seed=0,
-        sfreq=config.synthetic_sfreq,
+        sfreq=config.data.synthetic_sfreq,
         progress=progress,
     )
     marker.write_text("complete\n", encoding="utf-8")
@@ -155,11 +155,11 @@ class Pipeline:
         self.loss_backend = loss_backend
         self.command = list(command if command is not None else sys.argv)
         self.record = record
-        if config.num_threads:
-            torch.set_num_threads(config.num_threads)
+        if config.training.num_threads:
+            torch.set_num_threads(config.training.num_threads)
         self._init_distributed()
         self.rank, self.world = dist_info()
-        self.device = resolve_device(config.device)
+        self.device = resolve_device(config.training.device)
         self._runners: dict[str, Runner] = {}
         self._setup()
 
@@ -183,31 +183,33 @@ class Pipeline:
     def _setup(self) -> None:
         config = self.config
         self._check_run_dir()
-        if config.dataset == "synthetic":
+        if config.data.dataset == "synthetic":
             data_dir = self._rank_zero_first(
                 lambda: prepare_synthetic(config, self.progress and self.rank == 0)
             )
         else:
-            if not config.data_dir:
+            if not config.data.data_dir:
                 raise MissingDataDirError(
-                    f"dataset {config.dataset!r} needs the folder with its recordings (data_dir)"
+                    f"dataset {config.data.dataset!r} needs the folder with its recordings (data_dir)"
                 )
-            data_dir = Path(config.data_dir)
+            data_dir = Path(config.data.data_dir)
         self.data_dir = data_dir
-        entries = dataset_entries(config.dataset, data_dir)
+        entries = dataset_entries(config.data.dataset, data_dir)
         specs = tuple(
-            (name, spec) for name, spec in (("eeg", config.eeg_channel), ("ecg", config.ecg_channel)) if spec
+            (name, spec)
+            for name, spec in (("eeg", config.data.eeg_channel), ("ecg", config.data.ecg_channel))
+            if spec
         )
         #: stored channels each modality's model reads
-        self.inputs = {"eeg": ("eeg",), "ecg": ECG_INPUTS[config.ecg_input]}
+        self.inputs = {"eeg": ("eeg",), "ecg": ECG_INPUTS[config.data.ecg_input]}
         derived = tuple(c for c in self.inputs["ecg"] if c in DERIVED_CHANNELS)
         self.preprocess = PreprocessConfig(
             channels=("eeg", "ecg", *derived),
             channel_specs=specs or None,
-            sfreq=config.sfreq,
-            eeg_band=(config.eeg_band[0], config.eeg_band[1]),
-            ecg_band=(config.ecg_band[0], config.ecg_band[1]),
-            stage_grouping=config.grouping,
+            sfreq=config.data.sfreq,
+            eeg_band=(config.data.eeg_band[0], config.data.eeg_band[1]),
+            ecg_band=(config.data.ecg_band[0], config.data.ecg_band[1]),
+            stage_grouping=config.data.grouping,
         )
         request = channel_request(self.preprocess, entries[0])
         #: the channel each modality reads, as recorded in checkpoints: the name asked for, or -- when the
@@ -217,7 +219,9 @@ class Pipeline:
         self.channel_candidates = {
             name: [spec] if isinstance(spec, str) else list(spec) for name, spec in request.items()
         }
-        cache_dir = Path(config.cache_dir) if config.cache_dir else self._default_cache_dir(data_dir)
+        cache_dir = (
+            Path(config.data.cache_dir) if config.data.cache_dir else self._default_cache_dir(data_dir)
+        )
 
         def build() -> Path:
             try:
@@ -263,8 +267,12 @@ class Pipeline:
         path = self.run_dir / "config.json"
         if not path.exists():
             return
-        saved = json.loads(path.read_text(encoding="utf-8")).get("config", {})
-        current = self.config.to_dict()
+        saved_values = json.loads(path.read_text(encoding="utf-8")).get("config", {})
+        try:
+            saved = flatten_config_dict(saved_values, source=str(path))
+        except ConfigError as err:
+            raise RunFolderError(f"{err}; choose another run folder") from None
+        current = self.config.flat()
         changed = [
             f"{key} ({saved.get(key)!r} there, {current[key]!r} now)"
             for key in current
@@ -284,7 +292,7 @@ class Pipeline:
 
     def _make_split(self, subjects: dict[str, str]) -> SubjectSplit:
         config = self.config
-        path: str | Path | None = config.split_file
+        path: str | Path | None = config.data.split_file
         if path is None and (self.run_dir / "split.json").exists():
             path = self.run_dir / "split.json"
         if path is not None:
@@ -292,7 +300,10 @@ class Pipeline:
             split.check_available(self.cache.keys, str(path))
             return split
         return split_subjects(
-            subjects, fractions=config.split_fractions, seed=config.seed, source=f"{self.data_dir}"
+            subjects,
+            fractions=config.data.split_fractions,
+            seed=config.training.seed,
+            source=f"{self.data_dir}",
         )
 
     # ------------------------------------------------------------------------------------------------
@@ -311,9 +322,9 @@ class Pipeline:
                 inputs=self.inputs,
                 new_model=lambda modality: self.new_model(grouping, modality),
                 settings=TrainSettings.from_config(config),
-                epochs=config.epochs,
-                at_epochs=config.at_epochs or config.epochs,
-                window_epochs=config.window_epochs,
+                epochs=config.training.epochs,
+                at_epochs=config.training.at_epochs or config.training.epochs,
+                window_epochs=config.model.window_epochs,
                 out_dir=self.run_dir / grouping,
                 device=self.device,
                 checkpoint_meta=lambda modality: self._meta(modality, grouping),
@@ -330,7 +341,7 @@ class Pipeline:
         if len(dataset) == 0:
             raise ValueError(
                 f"the {part!r} part of the split ({len(self.split.subjects[part])} subjects) has no window of "
-                f"{self.config.window_epochs} epochs with a scored epoch"
+                f"{self.config.model.window_epochs} epochs with a scored epoch"
             )
         return dataset
 
@@ -340,14 +351,14 @@ class Pipeline:
 
     def new_model(self, grouping: str, modality: str = "ecg") -> UTime:
         """A freshly initialised U-Time (seeded) for ``grouping`` reading ``modality``'s input channels."""
-        torch.manual_seed(self.config.seed)
+        torch.manual_seed(self.config.training.seed)
         return UTime(
             len(self.inputs[modality]),
             get_grouping(grouping).n_classes,
-            sfreq=self.config.sfreq,
-            n_epochs=self.config.window_epochs,
-            pools=self.config.pools,
-            filters=self.config.filters,
+            sfreq=self.config.data.sfreq,
+            n_epochs=self.config.model.window_epochs,
+            pools=self.config.model.pools,
+            filters=self.config.model.filters,
         )
 
     def _meta(self, modality: str, grouping: str) -> dict[str, Any]:
@@ -398,7 +409,7 @@ class Pipeline:
     ) -> VariantOutcome:
         """Train (or reuse) every stage of a variant, then evaluate it on the test subjects."""
         variant = name if isinstance(name, Variant) else get_variant(name)
-        runner = self.runner(grouping or self.config.grouping)
+        runner = self.runner(grouping or self.config.data.grouping)
         if variant.needs_teacher:
             self.teacher(runner.grouping.name)
         if variant.name == "eeg_baseline" and self.teacher_checkpoint is not None:
@@ -478,12 +489,12 @@ class Pipeline:
                 outcomes,
                 name=name,
                 metadata={
-                    "dataset": self.config.dataset,
+                    "dataset": self.config.data.dataset,
                     "data_dir": str(self.data_dir),
                     "split": {p: len(self.split.subjects[p]) for p in ("train", "val", "test")},
-                    "epochs": self.config.epochs,
-                    "sfreq": self.config.sfreq,
-                    "window_epochs": self.config.window_epochs,
+                    "epochs": self.config.training.epochs,
+                    "sfreq": self.config.data.sfreq,
+                    "window_epochs": self.config.model.window_epochs,
                     "kdsleep_version": kdsleep_version(),
                     "git_commit": git_commit(),
                 },
@@ -655,11 +666,11 @@ def run_seeds(
     make_pipeline=None,
     **pipeline_options: Any,
 ) -> dict[int, list[VariantOutcome]]:
-    """Run ``variants`` for every class set with ``seeds`` training seeds: ``config.seed``, ``config.seed + 1``...
+    """Run ``variants`` for every class set with ``seeds`` training seeds: ``config.training.seed``, ``config.training.seed + 1``...
 
     Each seed runs in its own folder ``RUN_DIR/seed-<seed>/`` (a run folder of :class:`Pipeline`, with its own
     teacher: the EEG baseline is trained once per seed unless ``teacher_checkpoint`` is given) on the same
-    subject split: the split of the first seed (or ``config.split_file``). A seed whose variants all finished
+    subject split: the split of the first seed (or ``config.data.split_file``). A seed whose variants all finished
     leaves ``outcomes.json``; a later call reads it instead of building that seed's pipeline, and an
     interrupted seed resumes from its finished stages.
 
@@ -689,7 +700,7 @@ def run_seeds(
     build = make_pipeline or (lambda config, folder: Pipeline(config, folder, **pipeline_options))
 
     wanted = {(get_grouping(g).name, get_variant(v).name) for g in groupings for v in variants}
-    first = config.seed
+    first = config.training.seed
     results: dict[int, list[VariantOutcome]] = {}
     for seed in range(first, first + seeds):
         folder = seed_dir(run_dir, seed)
@@ -699,10 +710,10 @@ def run_seeds(
             logger.info("seed %d: finished earlier, reading %s", seed, marker)
             results[seed] = done
             continue
-        split_file = config.split_file
+        split_file = config.data.split_file
         if split_file is None and seed != first:
             split_file = str(seed_dir(run_dir, first) / "split.json")
-        pipeline = build(replace(config, seed=seed, split_file=split_file), folder)
+        pipeline = build(config.replace(seed=seed, split_file=split_file), folder)
         outcomes = run_variants(pipeline, variants, groupings)
         if pipeline.rank == 0:
             pipeline.write_report(outcomes)

@@ -37,7 +37,7 @@ import random
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -51,6 +51,7 @@ from tqdm.auto import tqdm
 from kdsleep._io import save_torch_atomic, write_json_atomic, write_text_atomic
 from kdsleep._torch import dist_info, flush_denormals
 from kdsleep.checkpoint import read_checkpoint_payload, save_checkpoint
+from kdsleep.distill.config import TrainConfig
 from kdsleep.distill.losses import FeatureLoss, FinalLoss
 from kdsleep.distill.teacher_cache import (
     TeacherCache,
@@ -167,10 +168,24 @@ class TrainSettings:
     teacher_cache: bool = True
 
     @classmethod
-    def from_config(cls, config: Any) -> TrainSettings:
-        """The fields of a :class:`~kdsleep.distill.config.TrainConfig` (or any object with them)."""
-        values = {f.name: getattr(config, f.name) for f in fields(cls) if f.name != "teacher_cache"}
-        return cls(**values, teacher_cache=bool(getattr(config, "teacher_cache", True)))
+    def from_config(cls, config: TrainConfig) -> TrainSettings:
+        """The settings a stage uses from a configuration's ``[training]`` and ``[distillation]`` sections."""
+        training, distillation = config.training, config.distillation
+        return cls(
+            lr=training.lr,
+            batch_size=training.batch_size,
+            patience=training.patience,
+            seed=training.seed,
+            amp=training.amp,
+            num_workers=training.num_workers,
+            max_train_windows=training.max_train_windows,
+            teacher_cache=training.teacher_cache,
+            at_mode=distillation.at_mode,
+            at_p=distillation.at_p,
+            at_distance=distillation.at_distance,
+            temperature=distillation.temperature,
+            kl_reduction=distillation.kl_reduction,
+        )
 
 
 @dataclass
@@ -444,7 +459,6 @@ def train_stage(
         Folder of teacher caches (default ``<stage folder>/teacher-cache``); caches of different teachers or
         windows live side by side in it under their key digests.
     """
-    config = settings
     rank, world = dist_info()
     out = Path(spec.out_dir)
     state_path, best_path, done_path, log_path = (
@@ -482,7 +496,7 @@ def train_stage(
             done.get("history", []),
         )
 
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     start_epoch, best_score, best_epoch, bad_epochs = 1, -math.inf if maximise else math.inf, 0, 0
     history: list[dict[str, float]] = []
     if state_path.exists():
@@ -519,26 +533,26 @@ def train_stage(
     final_loss = FinalLoss(
         class_weights,
         spec.weight_kd,
-        config.temperature,
+        settings.temperature,
         backend=loss_backend,
-        kl_reduction=config.kl_reduction,
+        kl_reduction=settings.kl_reduction,
         label_smoothing=spec.label_smoothing,
     )
-    at_weights = inner.joshi_tap_weights() if config.at_mode == "joshi" else None
+    at_weights = inner.joshi_tap_weights() if settings.at_mode == "joshi" else None
     feature_loss = FeatureLoss(
-        at_weights, config.at_mode, config.at_p, config.at_distance, backend=loss_backend
+        at_weights, settings.at_mode, settings.at_p, settings.at_distance, backend=loss_backend
     )
     use_teacher_logits = spec.kind == "final" and spec.weight_kd > 0
-    amp = bool(config.amp)
+    amp = bool(settings.amp)
     board = _TensorBoard(out / "tensorboard", enabled=rank == 0)
 
     # only used by the stages that need it (checked above)
     frozen = cast(UTime, teacher)
     cache: TeacherCache | None = None
-    if (spec.kind == "at" or use_teacher_logits) and config.teacher_cache:
+    if (spec.kind == "at" or use_teacher_logits) and settings.teacher_cache:
         if teacher_inputs_are_fixed(train_set, teacher=frozen):
             folder = Path(teacher_cache_dir) if teacher_cache_dir is not None else out / "teacher-cache"
-            cache = _teacher_cache(frozen, train_set, folder, config, device, progress)
+            cache = _teacher_cache(frozen, train_set, folder, settings, device, progress)
             logger.info("%s: teacher outputs read from %s", spec.name, cache.root)
         else:
             logger.info(
@@ -546,7 +560,7 @@ def train_stage(
                 "running the live teacher every step",
                 spec.name,
             )
-    at_distance = {"squared_mean": "squared"}.get(config.at_distance, config.at_distance)
+    at_distance = {"squared_mean": "squared"}.get(settings.at_distance, settings.at_distance)
 
     def cached_step_loss(batch: tuple, net: nn.Module) -> torch.Tensor:
         assert cache is not None
@@ -554,7 +568,7 @@ def train_stage(
         x = (eeg if spec.modality == "eeg" else ecg).to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
         teacher_maps, teacher_logits = cache.lookup(
-            index, device=device, mode=config.at_mode, maps=spec.kind == "at"
+            index, device=device, mode=settings.at_mode, maps=spec.kind == "at"
         )
         with _autocast(device, amp):
             if spec.kind == "at":
@@ -563,10 +577,10 @@ def train_stage(
                 return attention_transfer_from_maps(
                     [m.float() for m in taps.features],
                     teacher_maps,
-                    p=config.at_p,
+                    p=settings.at_p,
                     distance=at_distance,
                     weights=at_weights,
-                    mode=config.at_mode,
+                    mode=settings.at_mode,
                     backend="fused" if loss_backend == "fused" else "torch",
                 )
             return final_loss(net(x), labels, teacher_logits)
@@ -597,11 +611,11 @@ def train_stage(
             net.train()
             loader = _train_loader(
                 train_set,
-                config.batch_size,
-                config.seed,
+                settings.batch_size,
+                settings.seed,
                 epoch,
-                config.max_train_windows,
-                config.num_workers,
+                settings.max_train_windows,
+                settings.num_workers,
                 with_index=cache is not None,
             )
             total, count = 0.0, 0
@@ -627,7 +641,7 @@ def train_stage(
             confusion = ConfusionMatrix(inner.n_outputs)
             val_total, val_count = 0.0, 0
             with torch.no_grad():
-                for batch in DataLoader(val_set, batch_size=config.batch_size, shuffle=False):
+                for batch in DataLoader(val_set, batch_size=settings.batch_size, shuffle=False):
                     x, eeg, labels = _inputs(batch, spec.modality, device)
                     with _autocast(device, amp):
                         if spec.kind == "at":
@@ -703,7 +717,7 @@ def train_stage(
             )
             if on_epoch_end is not None:
                 on_epoch_end(epoch)
-            if config.patience is not None and bad_epochs >= config.patience:
+            if settings.patience is not None and bad_epochs >= settings.patience:
                 logger.info(
                     "%s: no better %s for %d epochs, stopping early", spec.name, score_name, bad_epochs
                 )

@@ -22,7 +22,12 @@ def test_toml_sections_and_overrides(tmp_path):
     path = tmp_path / "run.toml"
     path.write_text('[training]\nepochs = 7\nlr = 0.01\n[data]\ngrouping = "w-n-r"\n')
     config = load_config(path, {"epochs": 3, "seed": None})
-    assert config.epochs == 3 and config.lr == 0.01 and config.grouping == "w-n-r" and config.seed == 0
+    assert (
+        config.training.epochs == 3
+        and config.training.lr == 0.01
+        and config.data.grouping == "w-n-r"
+        and config.training.seed == 0
+    )
 
 
 def test_yaml_config(tmp_path):
@@ -40,7 +45,7 @@ def test_yaml_config(tmp_path):
             r"run.toml: unknown key 'sfreq' in \[training\] \(it belongs in \[data\]\)",
         ),
         ("epohcs = 3\n", r"run.toml: unknown key 'epohcs'"),
-        ("[training]\nepochs = 0\n", r"run.toml: epochs = 0, expected a positive integer"),
+        ("[training]\nepochs = 0\n", r"run.toml: \[training\] epochs = 0, expected a positive integer"),
         ('[distillation]\nat_mode = "fancy"\n', r"at_mode = 'fancy'"),
     ],
 )
@@ -55,8 +60,13 @@ def test_paper_config_file_is_the_paper_protocol():
     from pathlib import Path
 
     config = load_config(Path(__file__).resolve().parents[2] / "configs" / "paper.toml")
-    assert (config.epochs, config.lr, config.sfreq, config.window_epochs) == (150, 1e-3, 200.0, 35)
-    assert config.split_fractions == [0.8, 0.1, 0.1] and config.temperature == 1.0
+    assert (config.training.epochs, config.training.lr, config.data.sfreq, config.model.window_epochs) == (
+        150,
+        1e-3,
+        200.0,
+        35,
+    )
+    assert config.data.split_fractions == [0.8, 0.1, 0.1] and config.distillation.temperature == 1.0
     TrainConfig.from_dict(SYNTHETIC_QUICKSTART)  # the quick preset is valid
 
 
@@ -173,3 +183,51 @@ def test_config_file_error_is_reported_even_when_a_flag_overrides_it(tmp_path) -
     path.write_text('[training]\nepochs = "two"\n')
     with pytest.raises(ConfigError, match=r"c\.toml.*epochs"):
         load_config(path, {"epochs": 1})
+
+
+def test_configuration_is_four_typed_sections(tmp_path) -> None:
+    from kdsleep.distill.config import (
+        SECTIONS,
+        DataConfig,
+        DistillationConfig,
+        ModelConfig,
+        TrainingConfig,
+    )
+
+    path = tmp_path / "run.toml"
+    path.write_text('[data]\ngrouping = "w-n-r"\nsfreq = 64\n[distillation]\ntemperature = 4.0\n')
+    config = load_config(path, {"epochs": 5})
+    assert isinstance(config.data, DataConfig) and isinstance(config.model, ModelConfig)
+    assert isinstance(config.training, TrainingConfig) and isinstance(config.distillation, DistillationConfig)
+    assert (config.data.sfreq, config.training.epochs, config.distillation.temperature) == (64, 5, 4.0)
+    assert config.data.stage_grouping.n_classes == 3 and config.data.ecg_channels == ("ecg",)
+    # the dictionary form is the file's layout and reads back to the same configuration
+    nested = config.to_dict()
+    assert set(nested) == set(SECTIONS) and nested["training"]["epochs"] == 5
+    assert TrainConfig.from_dict(nested) == config
+    # every key lives in exactly one section, so flat key names (presets, flags) place themselves
+    keys = [k for section in SECTIONS.values() for k in section]
+    assert len(keys) == len(set(keys)) == len(config.flat())
+    assert config.replace(lr=0.5).training.lr == 0.5 and config.training.lr == 1e-3
+
+
+def test_stage_settings_come_from_the_training_and_distillation_sections() -> None:
+    from kdsleep.distill.trainer import TrainSettings
+
+    config = TrainConfig.from_dict(
+        {"training": {"lr": 0.02, "patience": 3}, "distillation": {"kl_reduction": "element"}}
+    )
+    settings = TrainSettings.from_config(config)
+    assert (settings.lr, settings.patience, settings.kl_reduction) == (0.02, 3, "element")
+
+
+def test_run_folder_made_with_a_flat_configuration_is_still_checked(tmp_path) -> None:
+    """Run folders written before the sections existed hold a flat ``config``; they are compared key by key."""
+    from kdsleep.distill.config import flatten_config_dict
+
+    flat = TrainConfig().flat()
+    assert flatten_config_dict(flat) == flatten_config_dict(TrainConfig().to_dict()) == flat
+    with pytest.raises(
+        ConfigError, match=r"old\.json: unknown key 'sfreq' in \[model\] \(it belongs in \[data\]\)"
+    ):
+        flatten_config_dict({"model": {"sfreq": 1}}, source="old.json")

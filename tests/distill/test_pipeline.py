@@ -46,7 +46,7 @@ def test_distilled_variant_end_to_end(tiny_config, tmp_path, monkeypatch):
     assert state_dicts_equal(frozen, teacher.state_dict())
     # files of the run folder
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["config"]["epochs"] == 2 and config["kdsleep_version"] and "git_commit" in config
+    assert config["config"]["training"]["epochs"] == 2 and config["kdsleep_version"] and "git_commit" in config
     split = json.loads((run_dir / "split.json").read_text())
     assert len(split["subjects"]["test"]) == 1
     for folder in (run_dir / "w-l-d-r" / "at_step" / "at", run_dir / "w-l-d-r" / "at_sd_cl" / "final"):
@@ -211,7 +211,7 @@ def test_predict_without_channel_on_a_student_trained_on_the_default_channels(
     from kdsleep.cli import main
 
     pipeline = Pipeline(tiny_config(), tmp_path / "run", progress=False, command=["test"])
-    assert pipeline.config.ecg_channel is None  # the dataset's default candidates
+    assert pipeline.config.data.ecg_channel is None  # the dataset's default candidates
     outcome = pipeline.run_variant("ecg_baseline")
     checkpoint = load_checkpoint(outcome.checkpoint)
     assert checkpoint.channel == "ecg" and "(" not in checkpoint.channel

@@ -123,12 +123,12 @@ class FakePipeline:
 
     def __init__(self, config, folder, log, fail=False):
         self.config, self.folder, self.log, self.fail = config, Path(folder), log, fail
-        log.append((config.seed, config.split_file))
+        log.append((config.training.seed, config.data.split_file))
 
     def run_variant(self, name, grouping):
         if self.fail:
             raise RuntimeError("a finished seed was run again")
-        seed = self.config.seed
+        seed = self.config.training.seed
         per_subject = subject_metrics({"a": 10 + seed, "b": 20 + 2 * seed, "c": 15})
         return VariantOutcome(name, grouping, pooled(per_subject), per_subject, {}, {})
 
@@ -161,7 +161,7 @@ def test_seed_loop_runs_every_seed_in_its_folder_and_resumes(tmp_path):
         variants,
         ["w-n-r"],
         3,
-        make_pipeline=lambda c, f: FakePipeline(c, f, again, fail=c.seed != 5),
+        make_pipeline=lambda c, f: FakePipeline(c, f, again, fail=c.training.seed != 5),
     )
     assert [seed for seed, _ in again] == [5]
     for seed in (3, 4, 5):

@@ -182,7 +182,7 @@ def test_teacher_cache_setting_from_config():
     from kdsleep.distill.config import TrainConfig
 
     assert TrainSettings.from_config(TrainConfig()).teacher_cache is True
-    assert TrainSettings.from_config(TrainConfig(teacher_cache=False)).teacher_cache is False
+    assert TrainSettings.from_config(TrainConfig.from_dict({"teacher_cache": False})).teacher_cache is False
     assert trainer_module.TrainSettings().teacher_cache is True
 
 
@@ -191,7 +191,7 @@ def test_teacher_cache_in_toml(tmp_path):
 
     path = tmp_path / "c.toml"
     path.write_text("[training]\nteacher_cache = false\n")
-    assert load_config(path).teacher_cache is False
+    assert load_config(path).training.teacher_cache is False
     path.write_text('[training]\nteacher_cache = "no"\n')
     with pytest.raises(ConfigError, match="teacher_cache"):
         load_config(path)
