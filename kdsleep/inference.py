@@ -462,7 +462,13 @@ def predict_recording(
             f"{where}: the model's channel is stored as {name!r}, but {derived[0]!r} derives from "
             f"{DERIVED_CHANNELS[derived[0]]!r}"
         )
-    single = dataclasses.replace(config, channels=(name, *derived), channel_specs=None)
+    single = dataclasses.replace(
+        config,
+        channels=(name, *derived),
+        channel_specs=None,
+        # the channel read is filtered as what the model reads (an ECG student's heart rate derives from ECG)
+        modalities=((name, checkpoint.modality), *((d, "hr") for d in derived)),
+    )
     try:
         epochs = preprocess_recording(recording, grid, single)
     except ValueError as err:

@@ -34,6 +34,7 @@ import numpy as np
 
 from kdsleep.data.epoching import Epochs, epoch_signals
 from kdsleep.data.filters import bandpass_filter
+from kdsleep.data.readers.channels import is_ecg_name
 from kdsleep.data.recording import Hypnogram, Recording
 from kdsleep.data.resample import resample
 from kdsleep.data.scaling import robust_scale
@@ -41,10 +42,12 @@ from kdsleep.data.stages import get_grouping
 
 __all__ = [
     "DERIVED_CHANNELS",
+    "MODALITIES",
     "PreprocessConfig",
     "bridge_bad_samples",
     "channel_request",
     "dataset_entries",
+    "default_modality",
     "derive_heart_rate",
     "preprocess_recording",
 ]
@@ -58,6 +61,20 @@ Band = tuple[float | None, float | None] | None
 
 #: Channels computed from another channel of the recording (name -> the channel they are derived from).
 DERIVED_CHANNELS: dict[str, str] = {"ihr": "ecg"}
+
+#: What a stored channel measures; it decides the band-pass (``eeg_band``, ``ecg_band``, none for ``hr``).
+MODALITIES = ("eeg", "ecg", "hr")
+
+
+def default_modality(name: str) -> str:
+    """The modality of a stored channel that :attr:`PreprocessConfig.modalities` does not name.
+
+    Derived heart-rate channels are ``hr``; a name that denotes an ECG lead (``ecg``, ``ECG I``, ``EKG``) is
+    ``ecg``; any other channel is ``eeg``.
+    """
+    if name in DERIVED_CHANNELS:
+        return "hr"
+    return "ecg" if is_ecg_name(name) else "eeg"
 
 
 def _check_band(name: str, band: object, sfreq: float) -> Band:
@@ -87,11 +104,16 @@ class PreprocessConfig:
     channels : tuple of str, default ("eeg", "ecg")
         Names of the stored channels, in order. ``eeg`` and ``ecg`` are read with the dataset adapter's
         default candidates: the paper's EEG C3-A2 (else C4-A1) and ECG lead I. Other names are resolved
-        through the readers' aliases (``"C4-A1"``, ``"ECG II"``, ...). A channel is filtered as ECG when its
-        name says so (``ecg``, ``ECG I``, ``EKG``).
+        through the readers' aliases (``"C4-A1"``, ``"ECG II"``, ...).
     channel_specs : tuple of (name, spec) pairs, optional
         Explicit channel spec for some names, e.g. ``(("eeg", "C4-A1"),)`` or ``(("eeg", "EEG C3-CLE - EEG
         A2-CLE"),)``.
+    modalities : tuple of (name, modality) pairs, optional
+        What each stored channel measures (:data:`MODALITIES`: ``eeg``, ``ecg``, ``hr``), which decides its
+        band-pass (``eeg_band``, ``ecg_band``, none). Channels not named take :func:`default_modality`; names
+        that are not among ``channels`` are dropped (so a configuration narrowed to fewer channels keeps
+        the modalities of the rest); after construction every channel is listed, in the order of
+        ``channels``.
     ecg_polarity : {None, "auto", "invert"}, default None
         ECG polarity correction by the reader (the authors' code inverts the ECG sign).
     sfreq : float, default 200.0
@@ -118,6 +140,7 @@ class PreprocessConfig:
 
     channels: tuple[str, ...] = ("eeg", "ecg")
     channel_specs: tuple[tuple[str, str], ...] | None = None
+    modalities: tuple[tuple[str, str], ...] | None = None
     ecg_polarity: str | None = None
     sfreq: float = 200.0
     eeg_band: Band = (0.3, 35.0)
@@ -160,6 +183,15 @@ class PreprocessConfig:
                     f"PreprocessConfig.channel_specs names {unknown} that are not in channels {channels}"
                 )
             object.__setattr__(self, "channel_specs", tuple(sorted(specs)))
+        given = dict(self.modalities.items() if isinstance(self.modalities, dict) else self.modalities or ())
+        bad = {k: v for k, v in given.items() if v not in MODALITIES}
+        if bad:
+            raise ValueError(f"PreprocessConfig.modalities: {bad} -- expected one of {list(MODALITIES)}")
+        object.__setattr__(
+            self,
+            "modalities",
+            tuple((name, str(given.get(name, default_modality(name)))) for name in channels),
+        )
         if self.ecg_polarity not in (None, "auto", "invert"):
             raise ValueError(
                 f"PreprocessConfig.ecg_polarity must be None, 'auto' or 'invert', got {self.ecg_polarity!r}"
@@ -185,6 +217,10 @@ class PreprocessConfig:
             raise ValueError(f"PreprocessConfig.flat_seconds must be > 0, got {self.flat_seconds!r}")
         get_grouping(self.stage_grouping)  # unknown names fail here, with the known ones listed
 
+    def modality_of(self, name: str) -> str:
+        """The modality of stored channel ``name``."""
+        return dict(self.modalities or ())[name]
+
     @property
     def samples_per_epoch(self) -> int:
         """Samples in one epoch at the target rate (6000 at 200 Hz)."""
@@ -195,6 +231,7 @@ class PreprocessConfig:
         out = asdict(self)
         out["channels"] = list(self.channels)
         out["channel_specs"] = None if self.channel_specs is None else [list(p) for p in self.channel_specs]
+        out["modalities"] = [list(p) for p in self.modalities or ()]
         for key in ("eeg_band", "ecg_band"):
             out[key] = None if out[key] is None else list(out[key])
         return out
@@ -214,6 +251,8 @@ class PreprocessConfig:
             values["channels"] = tuple(values["channels"])
         if values.get("channel_specs") is not None:
             values["channel_specs"] = tuple(tuple(p) for p in values["channel_specs"])
+        if values.get("modalities") is not None:
+            values["modalities"] = tuple(tuple(p) for p in values["modalities"])
         return cls(**values)
 
     def config_hash(self) -> str:
@@ -223,12 +262,6 @@ class PreprocessConfig:
         keyed["version"] = PREPROCESS_VERSION
         blob = json.dumps(keyed, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def _is_ecg(name: str) -> bool:
-    from kdsleep.data.readers.channels import is_ecg_name
-
-    return is_ecg_name(name)
 
 
 def preprocess_recording(
@@ -280,7 +313,7 @@ def preprocess_recording(
         x = bridge_bad_samples(x, bad)
         x = resample(x, signal.sfreq, config.sfreq)
         good = None if not bad.any() else ~_resample_mask(bad, signal.sfreq, config.sfreq, x.size)
-        band = config.ecg_band if _is_ecg(name) else config.eeg_band
+        band = {"eeg": config.eeg_band, "ecg": config.ecg_band, "hr": None}[config.modality_of(name)]
         if band is not None:
             x = bandpass_filter(x, config.sfreq, band[0], band[1], order=config.filter_order)
         if config.scaling == "robust":

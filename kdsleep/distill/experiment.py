@@ -206,6 +206,7 @@ class Pipeline:
         self.preprocess = PreprocessConfig(
             channels=("eeg", "ecg", *derived),
             channel_specs=specs or None,
+            modalities=(("eeg", "eeg"), ("ecg", "ecg"), *((name, "hr") for name in derived)),
             sfreq=config.data.sfreq,
             eeg_band=(config.data.eeg_band[0], config.data.eeg_band[1]),
             ecg_band=(config.data.ecg_band[0], config.data.ecg_band[1]),

@@ -110,6 +110,32 @@ def test_one_recording_end_to_end() -> None:
     assert ((labels == -1) == (hypnogram.stages == S.UNSCORED)).all()
 
 
+def test_each_channel_is_filtered_as_its_modality_says() -> None:
+    """The band-pass follows the channel's modality, given explicitly or defaulted once from the name."""
+    recording, hypnogram = _night()
+    recording = Recording(
+        "s01",
+        {"lead": recording["ecg"], "ECG II": recording["ecg"], "eeg": recording["eeg"]},
+    )
+    bands = {"eeg_band": (0.3, 5.0), "ecg_band": (0.3, 40.0)}
+    default = PreprocessConfig(channels=("lead", "ECG II", "eeg"), sfreq=100.0, **bands)
+    assert default.modalities == (("lead", "eeg"), ("ECG II", "ecg"), ("eeg", "eeg"))
+    explicit = PreprocessConfig(
+        channels=("lead", "ECG II", "eeg"), modalities=(("lead", "ecg"),), sfreq=100.0, **bands
+    )
+    assert explicit.modality_of("lead") == "ecg" and explicit.config_hash() != default.config_hash()
+    a = preprocess_recording(recording, hypnogram, default).data
+    b = preprocess_recording(recording, hypnogram, explicit).data
+    # the same samples: filtered as EEG (0.3-5 Hz) by default, as ECG (0.3-40 Hz) when the modality says so
+    np.testing.assert_array_equal(b[:, 0], b[:, 1])
+    assert not np.allclose(a[:, 0], a[:, 1])
+    assert PreprocessConfig(channels=("ecg", "ihr")).modalities == (("ecg", "ecg"), ("ihr", "hr"))
+    with pytest.raises(ValueError, match=r"modalities: \{'eeg': 'emg'\} -- expected one of"):
+        PreprocessConfig(modalities=(("eeg", "emg"),))
+    narrowed = PreprocessConfig.from_dict({**explicit.to_dict(), "channels": ["lead"]})
+    assert narrowed.modalities == (("lead", "ecg"),)
+
+
 def test_nan_and_flat_signal_masks_epochs_with_a_warning() -> None:
     recording, hypnogram = _night(seed=1)
     hypnogram = Hypnogram(np.full(12, S.N2, dtype=np.int8), 30.0, onset=4.0)

@@ -46,7 +46,9 @@ def test_distilled_variant_end_to_end(tiny_config, tmp_path, monkeypatch):
     assert state_dicts_equal(frozen, teacher.state_dict())
     # files of the run folder
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["config"]["training"]["epochs"] == 2 and config["kdsleep_version"] and "git_commit" in config
+    assert (
+        config["config"]["training"]["epochs"] == 2 and config["kdsleep_version"] and "git_commit" in config
+    )
     split = json.loads((run_dir / "split.json").read_text())
     assert len(split["subjects"]["test"]) == 1
     for folder in (run_dir / "w-l-d-r" / "at_step" / "at", run_dir / "w-l-d-r" / "at_sd_cl" / "final"):
