@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import kdsleep.ops as ops
+from kdsleep._torch import saved_for_backward_bytes
 from kdsleep.models.utime import UTime
 from kdsleep.ops import reference
 
@@ -61,22 +62,6 @@ def _peak_memory(fn, device: str) -> int | None:
     fn()
     torch.cuda.synchronize()
     return torch.cuda.max_memory_allocated() - base
-
-
-def _saved_memory(fn, inputs: list[torch.Tensor]) -> int:
-    """Bytes of the tensors an implementation keeps for its backward, not counting its inputs."""
-    exclude = {x.untyped_storage().data_ptr() for x in inputs}
-    saved: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in exclude:
-            saved[storage.data_ptr()] = storage.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return sum(saved.values())
 
 
 @functools.cache
@@ -133,7 +118,7 @@ def _run_bench(benchmark, fn, device: str, rounds: int, inputs: list[torch.Tenso
     peak = _peak_memory(fn, device)
     if peak is not None:
         benchmark.extra_info["peak_memory_MiB"] = round(peak / 2**20, 2)
-    benchmark.extra_info["saved_for_backward_MiB"] = round(_saved_memory(fn, inputs) / 2**20, 3)
+    benchmark.extra_info["saved_for_backward_MiB"] = round(saved_for_backward_bytes(fn, inputs) / 2**20, 3)
     benchmark.pedantic(run, rounds=rounds, warmup_rounds=1, iterations=1)
     if device == "cuda":
         median = _cuda_event_median(fn, rounds)

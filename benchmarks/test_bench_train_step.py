@@ -41,7 +41,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from kdsleep._torch import flush_denormals
+from kdsleep._torch import flush_denormals, saved_for_backward_bytes
 from kdsleep.distill.losses import FeatureLoss, FinalLoss
 from kdsleep.distill.teacher_cache import TeacherCache, attention_transfer_from_maps
 from kdsleep.models import FeatureTaps, UTime
@@ -121,23 +121,6 @@ def make_step(kind: str, size: str, device: str, cache_dir: Path):
     return step, forward_loss, persistent
 
 
-def _saved_memory(forward_loss, persistent: list[torch.Tensor]) -> int:
-    """Bytes autograd keeps for backward, beyond the inputs and the parameters (distinct storages)."""
-    exclude = {t.untyped_storage().data_ptr() for t in persistent}
-    saved: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in exclude:
-            saved[storage.data_ptr()] = storage.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = forward_loss()
-    del loss
-    return sum(saved.values())
-
-
 def _status_kib(field: str) -> int:
     with open("/proc/self/status", encoding="ascii") as fh:
         for line in fh:
@@ -180,7 +163,7 @@ def test_train_step(benchmark, kind, size, kd_device, tmp_path):
     with flush_denormals():
         step()  # warm-up (allocations, first-call dispatch)
         benchmark.extra_info["saved_for_backward_MiB"] = round(
-            _saved_memory(forward_loss, persistent) / 2**20, 2
+            saved_for_backward_bytes(forward_loss, persistent) / 2**20, 2
         )
         peak = _peak_step_memory(step, kd_device)
         benchmark.extra_info["peak_rss_step_MiB"] = None if peak is None else round(peak, 1)
@@ -271,7 +254,7 @@ def interleaved(size: str, rounds: int, device: str = "cpu") -> dict:
         extra = {}
         for kind, (step, forward_loss, persistent) in made.items():
             step()  # warm-up
-            saved = round(_saved_memory(forward_loss, persistent) / 2**20, 2)
+            saved = round(saved_for_backward_bytes(forward_loss, persistent) / 2**20, 2)
             peak = _peak_step_memory(step, device)
             extra[kind] = {
                 "saved_for_backward_MiB": saved,

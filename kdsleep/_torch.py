@@ -7,12 +7,12 @@ pipeline, prediction and :mod:`kdsleep.ecg12` behave alike.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import torch
 
-__all__ = ["dist_info", "flush_denormals", "resolve_device"]
+__all__ = ["dist_info", "flush_denormals", "resolve_device", "saved_for_backward_bytes"]
 
 
 def dist_info() -> tuple[int, int]:
@@ -65,3 +65,25 @@ def flush_denormals() -> Iterator[None]:
         yield
     finally:
         torch.set_flush_denormal(False)
+
+
+def saved_for_backward_bytes(forward: Callable[[], object], exclude: Iterable[torch.Tensor] = ()) -> int:
+    """Bytes of the distinct storages autograd keeps for the backward of ``forward()``.
+
+    Storages of the tensors in ``exclude`` (inputs, parameters: they exist whether or not a backward
+    follows) are not counted; a storage saved several times counts once. The output of ``forward`` is
+    dropped before returning.
+    """
+    skip = {t.untyped_storage().data_ptr() for t in exclude}
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in skip:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = forward()
+    del out
+    return sum(saved.values())
