@@ -77,6 +77,35 @@ def fig2(pipeline: Pipeline, run_dir: Path, grouping: str, models: dict) -> dict
 
 
 def run(args: argparse.Namespace) -> int:
+    from kdsleep.cli import CLIError
+    from kdsleep.distill.experiment import write_seeds_run_report
+
+    run_dir = args.run_dir
+    if (run_dir / "config.json").is_file():
+        _evaluate_folder(run_dir, args)
+        return 0
+    # a run with several training seeds (kdsleep experiment --seeds N): one folder per seed
+    seeds = sorted(
+        (int(p.name.split("-", 1)[1]), p)
+        for p in run_dir.glob("seed-*")
+        if p.name.split("-", 1)[1].isdigit() and (p / "config.json").is_file()
+    )
+    if not seeds:
+        raise CLIError(
+            f"{run_dir}: not a kdsleep run folder (no config.json, and no seed-<N>/config.json of a run with "
+            "several seeds)"
+        )
+    by_seed = {}
+    for seed, folder in seeds:
+        print(f"seed {seed} ({folder}):")
+        by_seed[seed] = _evaluate_folder(folder, args)
+    written = write_seeds_run_report(run_dir, by_seed)
+    print(f"report over {len(by_seed)} seeds: {written[0]}")
+    return 0
+
+
+def _evaluate_folder(run_dir: Path, args: argparse.Namespace) -> list:
+    """Evaluate the models of one run folder (one seed); returns their outcomes."""
     from kdsleep.checkpoint import CheckpointError, load_checkpoint
     from kdsleep.cli import CLIError
     from kdsleep.distill.config import ConfigError, TrainConfig
@@ -84,7 +113,6 @@ def run(args: argparse.Namespace) -> int:
     from kdsleep.distill.variants import get_variant
     from kdsleep.evaluation.plots import plot_confusion_matrix, plot_hypnogram, plot_learning_curves
 
-    run_dir = args.run_dir
     config_path = run_dir / "config.json"
     if not config_path.is_file():
         raise CLIError(f"{run_dir}: not a kdsleep run folder (no config.json)")
@@ -150,4 +178,4 @@ def run(args: argparse.Namespace) -> int:
     written = pipeline.write_report(outcomes)
     if written is not None:
         print(f"report: {written[0]}")
-    return 0
+    return outcomes

@@ -324,6 +324,15 @@ def test_experiment_cli_with_seeds(tiny_data, tiny_toml, tmp_path, capsys, monke
     assert [(c["variant_a"], c["variant_b"]) for c in report["comparisons"]] == [("ecg_baseline", "ecg_self")]
     assert all(c["p_adjusted"] is not None for c in report["comparisons"])
 
+    # kdsleep evaluate on the run's folder evaluates each seed and rewrites the report over seeds
+    kappas = {r["variant"]: r["cohen_kappa"]["mean"] for r in report["summary"]}
+    assert main(["evaluate", str(run_dir), "--max-hypnograms", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "seed 0 (" in out and "seed 1 (" in out and "report over 2 seeds" in out
+    assert (run_dir / "seed-1" / "w-l-d-r" / "ecg_self" / "plots" / "confusion_matrix.png").exists()
+    again = json.loads((run_dir / "report.json").read_text())
+    assert {r["variant"]: r["cohen_kappa"]["mean"] for r in again["summary"]} == pytest.approx(kappas)
+
     # a rerun reuses both finished seeds and only rewrites the report
     (run_dir / "report.md").unlink()
     monkeypatch.setattr(experiment, "Pipeline", lambda *a, **k: pytest.fail("a finished seed was rebuilt"))
