@@ -21,6 +21,10 @@ weights, the windows and the map settings) and every training step reads them ba
 teacher (``TrainSettings.teacher_cache``; validation runs the live teacher). The losses agree with the live
 teacher's within the cache's float16 tolerance (relative 1e-4 for the attention-transfer loss; logits exact).
 
+The losses of a step and of a validation batch, with the teacher or its cache, are
+:class:`~kdsleep.distill.stage_loss.StageLoss`; this module runs the epochs, validates, stops early and
+keeps the files.
+
 Under ``torchrun`` the model is wrapped in ``DistributedDataParallel``, every process trains on its shard of
 the batches (``DistributedSampler``), validates on the whole validation set, and process 0 writes the files
 (and builds the teacher cache, which the other processes open after a barrier).
@@ -36,10 +40,9 @@ import math
 import random
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,24 +55,16 @@ from kdsleep._io import save_torch_atomic, write_json_atomic, write_text_atomic
 from kdsleep._torch import dist_info, flush_denormals
 from kdsleep.checkpoint import read_checkpoint_payload, save_checkpoint
 from kdsleep.distill.config import TrainConfig
-from kdsleep.distill.losses import FeatureLoss, FinalLoss
-from kdsleep.distill.teacher_cache import (
-    TeacherCache,
-    TeacherCacheKey,
-    WithIndex,
-    attention_transfer_from_maps,
-    teacher_inputs_are_fixed,
-)
-from kdsleep.evaluation.metrics import ConfusionMatrix
-from kdsleep.models import FeatureTaps, UTime
+from kdsleep.distill.stage_loss import StageLoss, barrier
+from kdsleep.distill.teacher_cache import WithIndex
+from kdsleep.evaluation.metrics import ConfusionMatrix, StagingMetrics
+from kdsleep.models import UTime
 
 __all__ = [
     "InterruptedStageError",
     "StageResult",
     "StageSpec",
     "TrainSettings",
-    "predict",
-    "predict_features",
     "train_stage",
 ]
 
@@ -80,11 +75,6 @@ STATE_FORMAT = "kdsleep-train-state"
 
 class InterruptedStageError(FileExistsError):
     """A stage folder holds the state of an interrupted run and resuming was not asked for."""
-
-
-def _barrier() -> None:
-    if dist_info()[1] > 1:
-        torch.distributed.barrier()
 
 
 @dataclass
@@ -200,24 +190,6 @@ class StageResult:
     history: list[dict[str, float]]
 
 
-def _autocast(device: torch.device, enabled: bool):
-    if enabled and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return nullcontext()
-
-
-def _inputs(
-    batch: tuple, modality: str, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    eeg, ecg, labels = batch
-    x = eeg if modality == "eeg" else ecg
-    return (
-        x.to(device, non_blocking=True),
-        eeg.to(device, non_blocking=True),
-        labels.to(device, non_blocking=True),
-    )
-
-
 def _rng_state() -> dict[str, Any]:
     state = {
         "torch": torch.get_rng_state(),
@@ -276,83 +248,6 @@ class _TensorBoard:
             self.writer.close()
 
 
-@torch.no_grad()
-def predict(
-    model: nn.Module,
-    dataset: Any,
-    modality: str,
-    device: torch.device,
-    *,
-    batch_size: int = 16,
-    amp: bool = True,
-    progress: bool = False,
-    desc: str = "predict",
-) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and predicted classes of every window of ``dataset``: two ``(n_windows, n_epochs)`` arrays."""
-    labels, preds, _ = _predict(model, dataset, modality, device, batch_size, amp, progress, desc, None)
-    return labels, preds
-
-
-def predict_features(
-    model: nn.Module,
-    dataset: Any,
-    modality: str,
-    device: torch.device,
-    *,
-    tap: str = "bottleneck",
-    batch_size: int = 16,
-    amp: bool = True,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """As :func:`predict`, plus the feature map ``tap`` averaged over each epoch.
-
-    Returns
-    -------
-    labels, predictions : numpy.ndarray of shape (n_windows, n_epochs)
-    features : numpy.ndarray of shape (n_windows * n_epochs, channels)
-        One row per epoch, windows in order (:func:`kdsleep.evaluation.plots.epoch_features`).
-    """
-    labels, preds, features = _predict(
-        model, dataset, modality, device, batch_size, amp, False, "features", tap
-    )
-    assert features is not None
-    return labels, preds, features
-
-
-def _predict(
-    model: nn.Module,
-    dataset: Any,
-    modality: str,
-    device: torch.device,
-    batch_size: int,
-    amp: bool,
-    progress: bool,
-    desc: str,
-    tap: str | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    model.eval()
-    n_epochs = getattr(model, "n_epochs", 1)
-    labels_all, preds_all, features_all = [], [], []
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    taps = FeatureTaps(model, [tap], detach=True) if tap is not None else nullcontext()
-    with flush_denormals(), taps:
-        for batch in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress):
-            x, _, labels = _inputs(batch, modality, device)
-            with _autocast(device, amp):
-                logits = model(x)
-            labels_all.append(labels.cpu().numpy())
-            preds_all.append(logits.float().argmax(dim=1).cpu().numpy())
-            if isinstance(taps, FeatureTaps):
-                # local: kdsleep.evaluation.plots loads matplotlib, which training itself never needs
-                from kdsleep.evaluation.plots import epoch_features
-
-                features_all.append(epoch_features(taps.features[0].float().cpu(), n_epochs))
-    if not labels_all:
-        empty = np.zeros((0, n_epochs), np.int64)
-        return empty, empty.copy(), (np.zeros((0, 0)) if tap is not None else None)
-    features = np.concatenate(features_all) if tap is not None else None
-    return np.concatenate(labels_all), np.concatenate(preds_all), features
-
-
 def _train_loader(
     dataset: Any,
     batch_size: int,
@@ -380,32 +275,62 @@ def _train_loader(
     )
 
 
-def _teacher_cache(
-    teacher: UTime,
-    train_set: Any,
-    folder: Path,
-    settings: TrainSettings,
-    device: torch.device,
-    progress: bool,
-) -> TeacherCache:
-    """Build (process 0) or open (the others, after a barrier) the teacher cache of the training windows."""
-    rank, world = dist_info()
-    key = TeacherCacheKey.for_run(teacher, train_set, p=settings.at_p)
-    cache: TeacherCache | None = None
-    if rank == 0:
-        cache = TeacherCache.build(
-            teacher,
-            train_set,
-            folder,
-            key,
-            batch_size=settings.batch_size,
-            device=device,
-            progress=progress,
-        )
-    _barrier()
-    if cache is None:
-        cache = TeacherCache.open(folder, key, verify=False)
-    return cache
+def _load_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """Restore the model, the optimiser and the RNG states of an interrupted stage; the rest of its state."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("format") != STATE_FORMAT:
+        raise ValueError(f"{path}: not a kdsleep training state")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    _set_rng_state(state["rng"])
+    return state
+
+
+def _save_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, **progress: Any) -> None:
+    """``state.pt`` after an epoch: what :func:`_load_state` needs to continue exactly where it stopped."""
+    save_torch_atomic(
+        path,
+        {
+            "format": STATE_FORMAT,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "rng": _rng_state(),
+            **progress,
+        },
+    )
+
+
+def _train_epoch(
+    net: nn.Module, stage_loss: StageLoss, optimizer: torch.optim.Optimizer, batches: Any
+) -> float:
+    """One pass over the training batches (a progress bar over the loader); the mean batch loss."""
+    net.train()
+    total, count = 0.0, 0
+    for batch in batches:
+        optimizer.zero_grad(set_to_none=True)
+        loss = stage_loss.train(batch, net)
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach())
+        count += 1
+        batches.set_postfix(loss=f"{total / count:.4f}")
+    batches.close()
+    return total / max(count, 1)
+
+
+def _validate(
+    model: UTime, stage_loss: StageLoss, val_set: Any, batch_size: int
+) -> tuple[StagingMetrics, float]:
+    """Metrics and mean loss over the validation windows (each scored epoch once)."""
+    model.eval()
+    confusion = ConfusionMatrix(model.n_outputs)
+    total, count = 0.0, 0
+    for batch in DataLoader(val_set, batch_size=batch_size, shuffle=False):
+        logits, loss, labels = stage_loss.validate(batch)
+        total += float(loss) * len(labels)
+        count += len(labels)
+        confusion.update(labels, logits.float())
+    return confusion.compute(), total / max(count, 1)
 
 
 def train_stage(
@@ -504,12 +429,7 @@ def train_stage(
             raise InterruptedStageError(
                 f"{out}: holds an interrupted run (state.pt); resume it or choose another run folder"
             )
-        state = torch.load(state_path, map_location="cpu", weights_only=False)
-        if state.get("format") != STATE_FORMAT:
-            raise ValueError(f"{state_path}: not a kdsleep training state")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        _set_rng_state(state["rng"])
+        state = _load_state(state_path, model, optimizer)
         start_epoch = state["epoch"] + 1
         best_score, best_epoch, bad_epochs, history = (
             state["best_score"],
@@ -530,77 +450,19 @@ def train_stage(
             device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=spec.kind == "at",
         )
-    final_loss = FinalLoss(
-        class_weights,
-        spec.weight_kd,
-        settings.temperature,
-        backend=loss_backend,
-        kl_reduction=settings.kl_reduction,
-        label_smoothing=spec.label_smoothing,
-    )
-    at_weights = inner.joshi_tap_weights() if settings.at_mode == "joshi" else None
-    feature_loss = FeatureLoss(
-        at_weights, settings.at_mode, settings.at_p, settings.at_distance, backend=loss_backend
-    )
-    use_teacher_logits = spec.kind == "final" and spec.weight_kd > 0
-    amp = bool(settings.amp)
     board = _TensorBoard(out / "tensorboard", enabled=rank == 0)
-
-    # only used by the stages that need it (checked above)
-    frozen = cast(UTime, teacher)
-    cache: TeacherCache | None = None
-    if (spec.kind == "at" or use_teacher_logits) and settings.teacher_cache:
-        if teacher_inputs_are_fixed(train_set, teacher=frozen):
-            folder = Path(teacher_cache_dir) if teacher_cache_dir is not None else out / "teacher-cache"
-            cache = _teacher_cache(frozen, train_set, folder, settings, device, progress)
-            logger.info("%s: teacher outputs read from %s", spec.name, cache.root)
-        else:
-            logger.info(
-                "%s: the teacher's training inputs are not fixed (augmentation or random windows); "
-                "running the live teacher every step",
-                spec.name,
-            )
-    at_distance = {"squared_mean": "squared"}.get(settings.at_distance, settings.at_distance)
-
-    def cached_step_loss(batch: tuple, net: nn.Module) -> torch.Tensor:
-        assert cache is not None
-        eeg, ecg, labels, index = batch
-        x = (eeg if spec.modality == "eeg" else ecg).to(device, non_blocking=True)
-        labels = labels.to(device, non_blocking=True)
-        teacher_maps, teacher_logits = cache.lookup(
-            index, device=device, mode=settings.at_mode, maps=spec.kind == "at"
-        )
-        with _autocast(device, amp):
-            if spec.kind == "at":
-                with FeatureTaps(inner, inner.tap_names) as taps:
-                    net(x)
-                return attention_transfer_from_maps(
-                    [m.float() for m in taps.features],
-                    teacher_maps,
-                    p=settings.at_p,
-                    distance=at_distance,
-                    weights=at_weights,
-                    mode=settings.at_mode,
-                    backend="fused" if loss_backend == "fused" else "torch",
-                )
-            return final_loss(net(x), labels, teacher_logits)
-
-    def step_loss(batch: tuple, net: nn.Module) -> torch.Tensor:
-        if cache is not None:
-            return cached_step_loss(batch, net)
-        x, eeg, labels = _inputs(batch, spec.modality, device)
-        with _autocast(device, amp):
-            if spec.kind == "at":
-                with torch.no_grad():
-                    _, teacher_maps = frozen.features(eeg, detach=True)
-                with FeatureTaps(inner, inner.tap_names) as taps:
-                    net(x)
-                return feature_loss(taps.features, teacher_maps)
-            teacher_logits = None
-            if use_teacher_logits:
-                with torch.no_grad():
-                    teacher_logits = frozen(x if spec.teacher_modality == "ecg" else eeg)
-            return final_loss(net(x), labels, teacher_logits)
+    stage_loss = StageLoss.build(
+        spec,
+        inner,
+        teacher=teacher,
+        class_weights=class_weights,
+        settings=settings,
+        device=device,
+        train_set=train_set,
+        cache_dir=Path(teacher_cache_dir) if teacher_cache_dir is not None else out / "teacher-cache",
+        loss_backend=loss_backend,
+        progress=progress,
+    )
 
     epoch = start_epoch - 1
     denormals = flush_denormals()
@@ -608,7 +470,6 @@ def train_stage(
     try:
         for epoch in range(start_epoch, spec.epochs + 1):
             started = time.perf_counter()
-            net.train()
             loader = _train_loader(
                 train_set,
                 settings.batch_size,
@@ -616,9 +477,8 @@ def train_stage(
                 epoch,
                 settings.max_train_windows,
                 settings.num_workers,
-                with_index=cache is not None,
+                with_index=stage_loss.cache is not None,
             )
-            total, count = 0.0, 0
             bar = tqdm(
                 loader,
                 desc=f"{spec.name} {epoch}/{spec.epochs}",
@@ -626,39 +486,13 @@ def train_stage(
                 leave=False,
                 disable=not progress or rank != 0,
             )
-            for batch in bar:
-                optimizer.zero_grad(set_to_none=True)
-                loss = step_loss(batch, net)
-                loss.backward()
-                optimizer.step()
-                total += float(loss.detach())
-                count += 1
-                bar.set_postfix(loss=f"{total / count:.4f}")
-            bar.close()
-
+            train_loss = _train_epoch(net, stage_loss, optimizer, bar)
             # validation on the whole validation set in every process (no sharding, exact figures)
-            inner.eval()
-            confusion = ConfusionMatrix(inner.n_outputs)
-            val_total, val_count = 0.0, 0
-            with torch.no_grad():
-                for batch in DataLoader(val_set, batch_size=settings.batch_size, shuffle=False):
-                    x, eeg, labels = _inputs(batch, spec.modality, device)
-                    with _autocast(device, amp):
-                        if spec.kind == "at":
-                            _, teacher_maps = frozen.features(eeg, detach=True)
-                            logits, student_maps = inner.features(x)
-                            loss = feature_loss(student_maps, teacher_maps)
-                        else:
-                            logits = inner(x)
-                            loss = final_loss(logits, labels, frozen(eeg) if use_teacher_logits else None)
-                    val_total += float(loss) * len(labels)
-                    val_count += len(labels)
-                    confusion.update(labels, logits.float())
-            metrics = confusion.compute()
+            metrics, val_loss = _validate(inner, stage_loss, val_set, settings.batch_size)
             row = {
                 "epoch": epoch,
-                "train_loss": total / max(count, 1),
-                "val_loss": val_total / max(val_count, 1),
+                "train_loss": train_loss,
+                "val_loss": val_loss,
                 "val_weighted_f1": float(metrics.weighted_f1),
                 "val_accuracy": float(metrics.accuracy),
                 "lr": float(optimizer.param_groups[0]["lr"]),
@@ -690,21 +524,17 @@ def train_stage(
                     )
                 _write_log(log_path, history)
                 board.log(row)
-                save_torch_atomic(
+                _save_state(
                     state_path,
-                    {
-                        "format": STATE_FORMAT,
-                        "epoch": epoch,
-                        "model": inner.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "rng": _rng_state(),
-                        "best_score": best_score,
-                        "best_epoch": best_epoch,
-                        "bad_epochs": bad_epochs,
-                        "history": history,
-                    },
+                    inner,
+                    optimizer,
+                    epoch=epoch,
+                    best_score=best_score,
+                    best_epoch=best_epoch,
+                    bad_epochs=bad_epochs,
+                    history=history,
                 )
-            _barrier()
+            barrier()
             logger.info(
                 "%s epoch %d/%d: train loss %.4f, val loss %.4f, val weighted F1 %.3f%s",
                 spec.name,
@@ -738,5 +568,5 @@ def train_stage(
                 "history": history,
             },
         )
-    _barrier()
+    barrier()
     return StageResult(best_epoch, best_score, score_name, len(history), best_path, history)
