@@ -78,7 +78,7 @@ def fig2(pipeline: Pipeline, run_dir: Path, grouping: str, models: dict) -> dict
 
 def run(args: argparse.Namespace) -> int:
     from kdsleep.cli import CLIError
-    from kdsleep.distill.experiment import write_seeds_run_report
+    from kdsleep.distill.seeds import write_seeds_run_report
 
     run_dir = args.run_dir
     if (run_dir / "config.json").is_file():

@@ -98,7 +98,7 @@ def _run_seeds(args: argparse.Namespace, config, variants: list[str], groupings:
     from kdsleep.checkpoint import CheckpointError
     from kdsleep.cli import CLIError
     from kdsleep.cli.train import cli_error
-    from kdsleep.distill.experiment import run_seeds, write_seeds_run_report
+    from kdsleep.distill.seeds import run_seeds, write_seeds_run_report
 
     if args.resume and not Path(args.run_dir).is_dir():
         raise CLIError(

@@ -10,15 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from kdsleep.distill.experiment import (
-    Pipeline,
-    run_seeds,
-    seed_dir,
-    train_label_smoothing,
-    write_seeds_run_report,
-)
+from kdsleep.distill.experiment import Pipeline, train_label_smoothing
 from kdsleep.distill.losses import FinalLoss
 from kdsleep.distill.runner import VariantOutcome
+from kdsleep.distill.seeds import run_seeds, seed_dir, write_seeds_run_report
 from kdsleep.distill.variants import get_variant
 from kdsleep.evaluation.compare import format_p_value, holm_correction
 from kdsleep.evaluation.metrics import StagingMetrics, SubjectConfusion, metrics_from_confusion
@@ -290,7 +285,7 @@ def test_self_distillation_is_taught_by_the_ecg_baseline_checkpoint(tiny_config,
 
 def test_experiment_cli_with_seeds(tiny_data, tiny_toml, tmp_path, capsys, monkeypatch):
     from kdsleep.cli import main
-    from kdsleep.distill import experiment
+    from kdsleep.distill import seeds
 
     config = tiny_toml(epochs=1, split_fractions=[0.4, 0.2, 0.4])
     run_dir = tmp_path / "grid"
@@ -335,7 +330,7 @@ def test_experiment_cli_with_seeds(tiny_data, tiny_toml, tmp_path, capsys, monke
 
     # a rerun reuses both finished seeds and only rewrites the report
     (run_dir / "report.md").unlink()
-    monkeypatch.setattr(experiment, "Pipeline", lambda *a, **k: pytest.fail("a finished seed was rebuilt"))
+    monkeypatch.setattr(seeds, "Pipeline", lambda *a, **k: pytest.fail("a finished seed was rebuilt"))
     assert main(argv) == 0
     assert (run_dir / "report.md").exists()
 
