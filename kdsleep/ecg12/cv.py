@@ -1,7 +1,7 @@
 """10-fold cross-validation of the gate-fusion classifier on PhysioNet/CinC 2020 records, with reports.
 
 Before any fold is made, records whose digital samples are identical are reduced to one copy
-(:func:`kdsleep.ecg12.reader.find_duplicates`; the labelled copy, then the first record name, is kept), among
+(:func:`kdsleep.ecg12.inventory.find_duplicates`; the labelled copy, then the first record name, is kept), among
 the labelled records and between them and any unlabelled ones. Folds come from iterative multi-label
 stratification (:func:`kdsleep.ecg12.folds.iterative_stratification`) of whole patients where the patient is
 known (a ``patient_ids`` table or a ``#Patient ID:`` header line), of single records otherwise: the 2020
@@ -33,9 +33,12 @@ from typing import Any
 
 import numpy as np
 
+from kdsleep._io import write_text_atomic
 from kdsleep.ecg12.finetune import FinetuneConfig, finetune, predict_probabilities
 from kdsleep.ecg12.folds import cv_splits, groups_split_across_folds, iterative_stratification
+from kdsleep.ecg12.inventory import find_duplicates, keep_order
 from kdsleep.ecg12.pretrain import PretrainConfig, RecordSignals, pretrain, read_signals
+from kdsleep.ecg12.reader import read_header
 from kdsleep.ecg12.scoring import ScoringTables, evaluate, write_challenge_output
 
 logger = logging.getLogger(__name__)
@@ -217,7 +220,7 @@ def _nan_or(x: float) -> float | None:
 # Plan: duplicates, patient groups, folds
 # ---------------------------------------------------------------------------------------------------------
 
-#: How the kept copy of a group of duplicates is chosen (see :func:`kdsleep.ecg12.reader.keep_order`).
+#: How the kept copy of a group of duplicates is chosen (see :func:`kdsleep.ecg12.inventory.keep_order`).
 KEEP_RULE = "the copy among the labelled records, then the first by record name, then by header path"
 
 
@@ -256,7 +259,6 @@ def _drop_duplicates(
     records: Sequence[RecordSignals], unlabelled: Sequence[RecordSignals]
 ) -> tuple[list[int], list[int], dict[str, Any]]:
     """Indices of the labelled and unlabelled records kept, and the report section."""
-    from kdsleep.ecg12.reader import find_duplicates, keep_order
 
     def key(path: Path) -> str:
         return os.path.realpath(path)
@@ -313,8 +315,6 @@ def _drop_duplicates(
 
 
 def _patient_of(record: RecordSignals, patient_ids: Mapping[str, str] | None) -> str | None:
-    from kdsleep.ecg12.reader import read_header
-
     if patient_ids is not None and record.name in patient_ids:
         return str(patient_ids[record.name])
     if Path(record.header_path).is_file():
@@ -499,8 +499,6 @@ def run_cv(
     patient_ids : mapping or None
         Record name → patient, to keep each patient's records in one fold (see :func:`plan_cv`).
     """
-    from kdsleep._io import write_text_atomic
-
     mode = _pretrain_mode(settings, pretrained, unlabelled)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
