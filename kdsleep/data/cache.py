@@ -30,11 +30,17 @@ whole, one recording at a time.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
+import multiprocessing
 import os
 import re
 import shutil
+import signal
+import sys
+import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -168,15 +174,8 @@ def _die_with_parent(parent_pid: int) -> None:
     On Linux the kernel sends SIGKILL on the parent's death (``prctl(PR_SET_PDEATHSIG)``); elsewhere a daemon
     thread polls the parent's pid once a second.
     """
-    import signal
-    import sys
-    import threading
-    import time
-
     if sys.platform.startswith("linux"):
         try:
-            import ctypes
-
             libc = ctypes.CDLL(None, use_errno=True)
             pr_set_pdeathsig = 1
             if libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0) == 0:
@@ -411,8 +410,6 @@ def build_cache(
             for entry in todo:
                 record(_process_entry(entry, config_dict, str(records_dir), compress))
         else:
-            import multiprocessing
-
             # spawn: workers start clean (no inherited threads or numba / torch state)
             context = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(
