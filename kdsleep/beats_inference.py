@@ -10,7 +10,7 @@ median where no valid interval exists and robust-scaled; the channel the slpdb s
 preprocessing build), runs the model over windows that cover the whole night
 (:func:`kdsleep.data.windows.covering_starts`, each epoch taking the window where it lies farther
 from the edges, as :func:`kdsleep.inference.predict_recording` does) and returns a
-:class:`kdsleep.inference.Prediction`, written by the same writers (CSV, EDF+, PNG).
+:class:`kdsleep.prediction.Prediction`, written by the same writers (CSV, EDF+, PNG).
 
 The night
     Epoch 0 starts at the recording start (time 0 of the beat times); the night ends at the recording end
@@ -43,8 +43,9 @@ from kdsleep.data.heart_rate import heart_rate_channel
 from kdsleep.data.readers.beats import BeatSeries, BeatsFormatError, read_beats
 from kdsleep.data.windows import covering_starts
 from kdsleep.hr_bundle import HRStagerBundle, beat_inputs
-from kdsleep.inference import InferenceError, Prediction, check_modality, predict_windows
+from kdsleep.inference import InferenceError, check_modality, predict_windows
 from kdsleep.models.pretrained import resolve_model
+from kdsleep.prediction import Prediction
 
 if TYPE_CHECKING:
     from kdsleep.checkpoint import Checkpoint
