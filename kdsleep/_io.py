@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from kdsleep import __version__
+
 __all__ = [
     "atomic_write",
     "sha256_file",
@@ -32,8 +34,6 @@ __all__ = [
 
 def kdsleep_version() -> str:
     """The installed (or checked-out) kdsleep version."""
-    from kdsleep import __version__
-
     return __version__
 
 

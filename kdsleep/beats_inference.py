@@ -1,5 +1,5 @@
 """Stage a night from heartbeat times with a heart-rate model: a U-Time that reads the ``ihr`` channel, or a
-heart-rate stager (:class:`kdsleep.study.hr_recipe.HRStagerBundle`, the shipped default) that reads HRV features
+heart-rate stager (:class:`kdsleep.hr_bundle.HRStagerBundle`, the shipped default) that reads HRV features
 and the heart-rate curve of the whole night.
 
 :func:`predict_beats` reads beat times from any format of :mod:`kdsleep.data.readers.beats` (WFDB beat
@@ -10,7 +10,7 @@ median where no valid interval exists and robust-scaled; the channel the slpdb s
 preprocessing build), runs the model over windows that cover the whole night
 (:func:`kdsleep.data.windows.covering_starts`, each epoch taking the window where it lies farther
 from the edges, as :func:`kdsleep.inference.predict_recording` does) and returns a
-:class:`kdsleep.inference.Prediction`, written by the same writers (CSV, EDF+, PNG).
+:class:`kdsleep.prediction.Prediction`, written by the same writers (CSV, EDF+, PNG).
 
 The night
     Epoch 0 starts at the recording start (time 0 of the beat times); the night ends at the recording end
@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,13 +39,16 @@ import numpy as np
 import torch
 
 from kdsleep._torch import resolve_device
+from kdsleep.data.heart_rate import heart_rate_channel
 from kdsleep.data.readers.beats import BeatSeries, BeatsFormatError, read_beats
 from kdsleep.data.windows import covering_starts
-from kdsleep.inference import InferenceError, Prediction, check_modality, predict_windows
+from kdsleep.hr_bundle import HRStagerBundle, beat_inputs
+from kdsleep.inference import InferenceError, check_modality, predict_windows
+from kdsleep.models.pretrained import resolve_model
+from kdsleep.prediction import Prediction
 
 if TYPE_CHECKING:
     from kdsleep.checkpoint import Checkpoint
-    from kdsleep.study.hr_recipe import HRStagerBundle
 
 __all__ = [
     "DEFAULT_MAX_GAP_MIN",
@@ -135,8 +138,6 @@ def heart_rate_input(
     InferenceError
         When no heart rate can be derived (fewer than two valid RR intervals).
     """
-    from kdsleep.data.heart_rate import heart_rate_channel
-
     if not max_gap_min > 0:
         raise ValueError(f"max_gap_min: expected a positive number of minutes, got {max_gap_min!r}")
     spe = int(round(epoch_seconds * sfreq))
@@ -278,7 +279,7 @@ def predict_beats(
     checkpoint : Checkpoint, HRStagerBundle, path-like or str
         A loaded heart-rate checkpoint or heart-rate stager, its file, or the name of a shipped model
         (:func:`kdsleep.models.pretrained.resolve_model`). A heart-rate stager reads the whole night at once
-        (HRV features and heart-rate curve of :func:`kdsleep.study.hr_recipe.beat_inputs`).
+        (HRV features and heart-rate curve of :func:`kdsleep.hr_bundle.beat_inputs`).
     beats : BeatSeries or path-like
         Beats already read, or a beat file (read with :func:`kdsleep.data.readers.beats.read_beats` and the
         reader options below).
@@ -302,11 +303,6 @@ def predict_beats(
         For a checkpoint that is not a heart-rate model, an unreadable beat file (the message names the file
         and what was expected), no derivable heart rate, or a night shorter than one model window.
     """
-    from dataclasses import replace
-
-    from kdsleep.models.pretrained import resolve_model
-    from kdsleep.study.hr_recipe import HRStagerBundle
-
     checkpoint = resolve_model(checkpoint)
     if not isinstance(checkpoint, HRStagerBundle):
         check_heart_rate_model(checkpoint)
@@ -366,8 +362,6 @@ MIN_STAGER_EPOCHS = 20
 
 def _predict_beats_stager(stager: HRStagerBundle, beats: BeatSeries, *, max_gap_min: float) -> Prediction:
     """Stage a night with a heart-rate stager: HRV features and heart-rate curve of the whole night at once."""
-    from kdsleep.study.hr_recipe import beat_inputs
-
     epoch_seconds = stager.epoch_seconds
     n_epochs = int(math.floor(beats.end / epoch_seconds + 1e-9))
     if n_epochs < MIN_STAGER_EPOCHS:

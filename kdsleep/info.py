@@ -6,14 +6,14 @@ import importlib
 import platform
 import sys
 
+import torch
+
+from kdsleep import __version__
+from kdsleep.ops import _extension
+
 
 def collect() -> dict[str, str]:
     """What a bug report needs: versions of kdsleep and its main dependencies, and what was compiled."""
-    import torch
-
-    from kdsleep import __version__
-    from kdsleep.ops import _extension
-
     info: dict[str, str] = {
         "kdsleep": __version__,
         "python": platform.python_version(),
@@ -30,7 +30,7 @@ def collect() -> dict[str, str]:
             info[name] = "not installed"
     compiled = _extension.load()
     info["compiled kernels"] = compiled or "missing (pure-PyTorch fallback in use)"
-    try:
+    try:  # written by the build of the extension; a source tree that was never built has none
         from kdsleep import _build_config as build
     except ImportError:
         pass

@@ -138,10 +138,11 @@ def run(args: argparse.Namespace) -> int:
     from kdsleep._preflight import unwritable_output
     from kdsleep.cli import CLIError
     from kdsleep.evaluation.summary import summarize_prediction
-    from kdsleep.inference import InferenceError, output_paths, predict_recording, write_prediction
+    from kdsleep.hr_bundle import HRStagerBundle
+    from kdsleep.inference import InferenceError, predict_recording
     from kdsleep.models import pretrained
     from kdsleep.models.pretrained import resolve_model
-    from kdsleep.study.hr_recipe import HRStagerBundle
+    from kdsleep.prediction import output_paths, write_prediction
 
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be >= 1, got {args.batch_size}")

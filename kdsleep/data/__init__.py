@@ -36,8 +36,8 @@ _LAZY = {
     "dataset_entries": "kdsleep.data.preprocess",
     "build_cache": "kdsleep.data.cache",
     "cache_root": "kdsleep.data.cache",
-    "PreprocessedCache": "kdsleep.data.cache",
-    "PairedWindowDataset": "kdsleep.data.cache",
+    "PreprocessedCache": "kdsleep.data.cache_store",
+    "PairedWindowDataset": "kdsleep.data.cache_store",
     # domain objects
     "SleepStage": "kdsleep.data.stages",
     "StageGrouping": "kdsleep.data.stages",

@@ -32,9 +32,13 @@ from typing import Any
 
 import numpy as np
 
+from kdsleep.data.datasets import find_recordings
 from kdsleep.data.epoching import Epochs, epoch_signals
 from kdsleep.data.filters import bandpass_filter
+from kdsleep.data.heart_rate import heart_rate_channel
+from kdsleep.data.heartbeats import MIN_SFREQ, detect_heartbeats
 from kdsleep.data.readers.channels import is_ecg_name
+from kdsleep.data.readers.quality import bad_sample_mask, mask_bad_epochs
 from kdsleep.data.recording import Hypnogram, Recording
 from kdsleep.data.resample import resample
 from kdsleep.data.scaling import robust_scale
@@ -285,8 +289,6 @@ def preprocess_recording(
         ``data`` of shape (n_epochs, n_channels, samples_per_epoch) in ``config.dtype``; epochs touched by
         NaN or flat raw signal are ``ARTEFACT`` in ``stages`` (label -1).
     """
-    from kdsleep.data.readers.quality import bad_sample_mask, mask_bad_epochs
-
     config = config or PreprocessConfig()
     where = str(recording.source or recording.subject)
     if abs(hypnogram.epoch_length - config.epoch_length) > 1e-9:
@@ -394,9 +396,6 @@ def derive_heart_rate(
     np.ndarray
         float32, shape ``(n_times,)``.
     """
-    from kdsleep.data.heart_rate import heart_rate_channel
-    from kdsleep.data.heartbeats import MIN_SFREQ, detect_heartbeats
-
     x = np.asarray(ecg, dtype=np.float64)
     detect_sfreq = float(ecg_sfreq)
     if detect_sfreq < MIN_SFREQ:
@@ -433,8 +432,6 @@ def dataset_entries(dataset: str, data_dir: str | Path) -> list:
     FileNotFoundError
         When the folder is missing or holds no recording with signals.
     """
-    from kdsleep.data.datasets import find_recordings
-
     name = "mass" if dataset.strip().lower() == "synthetic" else dataset
     entries = find_recordings(data_dir, name)
     if not entries:

@@ -15,22 +15,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from kdsleep import ops
+from kdsleep.ops import reference
+
 __all__ = ["FeatureLoss", "FinalLoss", "class_weights"]
 
 
-def _ops(backend: str):
+def _ops(backend: str) -> ModuleType:
     if backend == "fused":
-        from kdsleep import ops
-
         return ops
     if backend == "reference":
-        from kdsleep.ops import reference
-
         return reference
     raise ValueError(f"loss backend must be 'fused' or 'reference', got {backend!r}")
 

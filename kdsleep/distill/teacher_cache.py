@@ -90,8 +90,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
+from kdsleep import ops
 from kdsleep._io import write_json_atomic
+from kdsleep.ops.reference import attention_map
 
 __all__ = [
     "DamagedTeacherCacheError",
@@ -520,10 +523,6 @@ class TeacherCache:
         ]
         norms = np.lib.format.open_memmap(partial / "norms.npy", mode, np.float32, (n, len(layers)))
         logits_file = np.lib.format.open_memmap(partial / "logits.npy", mode, np.float32, (n, *logits_shape))
-        from tqdm.auto import tqdm
-
-        from kdsleep.ops.reference import attention_map
-
         todo = [c for c in range(len(chunks)) if c not in done]
         for c in tqdm(todo, desc="teacher cache", unit="chunk", leave=False, disable=not progress):
             start, stop = chunks[c]
@@ -719,8 +718,6 @@ def attention_transfer_from_maps(
     dtype = student[0].dtype if student[0].dtype in (torch.float32, torch.float64) else torch.float32
     teacher = [t.detach().to(dtype) for t in teacher]
     if backend == "fused":
-        from kdsleep import ops
-
         p = float(p)
         ones = [t.clamp_min(0).pow(1.0 / p).unsqueeze(1) for t in teacher]
         kwargs: dict[str, Any] = {"p": p, "weights": w, "mode": mode, "eps": eps}
@@ -729,8 +726,6 @@ def attention_transfer_from_maps(
         return ops.attention_transfer_loss(student, ones, **kwargs)
     if backend != "torch":
         raise ValueError(f"attention_transfer_from_maps: backend must be 'fused' or 'torch', got {backend!r}")
-    from kdsleep.ops.reference import attention_map
-
     total: Tensor | None = None
     for s, t, wj in zip(student, teacher, w, strict=True):
         if mode == "canonical":

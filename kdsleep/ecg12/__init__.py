@@ -3,7 +3,9 @@
 Modules
 -------
 reader
-    Challenge records (WFDB ``.hea`` + ``.mat``) in millivolts, diagnoses, all-zero leads, duplicates.
+    Challenge records (WFDB ``.hea`` + ``.mat``) in millivolts, diagnoses, all-zero leads, patient tables.
+inventory
+    A collection of records checked before cross-validation: all-zero leads, suspect gains, duplicates.
 scoring
     The challenge's scoring tables (``--scoring-dir``), its metric and the other official figures, and its
     output files.

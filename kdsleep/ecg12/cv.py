@@ -1,7 +1,7 @@
 """10-fold cross-validation of the gate-fusion classifier on PhysioNet/CinC 2020 records, with reports.
 
 Before any fold is made, records whose digital samples are identical are reduced to one copy
-(:func:`kdsleep.ecg12.reader.find_duplicates`; the labelled copy, then the first record name, is kept), among
+(:func:`kdsleep.ecg12.inventory.find_duplicates`; the labelled copy, then the first record name, is kept), among
 the labelled records and between them and any unlabelled ones. Folds come from iterative multi-label
 stratification (:func:`kdsleep.ecg12.folds.iterative_stratification`) of whole patients where the patient is
 known (a ``patient_ids`` table or a ``#Patient ID:`` header line), of single records otherwise: the 2020
@@ -15,7 +15,8 @@ model of the round. ``transductive=True`` instead pre-trains once on every recor
 signals, never their labels); the report names the mode. Each round's test outputs are written in the
 challenge's format, so ``kdsleep ecg12 score`` can re-score them. The report (``report.json`` and
 ``report.md``) states the duplicates dropped, the grouping and the pre-training mode, and gives, per fold and
-as mean +- SD over folds, the challenge metric, macro F1, macro AUROC and per-class F1 and AUROC.
+as mean +- SD over folds, the challenge metric, macro F1, macro AUROC and per-class F1 and AUROC
+(:mod:`kdsleep.ecg12.cv_report`).
 """
 
 from __future__ import annotations
@@ -33,9 +34,13 @@ from typing import Any
 
 import numpy as np
 
+from kdsleep._io import write_text_atomic
+from kdsleep.ecg12.cv_report import render_markdown, summarise_folds
 from kdsleep.ecg12.finetune import FinetuneConfig, finetune, predict_probabilities
 from kdsleep.ecg12.folds import cv_splits, groups_split_across_folds, iterative_stratification
+from kdsleep.ecg12.inventory import find_duplicates, keep_order
 from kdsleep.ecg12.pretrain import PretrainConfig, RecordSignals, pretrain, read_signals
+from kdsleep.ecg12.reader import read_header
 from kdsleep.ecg12.scoring import ScoringTables, evaluate, write_challenge_output
 
 logger = logging.getLogger(__name__)
@@ -45,9 +50,7 @@ __all__ = [
     "CVPlan",
     "CVSettings",
     "plan_cv",
-    "render_markdown",
     "run_cv",
-    "summarise_folds",
 ]
 
 #: Pre-training modes a report can name: ``none`` (encoders from scratch), ``checkpoints`` (given, trained
@@ -97,116 +100,8 @@ class CVSettings:
         return cls(n_folds=10, rounds=3, finetune=FinetuneConfig.small(n_steps=200), pretrain_steps=60)
 
 
-def _mean_sd(values: Sequence[float]) -> dict[str, float | None]:
-    arr = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
-    if arr.size == 0:
-        return {"mean": None, "sd": None, "n": 0}
-    return {
-        "mean": float(arr.mean()),
-        "sd": float(arr.std(ddof=1)) if arr.size > 1 else 0.0,
-        "n": int(arr.size),
-    }
-
-
 def _clean(values: np.ndarray) -> list[float | None]:
     return [None if not np.isfinite(v) else float(v) for v in np.asarray(values, dtype=np.float64)]
-
-
-def summarise_folds(folds: Sequence[Mapping[str, Any]], classes: Sequence[str]) -> dict[str, Any]:
-    """Mean +- SD (sample SD over folds; undefined folds, e.g. no positive test record, left out)."""
-    summary: dict[str, Any] = {
-        key: _mean_sd([f[key] for f in folds])
-        for key in ("challenge_metric", "macro_f1", "macro_auroc", "accuracy")
-    }
-    summary["per_class"] = {
-        code: {
-            "f1": _mean_sd([f["f1_per_class"][k] for f in folds]),
-            "auroc": _mean_sd([f["auroc_per_class"][k] for f in folds]),
-            "n_positive_test": int(sum(f["n_positive_test"][k] for f in folds)),
-        }
-        for k, code in enumerate(classes)
-    }
-    return summary
-
-
-def _fmt(stat: Mapping[str, Any]) -> str:
-    if stat["mean"] is None:
-        return "n/a"
-    return f"{stat['mean']:.3f} ± {stat['sd']:.3f}"
-
-
-def _describe_duplicates(d: Mapping[str, Any]) -> str:
-    if not d["checked"]:
-        return "not checked (drop_duplicates=False)"
-    n = d["n_dropped_labelled"] + d["n_dropped_unlabelled"]
-    text = (
-        f"{n} dropped before the folds ({d['n_dropped_labelled']} labelled, {d['n_dropped_unlabelled']} "
-        f"unlabelled) from {len(d['groups'])} groups of identical signals; kept: {d['rule']}"
-    )
-    if d.get("n_unlabelled_same_file"):
-        text += (
-            f"; {d['n_unlabelled_same_file']} of the unlabelled dropped are the very files of labelled records "
-            "(or read twice)"
-        )
-    conflicts = [g for g in d["groups"] if not g["same_labels"]]
-    if conflicts:
-        text += f"; {len(conflicts)} groups had differing diagnoses (the kept copy's are used)"
-    return text
-
-
-def render_markdown(report: Mapping[str, Any]) -> str:
-    """The report as a Markdown page."""
-    s = report["summary"]
-    pre = report["pretraining"]
-    grouping = report["grouping"]
-    lines = [
-        "# 12-lead ECG cross-validation (PhysioNet/CinC 2020)",
-        "",
-        f"- records: {report['n_records']} from `{report['data_dir']}` after dropping duplicates "
-        f"({report['n_records_read']} read); classes: {len(report['classes'])}",
-        f"- duplicates: {_describe_duplicates(report['duplicates'])}",
-        f"- folds grouped by {grouping['unit']}: {grouping['description']}",
-        f"- folds: {report['n_folds']} (iterative stratification, seed {report['seed']}), rounds run: "
-        f"{len(report['folds'])}; validation fold = test fold + 1 (thresholds and model selection)",
-        f"- pre-training mode `{pre['mode']}`: {pre['description']}",
-        f"- quick smoke test: {'yes — not a result' if report['quick'] else 'no'}",
-        f"- wall time: {report['seconds']:.0f} s"
-        + (f" (pre-training {pre['seconds']:.0f} s)" if pre.get("seconds") else ""),
-        "",
-        "| metric | mean ± SD over folds |",
-        "|---|---|",
-        f"| challenge metric | {_fmt(s['challenge_metric'])} |",
-        f"| macro F1 | {_fmt(s['macro_f1'])} |",
-        f"| macro AUROC | {_fmt(s['macro_auroc'])} |",
-        f"| accuracy (exact label sets) | {_fmt(s['accuracy'])} |",
-        "",
-        "## Per fold",
-        "",
-        "| test fold | n test | n pre-training | challenge metric | macro F1 | macro AUROC | best step |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for f in report["folds"]:
-        auroc = "n/a" if f["macro_auroc"] is None else f"{f['macro_auroc']:.3f}"
-        f1 = "n/a" if f["macro_f1"] is None else f"{f['macro_f1']:.3f}"
-        n_pre = "—" if f.get("n_pretrain") is None else str(f["n_pretrain"])
-        lines.append(
-            f"| {f['test_fold']} | {f['n_test']} | {n_pre} | {f['challenge_metric']:.3f} | {f1} | {auroc} | "
-            f"{f['best_step']} |"
-        )
-    lines += [
-        "",
-        "## Per class (mean ± SD over folds where defined)",
-        "",
-        "| class | abbreviation | test positives | F1 | AUROC |",
-        "|---|---|---|---|---|",
-    ]
-    for code in report["classes"]:
-        pc = s["per_class"][code]
-        abbreviation = report["abbreviations"].get(code, "")
-        lines.append(
-            f"| {code} | {abbreviation} | {pc['n_positive_test']} | {_fmt(pc['f1'])} | {_fmt(pc['auroc'])} |"
-        )
-    return "\n".join(lines) + "\n"
 
 
 def _nan_or(x: float) -> float | None:
@@ -217,7 +112,7 @@ def _nan_or(x: float) -> float | None:
 # Plan: duplicates, patient groups, folds
 # ---------------------------------------------------------------------------------------------------------
 
-#: How the kept copy of a group of duplicates is chosen (see :func:`kdsleep.ecg12.reader.keep_order`).
+#: How the kept copy of a group of duplicates is chosen (see :func:`kdsleep.ecg12.inventory.keep_order`).
 KEEP_RULE = "the copy among the labelled records, then the first by record name, then by header path"
 
 
@@ -256,7 +151,6 @@ def _drop_duplicates(
     records: Sequence[RecordSignals], unlabelled: Sequence[RecordSignals]
 ) -> tuple[list[int], list[int], dict[str, Any]]:
     """Indices of the labelled and unlabelled records kept, and the report section."""
-    from kdsleep.ecg12.reader import find_duplicates, keep_order
 
     def key(path: Path) -> str:
         return os.path.realpath(path)
@@ -313,8 +207,6 @@ def _drop_duplicates(
 
 
 def _patient_of(record: RecordSignals, patient_ids: Mapping[str, str] | None) -> str | None:
-    from kdsleep.ecg12.reader import read_header
-
     if patient_ids is not None and record.name in patient_ids:
         return str(patient_ids[record.name])
     if Path(record.header_path).is_file():
@@ -499,8 +391,6 @@ def run_cv(
     patient_ids : mapping or None
         Record name → patient, to keep each patient's records in one fold (see :func:`plan_cv`).
     """
-    from kdsleep._io import write_text_atomic
-
     mode = _pretrain_mode(settings, pretrained, unlabelled)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -46,7 +46,9 @@ from kdsleep.ecg12.models import (
     XResNetConfig,
     load_state_dict_strict,
 )
+from kdsleep.ecg12.reader import list_records, read_record
 from kdsleep.ecg12.spectrogram import SFREQ, WINDOW_SAMPLES, random_windows, spectrogram
+from kdsleep.ops import self_distillation_loss
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +102,6 @@ def read_signals(
     Records shorter than one window (``min_samples`` after resampling) are skipped with a warning; a folder
     without any usable record raises ``ValueError`` naming it.
     """
-    from kdsleep.ecg12.reader import list_records, read_record
-
     paths = list_records(data_dir)
     records = []
     for path in tqdm(paths, desc=f"reading {Path(data_dir).name}", unit="record", leave=False):
@@ -329,8 +329,6 @@ def pretrain(
     progress : bool
         Show a tqdm progress bar.
     """
-    from kdsleep.ops import self_distillation_loss
-
     signals = [
         torch.as_tensor(r.signal if isinstance(r, RecordSignals) else r, dtype=torch.float32) for r in records
     ]

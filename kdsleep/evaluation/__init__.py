@@ -68,7 +68,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in _PLOTS:
-        from kdsleep.evaluation import plots
+        from kdsleep.evaluation import plots  # imported on use: it loads matplotlib
 
         return getattr(plots, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

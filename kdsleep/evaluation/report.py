@@ -18,8 +18,15 @@ from typing import Any
 import numpy as np
 
 from kdsleep._io import write_text_atomic
-from kdsleep.evaluation.compare import PairedComparison, format_p_value
-from kdsleep.evaluation.metrics import StagingMetrics
+from kdsleep.evaluation.compare import (
+    PairedComparison,
+    format_p_value,
+    mean_over_seeds,
+    mean_sd,
+    paired_comparison,
+    with_holm,
+)
+from kdsleep.evaluation.metrics import StagingMetrics, metric_by_subject
 
 __all__ = [
     "PAPER_TABLE_I",
@@ -332,8 +339,6 @@ DEFAULT_CONTROLS: tuple[str, ...] = ("ecg_ls", "ecg_self")
 
 
 def _seed_summary(per_seed: Sequence[StagingMetrics]) -> dict[str, Any]:
-    from kdsleep.evaluation.compare import mean_sd
-
     def spread(values: Sequence[float]) -> dict[str, float | None]:
         finite = [float(v) for v in values if v is not None and not math.isnan(float(v))]
         if not finite:
@@ -395,9 +400,6 @@ def build_seeds_report(
     title, metadata
         As in :func:`build_report`.
     """
-    from kdsleep.evaluation.compare import mean_over_seeds, paired_comparison, with_holm
-    from kdsleep.evaluation.metrics import metric_by_subject
-
     if not results_by_seed:
         raise ValueError("a seeds report needs the results of at least one seed")
     seeds = sorted(results_by_seed)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from kdsleep.inference import Prediction
+    from kdsleep.prediction import Prediction
 
 __all__ = ["SleepSummary", "summarize_prediction", "summarize_stages"]
 
@@ -174,5 +174,5 @@ def summarize_stages(
 
 
 def summarize_prediction(prediction: Prediction) -> SleepSummary:
-    """:func:`summarize_stages` of a :class:`~kdsleep.inference.Prediction`."""
+    """:func:`summarize_stages` of a :class:`~kdsleep.prediction.Prediction`."""
     return summarize_stages(prediction.stages, prediction.class_names, prediction.epoch_seconds)

@@ -1,8 +1,8 @@
 """A heart-rate sleep stager: a bidirectional GRU over per-epoch HRV features and a heart-rate curve embedding.
 
 For every 30-s epoch the model reads two streams built from heartbeat times
-(:func:`kdsleep.study.hr_recipe.beat_inputs`): a vector of HRV features
-(:func:`kdsleep.study.hrv_features.recording_features`, standardised with the training set's mean and SD)
+(:func:`kdsleep.hr_bundle.beat_inputs`): a vector of HRV features
+(:func:`kdsleep.data.hrv_features.recording_features`, standardised with the training set's mean and SD)
 and the epoch's heart-rate curve at a low rate (:func:`kdsleep.data.heart_rate.heart_rate_channel`, 2 Hz:
 60 samples). A small CNN embeds each epoch's curve, a linear layer projects its features, and a two-layer
 bidirectional GRU reads the concatenated per-epoch vectors of a whole night (or a crop of it) and emits one
@@ -23,7 +23,7 @@ class HRStager(nn.Module):
     Parameters
     ----------
     n_features : int
-        HRV feature columns per epoch (28 for :func:`kdsleep.study.hrv_features.recording_features`).
+        HRV feature columns per epoch (28 for :func:`kdsleep.data.hrv_features.recording_features`).
     n_outputs : int
         Number of classes.
     n_times : int

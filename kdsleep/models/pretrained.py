@@ -1,7 +1,7 @@
 """Models shipped with the package, loaded by name and checked against their SHA-256 at load.
 
 Each entry of :data:`REGISTRY` names a weight file inside ``kdsleep/models/weights/`` with its kind (a kdsleep
-U-Time checkpoint, ``"checkpoint"``, or a heart-rate stager of :mod:`kdsleep.study.hr_recipe`,
+U-Time checkpoint, ``"checkpoint"``, or a heart-rate stager of :mod:`kdsleep.hr_bundle`,
 ``"hr-stager"``), its checksum, its classes, its inputs and a model card under ``docs/models/``. :func:`load_pretrained`
 refuses a weight file whose checksum differs (damaged or replaced) and one whose classes or inputs differ from
 the entry. :func:`resolve_model` turns what a user passes as ``--model`` into a loaded model: a checkpoint or
@@ -17,17 +17,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from kdsleep._io import sha256_file
+from kdsleep.checkpoint import Checkpoint
+from kdsleep.hr_bundle import HRStagerBundle, HRStagerError, is_hr_stager_file
 from kdsleep.inference import InferenceError, load_model_checkpoint
 
-if TYPE_CHECKING:
-    from kdsleep.checkpoint import Checkpoint
-    from kdsleep.study.hr_recipe import HRStagerBundle
-
-    #: What a registry entry or a model file loads as.
-    LoadedModel = Checkpoint | HRStagerBundle
+#: What a registry entry or a model file loads as.
+LoadedModel = Checkpoint | HRStagerBundle
 
 #: Kinds of weight file.
 MODEL_KINDS = ("checkpoint", "hr-stager")
@@ -78,7 +75,7 @@ class PretrainedModel:
         Model card, relative to the repository (``docs/models/hr-slpdb.md``).
     kind : str
         ``"checkpoint"`` (a kdsleep U-Time checkpoint) or ``"hr-stager"``
-        (:class:`kdsleep.study.hr_recipe.HRStagerBundle`).
+        (:class:`kdsleep.hr_bundle.HRStagerBundle`).
     """
 
     name: str
@@ -233,8 +230,6 @@ def load_pretrained(
 
 
 def _load_hr_stager(path: Path, error: type[InferenceError] = InferenceError) -> HRStagerBundle:
-    from kdsleep.study.hr_recipe import HRStagerBundle, HRStagerError
-
     try:
         return HRStagerBundle.load(path)
     except HRStagerError as err:
@@ -243,8 +238,6 @@ def _load_hr_stager(path: Path, error: type[InferenceError] = InferenceError) ->
 
 def load_model_file(path: str | os.PathLike[str]) -> LoadedModel:
     """A kdsleep checkpoint or a heart-rate stager file, whichever ``path`` holds."""
-    from kdsleep.study.hr_recipe import is_hr_stager_file
-
     path = Path(path)
     if is_hr_stager_file(path):
         return _load_hr_stager(path)
@@ -278,9 +271,6 @@ def resolve_model(
     InferenceError
         For a file that is not a kdsleep checkpoint.
     """
-    from kdsleep.checkpoint import Checkpoint
-    from kdsleep.study.hr_recipe import HRStagerBundle
-
     if isinstance(model, (Checkpoint, HRStagerBundle)):
         return model
     table = _registry(registry)
@@ -306,8 +296,6 @@ def registry_entry(
 
     The file must then be copied to :data:`WEIGHTS_DIR` under its file name.
     """
-    from kdsleep.study.hr_recipe import is_hr_stager_file
-
     if is_hr_stager_file(path):
         stager = _load_hr_stager(Path(path))
         return PretrainedModel(

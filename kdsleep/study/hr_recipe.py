@@ -1,9 +1,7 @@
-"""The heart-rate stager recipe: inputs from beat times, training, whole-night prediction, saving, and its CV.
+"""The heart-rate stager recipe: training on slpdb beats, and its cross-validation.
 
-Inputs (:func:`beat_inputs`)
-    For a night of ``n_epochs`` 30-s epochs: the 28 HRV feature columns of
-    :func:`kdsleep.study.hrv_features.recording_features` and the heart-rate curve of
-    :func:`kdsleep.data.heart_rate.heart_rate_channel` at ``sfreq`` (2 Hz), cut into epochs of 60 samples.
+The model it trains, its inputs and its file are :mod:`kdsleep.hr_bundle` (:class:`~kdsleep.hr_bundle.HRStagerBundle`,
+:func:`~kdsleep.hr_bundle.beat_inputs`, :class:`~kdsleep.hr_bundle.RecipeSettings`).
 
 Training (:func:`train_stager`)
     Features standardised with the training records' per-column mean and SD (NaN set to 0); random crops of
@@ -13,10 +11,6 @@ Training (:func:`train_stager`)
     noise and a per-crop column scale, heart-rate scale and noise. With validation records, the state with
     the best pooled Cohen κ on them is kept (early stopping with ``patience``); without, training runs a fixed
     number of epochs.
-
-Saved model (:class:`HRStagerBundle`)
-    Weights, model configuration, feature mean/SD and names, class names and grouping, the heart-rate rate
-    and the recipe settings, in one ``torch.save`` dictionary written atomically.
 
 Cross-validation (``python -m kdsleep.study.hr_recipe cv --data-dir ../shared/data/slpdb``)
     The slpdb study's subject folds (:func:`kdsleep.study.folds.subject_folds`, 4 folds, 2 validation
@@ -31,117 +25,44 @@ import json
 import logging
 import os
 import platform
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import sklearn
 import torch
 import torch.nn.functional as F
+from sklearn.ensemble import HistGradientBoostingClassifier
+from threadpoolctl import threadpool_limits
 from torch import nn
 
+from kdsleep._io import git_commit, kdsleep_version, write_text_atomic
+from kdsleep.data.readers.wfdb_io import read_slpdb_annotations
+from kdsleep.data.stages import get_grouping
+from kdsleep.evaluation.metrics import compute_metrics, metric_by_subject, per_subject_metrics
+from kdsleep.hr_bundle import HRStagerBundle, RecipeSettings, beat_inputs, stager_proba
 from kdsleep.models.hr_stager import HRStager
+from kdsleep.study.data import find_slpdb_records
+from kdsleep.study.folds import Fold, subject_folds
 
 __all__ = [
-    "FORMAT",
     "GROUPINGS",
-    "HRStagerBundle",
-    "HRStagerError",
     "RecipeRecord",
     "RecipeSettings",
-    "beat_inputs",
-    "is_hr_stager_file",
     "load_slpdb_records",
     "run_cv",
+    "slpdb_folds",
     "train_stager",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: Value of the ``format`` key of a saved heart-rate stager.
-FORMAT = "kdsleep-hr-stager"
-FORMAT_VERSION = 1
 #: Groupings by number of classes.
 GROUPINGS = {3: "w-n-r", 4: "w-l-d-r"}
-EPOCH_SECONDS = 30.0
-
-
-class HRStagerError(ValueError):
-    """A saved heart-rate stager that cannot be read, or inputs that do not fit it."""
-
-
-@dataclass(frozen=True)
-class RecipeSettings:
-    """Settings of the recipe (the defaults are the ones cross-validated on slpdb)."""
-
-    hidden: int = 32
-    n_layers: int = 2
-    drop_prob: float = 0.3
-    sfreq: float = 2.0
-    crop: int = 120
-    batch: int = 8
-    steps: int = 15
-    max_epochs: int = 30
-    patience: int = 8
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    noise: float = 0.1
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in ("drop_prob", "noise", "seed", "weight_decay"):
-                if value < 0:
-                    raise ValueError(f"RecipeSettings.{f.name}: expected >= 0, got {value}")
-            elif not value > 0:
-                raise ValueError(f"RecipeSettings.{f.name}: expected > 0, got {value}")
-
-    @property
-    def samples_per_epoch(self) -> int:
-        """Heart-rate samples per 30-s epoch."""
-        return int(round(EPOCH_SECONDS * self.sfreq))
-
-
-def beat_inputs(
-    beat_times: np.ndarray, n_epochs: int, sfreq: float = 2.0, *, source: str = "recording"
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """The recipe's two inputs for a night of beats.
-
-    Parameters
-    ----------
-    beat_times : np.ndarray
-        Beat times in seconds from the recording start, strictly increasing.
-    n_epochs : int
-        Whole 30-s epochs of the night.
-    sfreq : float
-        Rate of the heart-rate curve in Hz.
-    source : str
-        Named in error messages.
-
-    Returns
-    -------
-    features : np.ndarray of float32, shape (n_epochs, 28)
-        :func:`kdsleep.study.hrv_features.recording_features` (not yet standardised).
-    heart_rate : np.ndarray of float32, shape (n_epochs, samples_per_epoch)
-        :func:`kdsleep.data.heart_rate.heart_rate_channel`, epoch by epoch.
-    names : list of str
-        Feature names.
-    """
-    from kdsleep.data.heart_rate import heart_rate_channel
-    from kdsleep.study.hrv_features import recording_features
-
-    if n_epochs < 1:
-        raise ValueError(f"{source}: no whole {EPOCH_SECONDS:g}-s epoch to stage")
-    spe = int(round(EPOCH_SECONDS * sfreq))
-    beat_times = np.asarray(beat_times, dtype=np.float64)
-    hr, _valid = heart_rate_channel(beat_times, sfreq, n_epochs * spe, source=source)
-    features, names = recording_features(beat_times, n_epochs)
-    return features.astype(np.float32), hr.reshape(n_epochs, spe).astype(np.float32), names
 
 
 @dataclass
@@ -157,16 +78,11 @@ class RecipeRecord:
 
     def labels(self, grouping: str) -> np.ndarray:
         """Class per epoch (-1 where unscored)."""
-        from kdsleep.data.stages import get_grouping
-
         return get_grouping(grouping)(self.stages).astype(np.int64)
 
 
 def load_slpdb_records(data_dir: str | os.PathLike[str], sfreq: float = 2.0) -> list[RecipeRecord]:
     """Every slpdb record of ``data_dir`` with its inputs built from the expert beat annotations."""
-    from kdsleep.data.readers.wfdb_io import read_slpdb_annotations
-    from kdsleep.study.data import find_slpdb_records
-
     out = []
     for name, subject, path in find_slpdb_records(data_dir):
         stages, _duration, beats, _ventricular = read_slpdb_annotations(path)
@@ -175,165 +91,7 @@ def load_slpdb_records(data_dir: str | os.PathLike[str], sfreq: float = 2.0) -> 
     return out
 
 
-@dataclass
-class HRStagerBundle:
-    """A trained heart-rate stager with everything needed to stage a night from beats."""
-
-    model: HRStager
-    feature_mean: np.ndarray
-    feature_sd: np.ndarray
-    feature_names: list[str]
-    class_names: tuple[str, ...]
-    grouping: str
-    settings: RecipeSettings
-    training: dict[str, Any] = field(default_factory=dict)
-    path: Path | None = None
-
-    kind = "hr-stager"
-
-    @property
-    def sfreq(self) -> float:
-        """Rate of the heart-rate curve in Hz."""
-        return float(self.settings.sfreq)
-
-    @property
-    def n_classes(self) -> int:
-        """Number of classes."""
-        return len(self.class_names)
-
-    @property
-    def epoch_seconds(self) -> float:
-        """Epoch length in seconds."""
-        return EPOCH_SECONDS
-
-    def describe(self) -> str:
-        """One line for users."""
-        return (
-            f"heart-rate stager (BiGRU over {len(self.feature_names)} HRV features + {self.sfreq:g}-Hz heart-rate "
-            f"curve), {self.n_classes} classes ({'-'.join(self.class_names)}), whole night, 30-s epochs"
-        )
-
-    def standardise(self, features: np.ndarray) -> np.ndarray:
-        """Features standardised with the training mean/SD, NaN set to 0."""
-        return np.nan_to_num((features - self.feature_mean) / self.feature_sd).astype(np.float32)
-
-    def predict_proba(self, features: np.ndarray, heart_rate: np.ndarray) -> np.ndarray:
-        """Class probabilities ``(n_epochs, n_classes)`` of one night (raw features of :func:`beat_inputs`)."""
-        if features.ndim != 2 or heart_rate.ndim != 2 or features.shape[0] != heart_rate.shape[0]:
-            raise HRStagerError(
-                f"expected features (n_epochs, {len(self.feature_names)}) and heart rate (n_epochs, "
-                f"{self.model.n_times}), got {features.shape} and {heart_rate.shape}"
-            )
-        return _predict(self.model, self.standardise(features), heart_rate)
-
-    def predict_beats(
-        self, beat_times: np.ndarray, n_epochs: int, *, source: str = "recording"
-    ) -> np.ndarray:
-        """Class probabilities of a night given its beat times."""
-        features, hr, _names = beat_inputs(beat_times, n_epochs, self.sfreq, source=source)
-        return self.predict_proba(features, hr)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The saved dictionary (tensors, numbers, strings and lists only)."""
-        return {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "state_dict": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
-            "config": self.model.config(),
-            "feature_mean": [float(v) for v in self.feature_mean],
-            "feature_sd": [float(v) for v in self.feature_sd],
-            "feature_names": list(self.feature_names),
-            "class_names": list(self.class_names),
-            "grouping": self.grouping,
-            "sfreq": self.sfreq,
-            "epoch_seconds": EPOCH_SECONDS,
-            "settings": asdict(self.settings),
-            # plain JSON types only, so that the file loads with torch.load(weights_only=True)
-            "training": json.loads(json.dumps(self.training, default=str)),
-        }
-
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write atomically with :func:`kdsleep._io.save_torch_atomic`."""
-        from kdsleep._io import save_torch_atomic
-
-        return save_torch_atomic(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> HRStagerBundle:
-        """Read a saved stager.
-
-        Raises
-        ------
-        HRStagerError
-            Naming the file and what is wrong with it.
-        """
-        path = Path(path)
-        if not path.is_file():
-            raise HRStagerError(f"{path}: no such heart-rate stager file")
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # torch raises many types for a file that is not its format
-            raise HRStagerError(
-                f"{path}: not a heart-rate stager (torch cannot load it: {type(err).__name__})"
-            ) from err
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise HRStagerError(f"{path}: not a heart-rate stager (no 'format': {FORMAT!r} entry)")
-        if data.get("format_version") != FORMAT_VERSION:
-            raise HRStagerError(
-                f"{path}: heart-rate stager format_version {data.get('format_version')!r}, this kdsleep reads "
-                f"{FORMAT_VERSION}"
-            )
-        try:
-            config = dict(data["config"])
-            config["conv_filters"] = tuple(config["conv_filters"])
-            model = HRStager(**config)
-            model.load_state_dict(data["state_dict"])
-            settings = RecipeSettings(**data["settings"])
-            mean = np.asarray(data["feature_mean"], dtype=np.float32)
-            sd = np.asarray(data["feature_sd"], dtype=np.float32)
-            names = list(data["feature_names"])
-            classes = tuple(data["class_names"])
-            grouping = str(data["grouping"])
-        except (KeyError, TypeError, RuntimeError, ValueError) as err:
-            raise HRStagerError(f"{path}: damaged heart-rate stager: {type(err).__name__}: {err}") from err
-        if not (mean.shape == sd.shape == (model.n_features,) == (len(names),)):
-            raise HRStagerError(
-                f"{path}: feature_mean/feature_sd/feature_names lengths {mean.shape}/{sd.shape}/{len(names)} differ "
-                f"from the model's {model.n_features} features"
-            )
-        if len(classes) != model.n_outputs:
-            raise HRStagerError(
-                f"{path}: {len(classes)} class names for a model of {model.n_outputs} outputs"
-            )
-        if abs(float(data["sfreq"]) - settings.sfreq) > 1e-9 or settings.samples_per_epoch != model.n_times:
-            raise HRStagerError(
-                f"{path}: sfreq {data['sfreq']} does not match the model's {model.n_times} samples"
-            )
-        model.eval()
-        return cls(model, mean, sd, names, classes, grouping, settings, dict(data.get("training", {})), path)
-
-
-def is_hr_stager_file(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` holds a saved heart-rate stager (False for anything else, including unreadable files)."""
-    try:
-        data = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except Exception:
-        return False
-    return isinstance(data, dict) and data.get("format") == FORMAT
-
-
-def _predict(model: nn.Module, features: np.ndarray, heart_rate: np.ndarray) -> np.ndarray:
-    model.eval()
-    with torch.no_grad():
-        logits = model(
-            torch.from_numpy(features)[None], torch.from_numpy(np.ascontiguousarray(heart_rate))[None]
-        )
-    return F.softmax(logits[0], dim=-1).numpy().astype(np.float32)
-
-
 def _pooled_kappa(labels: Sequence[np.ndarray], predictions: Sequence[np.ndarray], n_classes: int) -> float:
-    from kdsleep.evaluation.metrics import compute_metrics
-
     return float(compute_metrics(np.concatenate(labels), np.concatenate(predictions), n_classes).cohen_kappa)
 
 
@@ -364,8 +122,6 @@ def train_stager(
     log : callable, optional
         Receives one line per training epoch.
     """
-    from kdsleep.data.stages import get_grouping
-
     settings = settings or RecipeSettings()
     if not records:
         raise ValueError("train_stager: no training records")
@@ -458,7 +214,7 @@ def train_stager(
         entry: dict[str, Any] = {"epoch": epoch, "loss": float(np.mean(losses))}
         if val:
             score = _pooled_kappa(
-                [v[2] for v in val], [_predict(model, v[0], v[1]).argmax(1) for v in val], k
+                [v[2] for v in val], [stager_proba(model, v[0], v[1]).argmax(1) for v in val], k
             )
             entry["val_kappa"] = score
             if score > best:
@@ -489,25 +245,9 @@ def train_stager(
 # ---------------------------------------------------------------------------------------------- cross-validation
 
 
-def _git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).parent,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def _metrics_dict(
     records: Sequence[RecipeRecord], predictions: dict[str, np.ndarray], grouping: str
 ) -> dict[str, Any]:
-    from kdsleep.data.stages import get_grouping
-    from kdsleep.evaluation.metrics import compute_metrics, metric_by_subject, per_subject_metrics
-
     group = get_grouping(grouping)
     k = len(group.class_names)
     y = np.concatenate([r.labels(grouping) for r in records])
@@ -531,9 +271,7 @@ def _metrics_dict(
 
 def _gbm_predictions(
     train: Sequence[RecipeRecord], test: Sequence[RecipeRecord], grouping: str, seed: int = 0
-):
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
+) -> dict[str, np.ndarray]:
     x = np.concatenate([r.features for r in train])
     y = np.concatenate([r.labels(grouping) for r in train])
     keep = y >= 0
@@ -551,10 +289,10 @@ def _gbm_predictions(
     return {r.name: classifier.predict(r.features).astype(np.int64) for r in test}
 
 
-def slpdb_folds(records: Sequence[RecipeRecord], n_folds: int = 4, n_val: int = 2, seed: int = 0):
+def slpdb_folds(
+    records: Sequence[RecipeRecord], n_folds: int = 4, n_val: int = 2, seed: int = 0
+) -> list[Fold]:
     """The study's subject folds over ``records`` (scored epochs per subject)."""
-    from kdsleep.study.folds import subject_folds
-
     scored: dict[str, int] = {}
     for r in records:
         scored[r.subject] = scored.get(r.subject, 0) + int((r.stages <= 4).sum())
@@ -630,17 +368,13 @@ def run_cv(
 
 
 def _versions() -> dict[str, str]:
-    import sklearn
-
-    import kdsleep
-
     return {
         "python": platform.python_version(),
         "torch": str(torch.__version__),
         "numpy": np.__version__,
         "scikit-learn": sklearn.__version__,
-        "kdsleep": getattr(kdsleep, "__version__", "unknown"),
-        "commit": _git_commit(),
+        "kdsleep": kdsleep_version(),
+        "commit": git_commit() or "unknown",
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}",
     }
 
@@ -666,12 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     train.add_argument("--out", type=Path, required=True, help="model file (.pt)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(args.threads)
-    except ImportError:  # pragma: no cover
-        pass
+    threadpool_limits(args.threads)
     started = time.perf_counter()
     versions = _versions()  # before the run: the commit of the code that runs
     records = load_slpdb_records(args.data_dir)
@@ -681,10 +410,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result.update(
             {"command": command, "versions": versions, "wall_seconds": time.perf_counter() - started}
         )
-        from kdsleep._io import atomic_write
-
         text = json.dumps(result, indent=1)
-        atomic_write(args.out, lambda fh: fh.write(text.encode()))
+        write_text_atomic(args.out, text)
         print(f"wrote {args.out} ({result['wall_seconds']:.0f} s)")
     else:
         bundle = train_stager(

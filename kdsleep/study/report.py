@@ -239,7 +239,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "cover every epoch (one extra window aligned to the end of each night); an epoch in two windows takes "
         "the prediction of the window where it lies farther from the edges (`kdsleep.data.windows`).",
         f"- Classical baseline (`hrv_gbm`): {report['n_features']} HRV features per epoch "
-        "(`kdsleep.study.hrv_features`: mean HR, SDNN, RMSSD, pNN50 in 1-, 5- and 10-min windows centred on "
+        "(`kdsleep.data.hrv_features`: mean HR, SDNN, RMSSD, pNN50 in 1-, 5- and 10-min windows centred on "
         "the epoch; LF, HF, LF/HF and normalised HF of the heart rate in 5 min; HR change against epochs "
         "±1, ±2, ±4; all normalised per recording; plus the 5-min HR in bpm and the time of night), "
         "scikit-learn `HistGradientBoostingClassifier` (balanced class weights, learning rate 0.05, "

@@ -9,7 +9,7 @@ One call of :func:`run_study` reproduces the whole study and writes its report:
    fold a few training subjects are held out for validation (checkpoint choice);
 3. for each fold and class set (3: W-N-R, 4: W-L-D-R, 5: AASM), one *unit* trains and tests
 
-   * ``hrv_gbm``: the classical baseline, HRV features (:mod:`kdsleep.study.hrv_features`) and a
+   * ``hrv_gbm``: the classical baseline, HRV features (:mod:`kdsleep.data.hrv_features`) and a
      gradient-boosted tree classifier (scikit-learn ``HistGradientBoostingClassifier``, balanced class
      weights) -- real data;
    * ``hr_student``: a small U-Time on the heart-rate channel (the ``ecg_baseline`` variant) -- real data;
@@ -54,6 +54,7 @@ from tqdm.auto import tqdm
 
 from kdsleep._io import write_bytes_atomic, write_text_atomic
 from kdsleep._torch import resolve_device
+from kdsleep.data.hrv_features import recording_features
 from kdsleep.data.stages import get_grouping
 from kdsleep.distill.experiment import kdsleep_home
 from kdsleep.distill.runner import Runner
@@ -68,7 +69,6 @@ from kdsleep.study.data import (
     save_record,
 )
 from kdsleep.study.folds import subject_folds
-from kdsleep.study.hrv_features import recording_features
 from kdsleep.study.report import write_study_report
 from kdsleep.study.settings import (
     CLASS_SETS,

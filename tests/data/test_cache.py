@@ -17,13 +17,8 @@ import pytest
 import torch
 
 from kdsleep.data import Hypnogram, Recording, Signal, SleepStage
-from kdsleep.data.cache import (
-    DamagedCacheError,
-    PairedWindowDataset,
-    PreprocessedCache,
-    build_cache,
-    cache_root,
-)
+from kdsleep.data.cache import DamagedCacheError, PreprocessedCache, build_cache, cache_root
+from kdsleep.data.cache_store import PairedWindowDataset
 from kdsleep.data.preprocess import PreprocessConfig, preprocess_recording
 
 S = SleepStage

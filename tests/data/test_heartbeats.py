@@ -16,13 +16,8 @@ from hypothesis import strategies as st
 from scipy import signal
 
 from kdsleep.data.filters import sosfiltfilt
-from kdsleep.data.heartbeats import (
-    MIN_SFREQ,
-    _bandpass,
-    _slope_feature,
-    detect_heartbeats,
-    detect_heartbeats_with_quality,
-)
+from kdsleep.data.heartbeat_kernels import qrs_bandpass, slope_feature
+from kdsleep.data.heartbeats import MIN_SFREQ, detect_heartbeats, detect_heartbeats_with_quality
 from kdsleep.data.readers.wfdb_io import read_annotated_ecg
 from kdsleep.evaluation.beats import match_beats
 
@@ -100,15 +95,15 @@ def test_kernels_match_numpy_and_scipy_references() -> None:
     x = rng.standard_normal(3000).cumsum()
     sos = signal.butter(2, [5.0, 20.0], btype="bandpass", fs=180.0, output="sos")
     # the detector's band-pass is the package's zero-phase filter (kdsleep.data.filters), not a copy of it
-    assert np.array_equal(_bandpass(x, 180.0, 5.0, 20.0), sosfiltfilt(sos, x))
-    assert np.allclose(_bandpass(x, 180.0, 5.0, 20.0), signal.sosfiltfilt(sos, x), atol=1e-10)
+    assert np.array_equal(qrs_bandpass(x, 180.0, 5.0, 20.0), sosfiltfilt(sos, x))
+    assert np.allclose(qrs_bandpass(x, 180.0, 5.0, 20.0), signal.sosfiltfilt(sos, x), atol=1e-10)
     # mean square of the central-difference slope over a centred window that shrinks at the edges
     for n, width in [(3000, 27), (3000, 28), (20, 27), (2, 5)]:
         f = x[:n]
         squared = (np.gradient(f) * 180.0) ** 2
         half_left, half_right = width // 2, width - width // 2 - 1
         reference = np.array([squared[max(0, i - half_left) : i + half_right + 1].mean() for i in range(n)])
-        assert np.allclose(_slope_feature(f, 180.0, width), reference, rtol=1e-9, atol=1e-9)
+        assert np.allclose(slope_feature(f, 180.0, width), reference, rtol=1e-9, atol=1e-9)
 
 
 def test_coarse_quantisation_with_flat_baseline_is_not_clipping() -> None:

@@ -15,7 +15,8 @@ import torch
 
 import kdsleep.ecg12.cv as cv
 from kdsleep.cli.ecg12 import ACTIONS
-from kdsleep.ecg12.cv import CVSettings, plan_cv, run_cv, summarise_folds
+from kdsleep.ecg12.cv import CVSettings, plan_cv, run_cv
+from kdsleep.ecg12.cv_report import summarise_folds
 from kdsleep.ecg12.folds import groups_split_across_folds
 from kdsleep.ecg12.pretrain import RecordSignals, read_signals
 from kdsleep.ecg12.scoring import ScoringTables, load_scoring_tables

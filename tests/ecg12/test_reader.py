@@ -9,16 +9,15 @@ import numpy as np
 import pytest
 import scipy.io
 
+from kdsleep.ecg12.inventory import find_duplicates, scan_records
 from kdsleep.ecg12.reader import (
     STANDARD_LEADS,
     HeaderError,
-    find_duplicates,
     list_records,
     read_dx_codes,
     read_header,
     read_patient_map,
     read_record,
-    scan_records,
 )
 from kdsleep.ecg12.scoring import load_scoring_tables
 

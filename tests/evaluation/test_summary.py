@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from kdsleep.evaluation.summary import summarize_prediction, summarize_stages
-from kdsleep.inference import Prediction
+from kdsleep.prediction import Prediction
 
 WNR = ("W", "N", "R")
 

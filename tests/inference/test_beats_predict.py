@@ -17,13 +17,9 @@ from kdsleep.data.preprocess import PreprocessConfig
 from kdsleep.data.readers import read_hypnogram
 from kdsleep.data.readers.beats import read_beats
 from kdsleep.data.windows import covering_starts
-from kdsleep.inference import (
-    InferenceError,
-    annotation_label_mapping,
-    load_model_checkpoint,
-    write_prediction,
-)
+from kdsleep.inference import InferenceError, load_model_checkpoint
 from kdsleep.models import UTime
+from kdsleep.prediction import annotation_label_mapping, write_prediction
 
 SFREQ = 4.0  # heart rate carries nothing above a few hertz; 120 samples per 30-s epoch
 WINDOW = 8  # epochs per model window (4 min)

@@ -14,8 +14,8 @@ from kdsleep.cli import main
 from kdsleep.data.preprocess import PreprocessConfig
 from kdsleep.data.readers import read_edf_header, read_hypnogram
 from kdsleep.data.synthetic import generate_synthetic_psg
-from kdsleep.inference import annotation_label_mapping
 from kdsleep.models import UTime
+from kdsleep.prediction import annotation_label_mapping
 
 
 def _save(path: Path, modality: str, n_epochs: int = 2) -> Path:

@@ -13,6 +13,7 @@ import kdsleep.models.pretrained as pretrained
 from kdsleep._io import sha256_file
 from kdsleep.beats_inference import predict_beats
 from kdsleep.cli import main
+from kdsleep.hr_bundle import HRStagerBundle
 from kdsleep.inference import InferenceError
 from kdsleep.models.pretrained import (
     PretrainedModelError,
@@ -20,7 +21,6 @@ from kdsleep.models.pretrained import (
     registry_entry,
     resolve_model,
 )
-from kdsleep.study.hr_recipe import HRStagerBundle
 
 SHIPPED = {"hr-slpdb-3class": ("W", "N", "R"), "hr-slpdb-4class": ("W", "L", "D", "R")}
 

@@ -17,16 +17,9 @@ from kdsleep.data.readers import read_edf, read_hypnogram
 from kdsleep.data.recording import Hypnogram
 from kdsleep.data.stages import SleepStage, get_grouping
 from kdsleep.data.windows import covering_starts
-from kdsleep.inference import (
-    InferenceError,
-    Prediction,
-    annotation_label_mapping,
-    load_model_checkpoint,
-    predict_recording,
-    predict_windows,
-    write_prediction,
-)
+from kdsleep.inference import InferenceError, load_model_checkpoint, predict_recording, predict_windows
 from kdsleep.models import UTime
+from kdsleep.prediction import Prediction, annotation_label_mapping, write_prediction
 
 SFREQ = 50.0  # model rate: 1500 samples per epoch, pools 5 x 5 x 3 = 75 divide it
 WINDOW = 4  # epochs per model window

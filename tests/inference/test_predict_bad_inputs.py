@@ -82,9 +82,9 @@ def test_write_prediction_is_all_or_none(tmp_path, monkeypatch) -> None:
     """A failure while writing the third file leaves neither a new CSV nor a new EDF (nor staging files)."""
     import numpy as np
 
-    import kdsleep.inference as inference
+    import kdsleep.prediction as writers
 
-    prediction = inference.Prediction(
+    prediction = writers.Prediction(
         stages=np.array([0, 1, 2, 1]),
         probabilities=np.full((4, 3), 1 / 3, dtype=np.float32),
         onsets=np.arange(4) * 30.0,
@@ -97,17 +97,17 @@ def test_write_prediction_is_all_or_none(tmp_path, monkeypatch) -> None:
         sfreq=32.0,
         n_windows=1,
     )
-    paths = inference.output_paths(prediction.source, tmp_path)
+    paths = writers.output_paths(prediction.source, tmp_path)
     paths["csv"].write_text("old csv\n")
 
     def broken_plot(prediction, path):
         raise OSError("disk full")
 
-    monkeypatch.setattr(inference, "plot_prediction", broken_plot)
+    monkeypatch.setattr(writers, "plot_prediction", broken_plot)
     with pytest.raises(OSError, match="disk full"):
-        inference.write_prediction(prediction, tmp_path)
+        writers.write_prediction(prediction, tmp_path)
     assert paths["csv"].read_text() == "old csv\n"
     assert not paths["edf"].exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == [paths["csv"].name]
-    written = inference.write_prediction(prediction, tmp_path, plot=False)
+    written = writers.write_prediction(prediction, tmp_path, plot=False)
     assert set(written) == {"csv", "edf"} and paths["csv"].read_text() != "old csv\n"

@@ -10,17 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from kdsleep.hr_bundle import HRStagerBundle, HRStagerError, RecipeSettings, beat_inputs, is_hr_stager_file
 from kdsleep.models.hr_stager import HRStager
-from kdsleep.study.hr_recipe import (
-    HRStagerBundle,
-    HRStagerError,
-    RecipeRecord,
-    RecipeSettings,
-    beat_inputs,
-    is_hr_stager_file,
-    load_slpdb_records,
-    train_stager,
-)
+from kdsleep.study.hr_recipe import RecipeRecord, load_slpdb_records, train_stager
 
 REFERENCE = Path(__file__).with_name("data") / "hr_recipe_slp01a_reference.json"
 

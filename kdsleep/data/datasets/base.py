@@ -12,6 +12,7 @@ from typing import Any
 
 from kdsleep.data.readers.annotations import fit_to_signal
 from kdsleep.data.readers.channels import CHANNEL_ALIASES
+from kdsleep.data.readers.edf import read_edf
 from kdsleep.data.readers.quality import mask_bad_epochs
 from kdsleep.data.recording import Hypnogram, Recording
 
@@ -159,8 +160,6 @@ class DatasetAdapter:
         *,
         ecg_polarity: str | None = None,
     ) -> Recording:
-        from kdsleep.data.readers.edf import read_edf
-
         if entry.signal_path is None:
             raise FileNotFoundError(
                 f"{self.name} recording {entry.key}: no signal file was found, only the scoring"

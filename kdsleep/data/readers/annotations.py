@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kdsleep.data.readers.edf import read_edf_header
 from kdsleep.data.recording import Hypnogram
 from kdsleep.data.stages import SleepStage, UnknownStageLabelError, get_label_mapping, parse_stage_label
 
@@ -193,8 +194,6 @@ def read_edf_hypnogram(
         anonymised) are ignored with a warning.
     """
     import mne
-
-    from kdsleep.data.readers.edf import read_edf_header
 
     path = Path(path)
     header = read_edf_header(path)  # clear errors for corrupt / truncated files before mne reads it

@@ -7,6 +7,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
+from kdsleep.data.readers.annotations import fit_to_signal, read_edf_hypnogram
+from kdsleep.data.readers.nsrr import read_nsrr_xml
+from kdsleep.data.readers.text import read_text_hypnogram
+from kdsleep.data.readers.wfdb_io import read_wfdb_stages
 from kdsleep.data.recording import Hypnogram
 from kdsleep.data.stages import SleepStage
 
@@ -36,11 +40,6 @@ def read_hypnogram(
     recording_start : datetime, optional
         Start of the paired signal, to align an EDF+ scoring file whose header starts at another time.
     """
-    from kdsleep.data.readers.annotations import fit_to_signal, read_edf_hypnogram
-    from kdsleep.data.readers.nsrr import read_nsrr_xml
-    from kdsleep.data.readers.text import read_text_hypnogram
-    from kdsleep.data.readers.wfdb_io import read_wfdb_stages
-
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in (".edf", ".bdf", ".rec", ".hyp"):

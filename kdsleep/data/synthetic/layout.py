@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from kdsleep.data.edf_writer import write_edf
 from kdsleep.data.stages import SleepStage
@@ -137,8 +138,6 @@ def generate_synthetic_psg(
     list of Path
         ``[psg_1, base_1, psg_2, base_2, ...]``.
     """
-    from tqdm.auto import tqdm
-
     if n_subjects < 1:
         raise ValueError(f"n_subjects must be >= 1, got {n_subjects}")
     paths: list[Path] = []

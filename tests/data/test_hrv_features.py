@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kdsleep.study.hrv_features import epoch_hrv_features, normalise_per_recording, recording_features
+from kdsleep.data.hrv_features import epoch_hrv_features, normalise_per_recording, recording_features
 
 
 def _beats(rr: np.ndarray) -> np.ndarray:
