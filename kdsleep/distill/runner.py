@@ -36,8 +36,8 @@ import torch
 
 from kdsleep.data.stages import StageGrouping, get_grouping
 from kdsleep.data.windows import WindowDataset, WindowStore
+from kdsleep.distill.batches import predict, predict_features
 from kdsleep.distill.losses import class_weights
-from kdsleep.distill.prediction import predict, predict_features
 from kdsleep.distill.trainer import StageSpec, TrainSettings, train_stage
 from kdsleep.distill.variants import Variant, get_variant
 from kdsleep.evaluation.metrics import StagingMetrics, SubjectConfusion

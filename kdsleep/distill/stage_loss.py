@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from kdsleep._torch import dist_info
+from kdsleep.distill.batches import autocast, batch_inputs
 from kdsleep.distill.losses import FeatureLoss, FinalLoss
-from kdsleep.distill.prediction import autocast, batch_inputs
 from kdsleep.distill.teacher_cache import (
     TeacherCache,
     TeacherCacheKey,
