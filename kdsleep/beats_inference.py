@@ -246,7 +246,7 @@ def check_heart_rate_model(checkpoint: Checkpoint) -> None:
     inputs = list(checkpoint.inputs)
     if inputs != [HEART_RATE_INPUT]:
         hint = (
-            "; stage its EDF recording with `kdsleep predict RECORDING --model ...` instead"
+            "; stage its EDF recording with predict_recording instead"
             if HEART_RATE_INPUT not in inputs
             else ""
         )
@@ -317,7 +317,7 @@ def predict_beats(
                 beats, format, rr_unit=rr_unit, column=column, channel=channel, start=start, duration=duration
             )
         except BeatsFormatError as err:
-            raise InferenceError(str(err)) from err
+            raise InferenceError(str(err), remedy=",".join(err.remedy) or None) from err
     if isinstance(checkpoint, HRStagerBundle):
         return _predict_beats_stager(checkpoint, beats, max_gap_min=max_gap_min)
     model = checkpoint.model
@@ -328,7 +328,8 @@ def predict_beats(
         raise InferenceError(
             f"{beats.source}: the beats span {beats.end:g} s ({n_epochs} whole {epoch_seconds:g}-s epochs), shorter "
             f"than one model window of {window_epochs} epochs ({window_epochs * epoch_seconds:g} s); give the "
-            "recording length with --duration if the file does not hold it"
+            "recording length if the file does not hold it",
+            remedy="duration",
         )
     hr = heart_rate_input(
         beats, float(model.sfreq), epoch_seconds, n_epochs=n_epochs, max_gap_min=max_gap_min
@@ -368,7 +369,8 @@ def _predict_beats_stager(stager: HRStagerBundle, beats: BeatSeries, *, max_gap_
         raise InferenceError(
             f"{beats.source}: the beats span {beats.end:g} s ({n_epochs} whole {epoch_seconds:g}-s epochs), shorter "
             f"than the {MIN_STAGER_EPOCHS} epochs ({MIN_STAGER_EPOCHS * epoch_seconds / 60:g} min) the heart-rate "
-            "stager needs; give the recording length with --duration if the file does not hold it"
+            "stager needs; give the recording length if the file does not hold it",
+            remedy="duration",
         )
     hr = heart_rate_input(beats, stager.sfreq, epoch_seconds, n_epochs=n_epochs, max_gap_min=max_gap_min)
     try:

@@ -65,8 +65,10 @@ class InferenceError(ValueError):
     Attributes
     ----------
     remedy : str or None
-        The argument of :func:`predict_recording` that would get past the error, when one would
-        (``"allow_other_modality"`` or ``"channel"``); a front end turns it into its own hint.
+        The arguments of :func:`predict_recording` (or of :func:`kdsleep.beats_inference.predict_beats`)
+        that would get past the error, comma-separated, when some would (``"allow_other_modality"``,
+        ``"channel"``, ``"format"``, ``"rr_unit"``, ``"column"``, ``"duration"``); a front end turns them
+        into its own hint.
     """
 
     def __init__(self, message: str, *, remedy: str | None = None) -> None:

@@ -134,6 +134,28 @@ def _parse_start(text: str | None) -> datetime | None:
         raise CLIError(f"--start {text!r}: expected an ISO date and time, e.g. 2024-03-01T23:05:00") from None
 
 
+#: What the library's ``remedy`` arguments are called on this command line.
+_FLAGS = {
+    "allow_other_modality": "pass --allow-eeg to run it anyway",
+    "channel": "--channel NAME",
+    "format": "--beats-format {wfdb,peaks,rr,edf}",
+    "rr_unit": "--rr-unit {ms,s}",
+    "column": "--beats-column NAME|INDEX",
+    "duration": "--duration",
+    "model": "--model CKPT or NAME",
+}
+
+
+def _hint(remedy: str | None) -> str:
+    """`` [--flag ...]`` for the arguments an error names as its remedy (comma-separated), or nothing."""
+    flags = [_FLAGS[r] for r in (remedy or "").split(",") if r in _FLAGS]
+    if not flags:
+        return ""
+    if flags == [_FLAGS["allow_other_modality"]]:
+        return "; " + flags[0]
+    return f" [{'; '.join(flags)}]"
+
+
 def run(args: argparse.Namespace) -> int:
     from kdsleep._preflight import unwritable_output
     from kdsleep.cli import CLIError
@@ -214,11 +236,7 @@ def run(args: argparse.Namespace) -> int:
                     allow_other_modality=args.allow_eeg,
                 )
     except InferenceError as err:
-        hints = {
-            "allow_other_modality": "; pass --allow-eeg to run it anyway",
-            "channel": "; choose one with --channel NAME",
-        }
-        raise CLIError(str(err) + hints.get(err.remedy or "", "")) from err
+        raise CLIError(str(err) + _hint(err.remedy)) from err
     try:
         paths = write_prediction(prediction, out, plot=not args.no_plot)
     except OSError as err:

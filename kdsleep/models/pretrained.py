@@ -277,7 +277,10 @@ def resolve_model(
     if model is None:
         name = default if default is not None else DEFAULT_MODEL
         if name is None:
-            raise PretrainedModelError(f"no model given (--model CKPT or NAME): {_names_text(table)}")
+            raise PretrainedModelError(
+                f"no model given (a checkpoint file or a shipped model's name): {_names_text(table)}",
+                remedy="model",
+            )
         return load_pretrained(name, registry=table, weights_dir=weights_dir)
     path = Path(model)
     if path.is_file():
@@ -286,7 +289,7 @@ def resolve_model(
         return load_pretrained(str(model), registry=table, weights_dir=weights_dir)
     looks_like_file = path.suffix != "" or os.sep in str(model) or "/" in str(model)
     what = "no such checkpoint file" if looks_like_file else "neither a checkpoint file nor a shipped model"
-    raise PretrainedModelError(f"--model {model}: {what}; {_names_text(table)}")
+    raise PretrainedModelError(f"model {str(model)!r}: {what}; {_names_text(table)}", remedy="model")
 
 
 def registry_entry(

@@ -24,7 +24,7 @@ def test_forced_format_keeps_the_warning_only(tmp_path) -> None:
     rr_s = np.random.default_rng(1).normal(0.9, 0.04, 300)
     path = tmp_path / "rr.txt"
     path.write_text("\n".join(f"{v:.3f}" for v in rr_s) + "\n")
-    with pytest.warns(UserWarning, match="check the unit"):
+    with pytest.warns(UserWarning, match="check the RR unit"):
         series = read_beats(path, "rr", rr_unit="ms")
     assert series.n_out_of_range == 300
     assert read_beats(path).n_out_of_range == 0  # auto: seconds by magnitude, all plausible

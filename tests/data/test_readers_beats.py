@@ -100,7 +100,7 @@ def test_rr_in_seconds_by_magnitude_and_by_flag(tmp_path) -> None:
     np.testing.assert_allclose(auto.times[1:], np.cumsum(rr))
     # the flag wins over the magnitude: read as milliseconds, the intervals are a thousand times shorter
     with pytest.warns(
-        UserWarning, match="300 of 300 RR intervals lie outside.*check the unit with --rr-unit"
+        UserWarning, match="300 of 300 RR intervals lie outside.*check the RR unit, or the file format"
     ):
         forced = read_beats(path, "rr", rr_unit="ms")
     np.testing.assert_allclose(forced.times[1:], np.cumsum(rr) / 1000.0)
@@ -276,8 +276,9 @@ def test_unknown_formats(tmp_path) -> None:
 def test_table_with_unnamed_columns_asks_for_one(tmp_path) -> None:
     path = tmp_path / "two.csv"
     path.write_text("1.0,5\n2.0,6\n3.0,7\n")
-    with pytest.raises(BeatsFormatError, match=r"two\.csv: 2 columns .*--beats-column"):
+    with pytest.raises(BeatsFormatError, match=r"two\.csv: 2 columns .*choose one by name or index") as info:
         read_beats(path, "peaks")
+    assert info.value.remedy == ("column",)
     assert read_beats(path, "peaks", column=0).n_beats == 3
 
 

@@ -80,7 +80,8 @@ def test_unknown_model_name_lists_the_shipped_models(shared_data, capsys) -> Non
     beats = shared_data / "slpdb" / "slp01a.ecg"
     assert main(["predict", "--beats", str(beats), "--model", "hr-nonexistent"]) == 2
     line = _error_line(capsys)
-    assert "--model hr-nonexistent: neither a checkpoint file nor a shipped model" in line
+    assert "model 'hr-nonexistent': neither a checkpoint file nor a shipped model" in line
+    assert line.endswith("[--model CKPT or NAME]")
     assert ("no model is shipped" in line) or ("shipped models:" in line)
 
 
@@ -114,6 +115,15 @@ def test_bad_options(shared_data, hr_model, capsys, extra, message) -> None:
     assert message in _error_line(capsys)
 
 
+def test_beat_file_errors_name_the_option_that_reads_them(hr_model, tmp_path, capsys) -> None:
+    """The reader names what would read the file (its argument); the command line names its own flag."""
+    path = tmp_path / "two.csv"
+    path.write_text("\n".join(f"{t:.2f},{t % 7:.0f}" for t in range(0, 4000, 1)) + "\n")
+    assert main(["predict", "--beats", str(path), "--model", str(hr_model), "--beats-format", "peaks"]) == 2
+    line = _error_line(capsys)
+    assert "two.csv: 2 columns" in line and line.endswith("[--beats-column NAME|INDEX]")
+
+
 def test_input_must_be_a_recording_or_beats(shared_data, hr_model, capsys) -> None:
     assert main(["predict", "--model", str(hr_model)]) == 2
     assert "no input: give a RECORDING (EDF/BDF) or --beats FILE" in _error_line(capsys)
@@ -126,4 +136,6 @@ def test_no_model_and_none_shipped(shared_data, capsys, monkeypatch) -> None:
     monkeypatch.setattr(pretrained, "REGISTRY", {})
     monkeypatch.setattr(pretrained, "DEFAULT_MODEL", None)
     assert main(["predict", "--beats", str(shared_data / "slpdb" / "slp01a.ecg")]) == 2
-    assert "no model given (--model CKPT or NAME): no model is shipped" in _error_line(capsys)
+    line = _error_line(capsys)
+    assert "no model given (a checkpoint file or a shipped model's name): no model is shipped" in line
+    assert line.endswith("[--model CKPT or NAME]")

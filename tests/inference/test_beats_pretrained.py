@@ -104,11 +104,11 @@ def test_unknown_name_lists_the_registered_ones(weights) -> None:
     ):
         model_info("hr-x", registry)
     with pytest.raises(
-        PretrainedModelError, match=r"--model hr-x: neither a checkpoint file nor a shipped model"
+        PretrainedModelError, match=r"model 'hr-x': neither a checkpoint file nor a shipped model"
     ):
         resolve_model("hr-x", registry=registry, weights_dir=folder)
     with pytest.raises(
-        PretrainedModelError, match=r"--model .*nope\.pt: no such checkpoint file; shipped models"
+        PretrainedModelError, match=r"model '.*nope\.pt': no such checkpoint file; shipped models"
     ):
         resolve_model(folder / "nope.pt", registry=registry, weights_dir=folder)
     with pytest.raises(PretrainedModelError, match="no model is shipped"):

@@ -106,8 +106,9 @@ def detect_beats_format(path: str | os.PathLike[str], *, column: str | int | Non
     except BeatsFormatError as err:
         raise BeatsFormatError(
             f"{err}. Unknown beat format: expected WFDB beat annotations (.ecg, .atr, .qrs, ...), a CSV/text "
-            "file of R-peak times (s) or RR intervals (ms or s), or an EDF with an ECG channel; force one with "
-            "--beats-format {wfdb,peaks,rr,edf}"
+            "file of R-peak times (s) or RR intervals (ms or s), or an EDF with an ECG channel; force one "
+            "(wfdb, peaks, rr or edf)",
+            remedy=("format",),
         ) from err
 
 
@@ -174,7 +175,9 @@ def read_beats(
             raise BeatsFormatError(
                 f"{series.source}: the values do not rise steadily, so they were read as RR intervals, but "
                 f"{series.n_out_of_range} of {n_rr} intervals lie outside {min_rr:g}-{max_rr:g} s; expected "
-                "R-peak times in increasing order or RR intervals (give --beats-format and --rr-unit to force one)"
+                "R-peak times in increasing order or RR intervals (force the format and the RR unit to read "
+                "them otherwise)",
+                remedy=("format", "rr_unit"),
             )
     else:
         series = read_ecg_beats(path, channel=channel, min_rr=min_rr, max_rr=max_rr)

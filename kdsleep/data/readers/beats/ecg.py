@@ -40,8 +40,8 @@ def read_ecg_beats(
         recording = read_edf(path, {"ecg": [str(source)]})
     except MissingChannelError as err:
         raise BeatsFormatError(
-            f"{path}: no ECG channel (tried {err.candidates}); available channels: {err.available}; choose one "
-            "with --channel NAME"
+            f"{path}: no ECG channel (tried {err.candidates}); available channels: {err.available}; choose one",
+            remedy=("channel",),
         ) from err
     except EdfFormatError as err:
         raise BeatsFormatError(f"{err} (expected an EDF, EDF+ or BDF recording with an ECG channel)") from err

@@ -20,7 +20,19 @@ BEAT_FORMATS = ("wfdb", "peaks", "rr", "edf")
 
 
 class BeatsFormatError(ValueError):
-    """A beat file that cannot be read as heartbeats; the message names the file and what was expected."""
+    """A beat file that cannot be read as heartbeats; the message names the file and what was expected.
+
+    Attributes
+    ----------
+    remedy : tuple of str
+        The arguments of :func:`~kdsleep.data.readers.beats.read_beats` that would read the file otherwise
+        (``"format"``, ``"rr_unit"``, ``"column"``, ``"channel"``), when some would; a front end names its own
+        options for them.
+    """
+
+    def __init__(self, message: str, *, remedy: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.remedy = remedy
 
 
 @dataclass(frozen=True)
@@ -160,7 +172,7 @@ def finish_series(
             f"({60 / max_rr:g}-{60 / min_rr:g} bpm); they are masked, not used"
         )
         if n_out * 2 > rr.size:
-            message += " (most of them: check the unit with --rr-unit, or the format with --beats-format)"
+            message += " (most of them: check the RR unit, or the file format)"
         warnings.warn(message, UserWarning, stacklevel=3)
         logger.warning("%s", message)
     return BeatSeries(

@@ -112,8 +112,9 @@ def _pick_column(table: _Table, path: Path, column: str | int | None, kind: str 
             if hits:
                 return hits[0], table.header[hits[0]]
     raise BeatsFormatError(
-        f"{path}: {width} columns {names} and none named as RR intervals or beat times; choose one with "
-        "--beats-column NAME|INDEX"
+        f"{path}: {width} columns {names} and none named as RR intervals or beat times; choose one by name "
+        "or index",
+        remedy=("column",),
     )
 
 
@@ -199,8 +200,9 @@ def read_peak_times(
         if typical > 20.0:
             raise BeatsFormatError(
                 f"{path}: R-peak times {name!r} are {typical:g} apart on typical; expected seconds (a heartbeat "
-                "every 0.3-2 s): convert milliseconds or sample numbers to seconds, or read RR intervals with "
-                "--beats-format rr"
+                "every 0.3-2 s): convert milliseconds or sample numbers to seconds, or read the values as RR "
+                "intervals (format rr)",
+                remedy=("format",),
             )
     return finish_series(
         values,
