@@ -37,7 +37,6 @@ _LAZY = {
     "build_cache": "kdsleep.data.cache",
     "cache_root": "kdsleep.data.cache",
     "PreprocessedCache": "kdsleep.data.cache_store",
-    "PairedWindowDataset": "kdsleep.data.cache_store",
     # domain objects
     "SleepStage": "kdsleep.data.stages",
     "StageGrouping": "kdsleep.data.stages",

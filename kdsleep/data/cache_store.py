@@ -1,8 +1,8 @@
-"""Reading the preprocessed on-disk cache: :class:`PreprocessedCache` (memory-mapped recordings) and
-:class:`PairedWindowDataset` (paired EEG/ECG windows over it).
+"""Reading the preprocessed on-disk cache: :class:`PreprocessedCache`, memory-mapped recordings.
 
-The layout, and how a cache is built, are described in :mod:`kdsleep.data.cache`. The dataset class is built
-on first use, so that importing this module (as the cache writer's worker processes do) does not import torch.
+The layout, and how a cache is built, are described in :mod:`kdsleep.data.cache`. A cache is a window store:
+:class:`kdsleep.data.windows.WindowDataset` serves training and evaluation windows from it. Importing this
+module (as the cache writer's worker processes do) does not import torch.
 """
 
 from __future__ import annotations
@@ -11,33 +11,26 @@ import json
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from kdsleep.data.epoching import epoch_labels
 from kdsleep.data.fingerprint import array_files_problem
 from kdsleep.data.preprocess import PreprocessConfig
-from kdsleep.data.stages import StageGrouping, get_grouping
-from kdsleep.data.windows import DEFAULT_WINDOW_EPOCHS, window_starts
+from kdsleep.data.stages import StageGrouping
 
 __all__ = [
     "ARRAY_NAMES",
     "CACHE_FORMAT",
     "CACHE_FORMAT_VERSION",
     "DamagedCacheError",
-    "PairedWindowDataset",
     "PreprocessedCache",
     "cache_root",
     "folder_name",
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Built on first access by the module ``__getattr__`` below (a subclass of torch's ``Dataset``).
-PairedWindowDataset: type
 
 CACHE_FORMAT = "kdsleep-preprocessed-cache"
 CACHE_FORMAT_VERSION = 2
@@ -196,130 +189,3 @@ class PreprocessedCache:
             raise KeyError(
                 f"{self.root}: recording {key!r} has no channel {channel!r}; it has {channels}"
             ) from None
-
-
-class _PairedWindows:
-    """Windows of consecutive epochs from a cache, as (EEG window, ECG window, labels) for paired training.
-
-    Parameters
-    ----------
-    cache : PreprocessedCache or path-like
-        The cache (or its root folder).
-    keys : sequence of str, optional
-        Recordings to use (e.g. one split's subjects); default all.
-    eeg_channel, ecg_channel : str or sequence of str, default "eeg", "ecg"
-        Channel names as stored (:attr:`PreprocessConfig.channels`); a sequence stacks several channels
-        (e.g. ``("ecg", "ihr")``: raw ECG and heart rate for the student).
-    window_epochs : int, default 35
-        Epochs per window (35 as in U-Time; 1 for the authors' single-epoch setting).
-    stride : int, optional
-        Epochs between window starts; default ``window_epochs``.
-    grouping : str, optional
-        Stage grouping (``"w-l-d-r"``, ``"w-n-r"``, ``"aasm-5"``); default the cache config's.
-    skip_short : bool, default False
-        Skip recordings shorter than one window (logged) instead of raising.
-    skip_unlabelled : bool, default True
-        Leave out windows in which no epoch has a label.
-
-    Items are ``(eeg, ecg, labels)``: float tensors of shape (n_channels, window_epochs * samples_per_epoch)
-    (one channel per name) and an int64 tensor of shape (window_epochs,) with ``-1`` for ignored epochs.
-    A window is its epochs' segments laid end to end; where segments overlap (MASS 20-s scorings widened to
-    30 s, ``epoch_step`` 20 s in the manifest) the window is not one continuous stretch of signal.
-    """
-
-    def __init__(
-        self,
-        cache: PreprocessedCache | str | os.PathLike[str],
-        keys: Sequence[str] | None = None,
-        eeg_channel: str | Sequence[str] = "eeg",
-        ecg_channel: str | Sequence[str] = "ecg",
-        window_epochs: int = DEFAULT_WINDOW_EPOCHS,
-        stride: int | None = None,
-        grouping: str | None = None,
-        skip_short: bool = False,
-        skip_unlabelled: bool = True,
-    ) -> None:
-        self.cache = cache if isinstance(cache, PreprocessedCache) else PreprocessedCache(cache)
-        self.keys = list(self.cache.keys if keys is None else keys)
-        self.grouping = get_grouping(grouping or self.cache.config.stage_grouping)
-        self.window_epochs = window_epochs
-        self.eeg_channel = eeg_channel
-        self.ecg_channel = ecg_channel
-        eeg_names = [eeg_channel] if isinstance(eeg_channel, str) else list(eeg_channel)
-        ecg_names = [ecg_channel] if isinstance(ecg_channel, str) else list(ecg_channel)
-        index: list[tuple[int, int]] = []
-        self._channels: list[tuple[list[int], list[int]]] = []
-        self._labels: list[np.ndarray] = []
-        for r, key in enumerate(self.keys):
-            meta = self.cache.meta(key)
-            self._channels.append(
-                (
-                    [self.cache.channel_index(key, name) for name in eeg_names],
-                    [self.cache.channel_index(key, name) for name in ecg_names],
-                )
-            )
-            labels = self.cache.labels(key, self.grouping)
-            self._labels.append(labels)
-            try:
-                starts = window_starts(
-                    meta["n_epochs"], window_epochs, stride, source=f"{self.cache.root}/{key}"
-                )
-            except ValueError:
-                if not skip_short:
-                    raise
-                logger.info("skipping %s: %d epochs, shorter than one window", key, meta["n_epochs"])
-                continue
-            for s in starts:
-                if skip_unlabelled and not (labels[s : s + window_epochs] >= 0).any():
-                    continue
-                index.append((r, int(s)))
-        self._index = index
-
-    def __len__(self) -> int:
-        return len(self._index)
-
-    def window(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Window ``i`` as NumPy arrays (eeg, ecg, labels)."""
-        r, start = self._index[i]
-        key = self.keys[r]
-        data = self.cache.epochs(key)
-        eeg_i, ecg_i = self._channels[r]
-        stop = start + self.window_epochs
-        # (epochs, channels, samples) -> (channels, epochs * samples)
-        eeg = np.ascontiguousarray(data[start:stop][:, eeg_i].transpose(1, 0, 2)).reshape(len(eeg_i), -1)
-        ecg = np.ascontiguousarray(data[start:stop][:, ecg_i].transpose(1, 0, 2)).reshape(len(ecg_i), -1)
-        return eeg, ecg, self._labels[r][start:stop].astype(np.int64)
-
-    def __getitem__(self, i: int) -> tuple[Any, Any, Any]:
-        import torch
-
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"window {i} out of range for {len(self)} windows")
-        eeg, ecg, labels = self.window(i % len(self))
-        return torch.from_numpy(eeg), torch.from_numpy(ecg), torch.from_numpy(labels)
-
-    def window_key(self, i: int) -> tuple[str, int]:
-        """(recording key, first epoch) of window ``i``."""
-        r, start = self._index[i]
-        return self.keys[r], start
-
-
-def _make_paired_window_dataset() -> type:
-    from torch.utils.data import Dataset
-
-    class PairedWindowDataset(_PairedWindows, Dataset):
-        __doc__ = _PairedWindows.__doc__
-
-    PairedWindowDataset.__module__ = __name__
-    PairedWindowDataset.__qualname__ = "PairedWindowDataset"
-    return PairedWindowDataset
-
-
-def __getattr__(name: str) -> Any:
-    # The torch Dataset subclass is built on first use, so that importing this module (as the cache
-    # writer's worker processes do) does not import torch; pickling finds it again through this hook.
-    if name == "PairedWindowDataset":
-        cls = _make_paired_window_dataset()
-        globals()[name] = cls
-        return cls
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -36,10 +36,10 @@ Cache key. A cache is valid for one teacher, one list of windows and one set of 
 * the teacher: a SHA-256 of its configuration and every tensor of its ``state_dict`` (names, dtypes, shapes,
   bytes), :func:`teacher_fingerprint` -- any change of weights or batch-norm statistics is a new key;
 * the data: the identities of the windows in order (``"recording@first_epoch"`` from
-  :meth:`PairedWindowDataset.window_key`, or any strings the caller passes) and, for a
-  :class:`~kdsleep.data.PairedWindowDataset` or a :class:`~kdsleep.data.windows.WindowDataset` over the
-  on-disk cache, the preprocessing hash of the cache and the manifest entry of every recording used (over
-  recordings in memory, a SHA-256 of their epoch arrays);
+  :meth:`WindowDataset.window_key <kdsleep.data.windows.WindowDataset.window_key>`, or any strings the caller
+  passes) and, for a :class:`~kdsleep.data.windows.WindowDataset` over the on-disk cache, the preprocessing
+  hash of the cache and the manifest entry of every recording used (over recordings in memory, a SHA-256 of
+  their epoch arrays);
 * the window settings: epochs per window, the teacher's input channel(s), ``p``, ``eps`` and the stored
   dtype, plus anything the caller adds in ``settings``.
 
@@ -161,10 +161,9 @@ def window_identities(dataset: Any) -> list[str]:
 
 
 def _dataset_settings(dataset: Any) -> dict[str, Any]:
-    """What a :class:`~kdsleep.data.PairedWindowDataset` adds to the key: preprocessing, channel, length."""
+    """What a :class:`~kdsleep.data.windows.WindowDataset` adds to the key: its store's data, inputs, length."""
     settings: dict[str, Any] = {"dataset": type(dataset).__name__}
-    # PairedWindowDataset reads a PreprocessedCache (``cache``), WindowDataset any WindowStore (``store``)
-    store = getattr(dataset, "cache", None) or getattr(dataset, "store", None)
+    store = getattr(dataset, "store", None)
     keys = list(getattr(dataset, "keys", []))
     if store is not None and hasattr(store, "config") and hasattr(store.config, "config_hash"):
         settings["preprocess"] = store.config.config_hash()
@@ -430,7 +429,7 @@ class TeacherCache:
             and ``get_config``); it is put in eval mode.
         dataset : Dataset
             Windows; ``input_fn(dataset[i])`` is the teacher's input (default: the first element, the EEG
-            of :class:`~kdsleep.data.PairedWindowDataset`).
+            of :class:`~kdsleep.data.windows.WindowDataset`).
         folder : path-like
             Folder of teacher caches; this one goes to ``folder/<key digest>``.
         key : TeacherCacheKey, optional

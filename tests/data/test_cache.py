@@ -18,8 +18,8 @@ import torch
 
 from kdsleep.data import Hypnogram, Recording, Signal, SleepStage
 from kdsleep.data.cache import DamagedCacheError, PreprocessedCache, build_cache, cache_root
-from kdsleep.data.cache_store import PairedWindowDataset
 from kdsleep.data.preprocess import PreprocessConfig, preprocess_recording
+from kdsleep.data.windows import WindowDataset
 
 S = SleepStage
 
@@ -170,25 +170,24 @@ def test_session_keys_and_compressed_storage(tmp_path: Path) -> None:
     )
 
 
-def test_paired_window_dataset(tmp_path: Path) -> None:
+def test_windows_over_the_cache(tmp_path: Path) -> None:
+    """The cache is a window store: WindowDataset serves its EEG / ECG windows and class labels."""
     root = build_cache(_entries(2), tmp_path, CONFIG, progress=False)
     cache = PreprocessedCache(root)
-    ds = PairedWindowDataset(cache, window_epochs=10, stride=5, grouping="w-l-d-r")
-    assert isinstance(ds, torch.utils.data.Dataset)
+    ds = WindowDataset(cache, window_epochs=10, stride=5, grouping="w-l-d-r")
     assert len(ds) == 2 * 7  # starts 0, 5, ..., 30 in 40 epochs
     eeg, ecg, labels = ds[1]
     assert eeg.shape == ecg.shape == (1, 10 * 3000)
-    assert eeg.dtype == torch.float32 and labels.dtype == torch.int64 and labels.shape == (10,)
+    assert eeg.dtype == np.float32 and labels.dtype == np.int64 and labels.shape == (10,)
     key, start = ds.window_key(1)
     assert (key, start) == ("sub00", 5)
     data = cache.epochs(key)
-    np.testing.assert_array_equal(eeg.numpy()[0], np.asarray(data[5:15, 0]).reshape(-1))
-    np.testing.assert_array_equal(ecg.numpy()[0], np.asarray(data[5:15, 1]).reshape(-1))
-    np.testing.assert_array_equal(labels.numpy(), cache.labels(key, "w-l-d-r")[5:15])
-    assert ds[0][2][:3].tolist() == [-1, -1, -1]  # unscored start
+    np.testing.assert_array_equal(eeg[0], np.asarray(data[5:15, 0]).reshape(-1))
+    np.testing.assert_array_equal(ecg[0], np.asarray(data[5:15, 1]).reshape(-1))
+    np.testing.assert_array_equal(labels, cache.labels(key, "w-l-d-r")[5:15])
     # a 3-class view of the same cache; windows batch in a DataLoader
-    ds3 = PairedWindowDataset(root, keys=["sub01"], window_epochs=35, grouping="w-n-r")
-    assert len(ds3) == 1 and int(ds3[0][2].max()) <= 2
+    ds3 = WindowDataset(cache, keys=["sub01"], window_epochs=35, grouping="w-n-r")
+    assert int(ds3[0][2].max()) <= 2
     batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=4)))
     assert batch[0].shape == (4, 1, 30000) and batch[2].shape == (4, 10)
 
@@ -197,10 +196,8 @@ def test_window_longer_than_recording(tmp_path: Path) -> None:
     root = build_cache(
         [FakeEntry("short", n_epochs=12), FakeEntry("long", seed=1)], tmp_path, CONFIG, progress=False
     )
-    with pytest.raises(ValueError, match="short: recording has 12 epochs, shorter than one window of 35"):
-        PairedWindowDataset(root)
-    ds = PairedWindowDataset(root, skip_short=True)
-    assert len(ds) == 1 and ds.window_key(0) == ("long", 0)
+    ds = WindowDataset(PreprocessedCache(root))
+    assert [ds.window_key(i) for i in range(len(ds))] == [("long", 0), ("long", 5)]  # "short" is left out
 
 
 def test_open_memory_maps_are_bounded(tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ def _windows(n: int, n_times: int, seed: int = 1):
 
 
 class _Keyed(list):
-    """A list of windows that names them like PairedWindowDataset."""
+    """A list of windows that names them like WindowDataset."""
 
     window_epochs = 5
     eeg_channel = "eeg"
@@ -299,12 +299,11 @@ def test_bad_input(setup):
         TeacherCache.build(teacher, windows, folder, dtype="int8")
 
 
-def test_paired_window_dataset_identities(tmp_path):
-    """PairedWindowDataset windows are named by recording and first epoch, and its settings enter the key."""
-    pytest.importorskip("kdsleep.data.cache")
+def test_window_dataset_identities(tmp_path):
+    """Windows over the on-disk cache are named by recording and first epoch, and its settings enter the key."""
 
     class Fake:
-        class cache:  # noqa: N801 - mimics PreprocessedCache
+        class store:  # noqa: N801 - mimics PreprocessedCache
             class config:  # noqa: N801
                 @staticmethod
                 def config_hash():
@@ -315,7 +314,7 @@ def test_paired_window_dataset_identities(tmp_path):
                 return {"n_epochs": 70}
 
         keys = ["r1"]
-        eeg_channel = "eeg"
+        inputs = {"eeg": ("eeg",), "ecg": ("ecg",)}
         window_epochs = 35
 
         def __len__(self):
