@@ -6,28 +6,37 @@ One call of :func:`run_study` reproduces the whole study and writes its report:
    stages, the real heart-rate channel (:func:`kdsleep.data.heart_rate.heart_rate_channel`), a
    semi-synthetic EEG driven by the real hypnogram, and the per-epoch HRV features;
 2. subjects are split into folds balanced by epochs (:func:`~kdsleep.study.folds.subject_folds`); in every
-   fold a few training subjects are held out for validation (checkpoint choice);
-3. for each fold and class set (3: W-N-R, 4: W-L-D-R, 5: AASM), one *unit* trains and tests
+   fold a few training subjects are held out for validation (checkpoint choice). The folds are made once:
+   every row and every training seed uses the same ones;
+3. for each training seed, fold and class set (3: W-N-R, 4: W-L-D-R, 5: AASM), one *unit* trains and tests
+   the rows of :data:`kdsleep.study.rows.ROWS`:
 
    * ``hrv_gbm``: the classical baseline, HRV features (:mod:`kdsleep.study.hrv_features`) and a
      gradient-boosted tree classifier (scikit-learn ``HistGradientBoostingClassifier``, balanced class
      weights) -- real data;
+   * ``hr_stager``: the heart-rate stager recipe (:func:`kdsleep.study.hr_recipe.train_stager`: HRV
+     features and the heart-rate curve of whole nights, early stopping on validation κ) -- real data;
    * ``hr_student``: a small U-Time on the heart-rate channel (the ``ecg_baseline`` variant) -- real data;
+   * ``ecg_ls``, ``ecg_self``: the controls -- the same student with label smoothing (epsilon chosen on
+     validation) and the student distilled from the trained ``hr_student`` -- real data;
    * ``eeg_teacher``: the same U-Time on the semi-synthetic EEG -- SEMI-SYNTHETIC;
    * ``at_cl``, ``sd_cl``, ``at_sd_cl``: the heart-rate student distilled from that teacher with the
      variants of Joshi et al. (:mod:`kdsleep.distill.variants`) -- SEMI-SYNTHETIC (the student reads real
      heart rate, but what it is taught comes from synthetic EEG);
 
-   the deep rows run through :class:`kdsleep.distill.runner.Runner` -- the runner of ``kdsleep train`` and
-   ``kdsleep experiment`` -- on the unit's records held in memory (:func:`kdsleep.study.data.record_store`):
-   the same windows, class weights, teacher-first order, stages and per-epoch test merge;
+   the U-Time rows run through :class:`kdsleep.distill.runner.Runner` -- the runner of ``kdsleep train``
+   and ``kdsleep experiment`` -- on the unit's records held in memory
+   (:func:`kdsleep.study.data.record_store`): the same windows, class weights, teacher-first order, stages
+   and per-epoch test merge;
 
-4. predictions of all test folds are pooled into weighted F1, accuracy, Cohen's kappa and per-class F1,
-   with the spread over subjects and paired per-subject comparisons
-   (:func:`kdsleep.evaluation.compare.paired_comparison`).
+4. for every seed, predictions of all test folds are pooled into κ, macro F1, weighted F1, accuracy and
+   per-class F1; rows are reported as mean ± SD over seeds, with paired per-subject comparisons of each
+   subject's κ averaged over seeds, Holm-corrected by family, and the distillation claim rule of
+   :func:`kdsleep.evaluation.report.build_seeds_report` (:mod:`kdsleep.study.report`).
 
-Every finished unit is kept in the work folder (written atomically), so an interrupted study resumes
-without redoing it; an interrupted training stage continues from its saved state.
+Every finished row of a unit is kept in the work folder (written atomically), so an interrupted study
+resumes without redoing it, a later call may add seeds or rows, and an interrupted training stage continues
+from its saved state.
 """
 
 from __future__ import annotations
