@@ -266,6 +266,9 @@ def _class_counts(records: Mapping[str, Any]) -> dict[str, int]:
     return counts
 
 
+_METRIC_NAMES = {"cohen_kappa": "Cohen's κ", "macro_f1": "macro F1", "weighted_f1": "weighted F1"}
+
+
 def _ms(cell: Mapping[str, Any] | None) -> str:
     """``mean ± SD`` of a summary cell."""
     if not cell or cell.get("mean") is None:
@@ -296,6 +299,8 @@ def _comparison_lines(comparisons: Sequence[Mapping[str, Any]]) -> list[str]:
 def _label_smoothing_choices(report: Mapping[str, Any]) -> list[str]:
     """The epsilon the validation subjects chose for ``ecg_ls`` in every unit."""
     chosen: dict[str, list[str]] = {}
+    if "ecg_ls" not in report["results"]["rows"]:
+        return []
     for key, unit in report["units"].items():
         info = unit["stages"].get("ecg_ls", {}).get("label_smoothing")
         if info:
@@ -348,11 +353,12 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"- Commit: `{prov['git_commit']}`; written {prov['written']}",
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in prov["versions"].items()),
         f"- Machine: {meta['cpu_count']} CPU cores ({meta['processor']}; {meta['platform']}); "
-        f"{meta['jobs']} worker process(es), one thread each",
+        f"{meta['jobs']} worker process{'es' if meta['jobs'] > 1 else ''}, one thread each",
         f"- Runtime: {meta['wall_seconds'] / 60:.1f} min wall for this invocation ({meta['units_run']} "
         f"seed × fold × class-set units run, {meta['units_reused']} reused from the work folder); data "
-        f"preparation {meta['prepare_seconds']:.0f} s; the units' own CPU time sums to "
-        f"{report['cpu_seconds'] / 60:.1f} min, their wall time to {report['compute_seconds'] / 60:.1f} min"
+        f"preparation {meta['prepare_seconds']:.0f} s; the units read here took {report['cpu_seconds'] / 60:.1f} "
+        f"CPU-min ({report['compute_seconds'] / 60:.1f} min wall) in the invocations that trained them, "
+        "counting every row a unit holds, also rows not in this report"
         + (
             "; invocations on this work folder: "
             + ", ".join(
@@ -382,7 +388,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"{settings['epochs']} epochs per classification stage, {settings['at_epochs']} per "
         "attention-transfer stage; weighted cross-entropy; distillation α = 0.5, T = 1; all through "
         "`kdsleep.distill.runner.Runner` (`ecg_ls` through `kdsleep.distill.experiment.train_label_smoothing`).",
-        f"- `hr_stager`: `kdsleep.study.hr_recipe.train_stager` with {report['recipe_settings']}.",
+        "- `hr_stager`: `kdsleep.study.hr_recipe.train_stager` with "
+        + ", ".join(f"{k} {v}" for k, v in report["recipe_settings"].items())
+        + " (the recipe's defaults).",
         f"- `hrv_gbm`: {report['n_features']} HRV features per epoch (`kdsleep.study.hrv_features`), "
         "scikit-learn `HistGradientBoostingClassifier` (balanced class weights, learning rate 0.05, "
         f"{settings['gbm_max_iter']} iterations, 15 leaves) on the same training subjects.",
@@ -392,10 +400,17 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     for grouping, block in results["groupings"].items():
         names = block["class_names"]
         lines += [
-            f"## {len(names)} classes ({grouping}: {', '.join(names)}), {len(seeds)} seed(s)",
+            f"## {len(names)} classes ({grouping}: {', '.join(names)}), {len(seeds)} seed{'s' if len(seeds) > 1 else ''}",
             "",
             "Pooled over every scored test epoch of the folds, then mean ± SD over seeds. The last column is "
-            f"each subject's {metric} averaged over seeds, then mean ± SD over subjects.",
+            f"each subject's {_METRIC_NAMES.get(metric, metric)} averaged over seeds, then mean ± SD over "
+            "subjects."
+            + (
+                " `hrv_gbm` draws nothing at random here (no subsampling, no early stopping), so its SD over "
+                "seeds is 0."
+                if "hrv_gbm" in block["models"] and len(seeds) > 1
+                else ""
+            ),
             "",
             "| row | data | κ | macro F1 | weighted F1 | accuracy | per-subject κ |",
             "|---|---|---|---|---|---|---|",
@@ -425,7 +440,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     lines += [
         "## Paired per-subject comparisons",
         "",
-        f"Each test subject's {metric} averaged over the seeds; differences B − A over the same subjects, a "
+        f"Each test subject's {_METRIC_NAMES.get(metric, metric)} averaged over the seeds; differences B − A "
+        "over the same subjects, a "
         "95 % percentile-bootstrap interval of the mean difference, the two-sided Wilcoxon signed-rank test, "
         "and Holm's correction over the family the table is (`kdsleep.evaluation.compare`).",
         "",

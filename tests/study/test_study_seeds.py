@@ -57,7 +57,7 @@ def test_seeds_and_controls_on_four_subjects(subset, tmp_path):
     assert units[0]["predictions"]["hr_student"] != units[2]["predictions"]["hr_student"]
     assert len(results["distillation"]["comparisons"]) == 5 + 6
     text = out.read_text()
-    assert "2 seed(s)" in text and "Holm p" in text and "Distillation claim" in text
+    assert "2 seeds" in text and "Holm p" in text and "Distillation claim" in text
 
     again = run_study(
         subset, out=out, work_dir=work, classes=[3], seeds=2, settings=settings, progress=False, command=["t"]
