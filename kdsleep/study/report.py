@@ -40,7 +40,7 @@ from kdsleep.study.rows import (
     recipe_settings,
 )
 
-__all__ = ["LITERATURE", "aggregate", "render_markdown", "write_study_report"]
+__all__ = ["LITERATURE", "aggregate", "render_markdown", "rewrite_report", "write_study_report"]
 
 #: Published figures of ECG / heart-rate sleep staging (context only: other data, other protocols).
 LITERATURE: tuple[dict[str, Any], ...] = (
@@ -503,7 +503,7 @@ def _figure(report: Mapping[str, Any], path: Path) -> Path | None:
     results = report["results"]
     metric = results["test_metric"]
     blocks = results["groupings"]
-    fig = Figure(figsize=(4.6 * len(blocks), 3.8))
+    fig = Figure(figsize=(max(6.4, 4.6 * len(blocks)), 3.8))
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(blocks), squeeze=False, sharey=True)
     for ax, (grouping, block) in zip(axes[0], blocks.items(), strict=True):
@@ -522,8 +522,12 @@ def _figure(report: Mapping[str, Any], path: Path) -> Path | None:
         ax.set_title(f"{len(block['class_names'])} classes ({grouping})", fontsize=9)
         ax.axhline(0.0, color="grey", lw=0.6)
         ax.grid(axis="y", alpha=0.3)
-    axes[0][0].set_ylabel(f"per-subject {metric}, mean over {len(results['seeds'])} seed(s)")
-    fig.suptitle("slpdb, subject-wise CV (blue: real data; orange: semi-synthetic teacher / KD)", fontsize=9)
+    n_seeds = len(results["seeds"])
+    axes[0][0].set_ylabel(
+        f"per-subject {_METRIC_NAMES.get(metric, metric)}, mean over {n_seeds} seed{'s' if n_seeds > 1 else ''}",
+        fontsize=8,
+    )
+    fig.suptitle("slpdb, subject-wise CV (blue: real data; orange: semi-synthetic)", fontsize=9)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
@@ -610,5 +614,22 @@ def write_study_report(
     figure = _figure(report, png_path)
     report["figure"] = str(figure) if figure else None
     write_text_atomic(json_path, json.dumps(report, indent=1, default=str) + "\n")
+    write_text_atomic(out, render_markdown(report))
+    return report
+
+
+def rewrite_report(source: str | Path, out: str | Path) -> dict[str, Any]:
+    """Write the Markdown, JSON and PNG of a finished report again under ``out`` (e.g. another name in
+    ``docs/results``), from its JSON alone: nothing is recomputed, and the figures stay those of the run."""
+    report = json.loads(Path(source).read_text(encoding="utf-8"))
+    if report.get("format") != "kdsleep-slpdb-study-report-2":
+        raise ValueError(
+            f"{source}: not a report of the slpdb study over seeds (format {report.get('format')!r})"
+        )
+    out = Path(out)
+    report["json"] = str(out.with_suffix(".json"))
+    figure = _figure(report, out.with_suffix(".png"))
+    report["figure"] = str(figure) if figure else None
+    write_text_atomic(out.with_suffix(".json"), json.dumps(report, indent=1, default=str) + "\n")
     write_text_atomic(out, render_markdown(report))
     return report
