@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 
+from kdsleep.study.report import rewrite_report
 from kdsleep.study.rows import ROWS
 from kdsleep.study.slpdb import QUICK_SETTINGS, run_study, unit_dir
 
@@ -63,3 +64,9 @@ def test_seeds_and_controls_on_four_subjects(subset, tmp_path):
         subset, out=out, work_dir=work, classes=[3], seeds=2, settings=settings, progress=False, command=["t"]
     )
     assert again["meta"]["units_run"] == 0 and again["results"] == results
+
+    # a finished report written again under another name, from its JSON alone
+    rewritten = rewrite_report(out.with_suffix(".json"), tmp_path / "other.md")
+    assert rewritten["results"] == results
+    assert "`other.json` beside this file" in (tmp_path / "other.md").read_text()
+    assert (tmp_path / "other.png").stat().st_size > 1000
