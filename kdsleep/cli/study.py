@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from kdsleep.study.rows import ROWS
 from kdsleep.study.settings import CLASS_SETS
 
 logger = logging.getLogger(__name__)
@@ -27,8 +28,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
             "Subject-wise cross-validation of sleep staging from heart rate on the real slpdb annotations "
             "(.st stages, .ecg beats): a classical HRV-feature baseline (gradient-boosted trees), a U-Time "
             "heart-rate student, and - labelled semi-synthetic - an EEG teacher on synthetic EEG driven by "
-            "the real hypnograms with the AT+CL, SD+CL and AT+SD+CL distilled students; 3, 4 and 5 classes. "
-            "Writes a Markdown report with a JSON (and PNG) beside it."
+            "the real hypnograms with the AT+CL, SD+CL and AT+SD+CL distilled students, the two controls (label "
+            "smoothing, self-distillation) and the heart-rate stager recipe; 3, 4 and 5 classes, one or more "
+            "training seeds. Writes a Markdown report with a JSON (and PNG) beside it."
         ),
     )
     slpdb.add_argument(
@@ -70,6 +72,22 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default=min(2, os.cpu_count() or 1),
         help="worker processes, one thread each (default 2, or 1 on a single core)",
     )
+    slpdb.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="training seeds per row (seed 0, 1, ...; the folds stay the same); the report gives mean ± SD "
+        "over seeds and paired tests on each subject's mean over seeds (default 1)",
+    )
+    slpdb.add_argument(
+        "--rows",
+        nargs="+",
+        default=None,
+        choices=list(ROWS),
+        metavar="ROW",
+        help=f"rows to run (default all): {', '.join(ROWS)}; the EEG teacher is added for a distilled row "
+        "and hr_student for ecg_self",
+    )
     slpdb.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
@@ -92,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.jobs < 1:
         raise CLIError(f"--jobs must be >= 1, got {args.jobs}")
+    if args.seeds < 1:
+        raise CLIError(f"--seeds must be >= 1, got {args.seeds}")
     out = args.out
     if out is not None and out.suffix.lower() != ".md":
         raise CLIError(f"--out {out}: expected a Markdown file name ending in .md")
@@ -111,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
             jobs=args.jobs,
             quick=args.quick,
             progress=not args.no_progress,
+            seeds=args.seeds,
+            rows=args.rows,
             command=["kdsleep", *sys.argv[1:]] if sys.argv and "kdsleep" in sys.argv[0] else None,
         )
     except WorkFolderError as err:
@@ -118,11 +140,14 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as err:
         raise CLIError(str(err)) from None
     print(f"wrote {report['meta']['out']} ({report['meta']['wall_seconds'] / 60:.1f} min)")
-    for grouping, block in report["results"].items():
+    results = report["results"]
+    for grouping, block in results["groupings"].items():
         row = " ".join(
-            f"{m}={e['pooled']['weighted_f1']:.3f}"
+            f"{m}={e['summary']['cohen_kappa']['mean']:.3f}±{e['summary']['cohen_kappa']['sd']:.3f}"
             for m, e in block["models"].items()
-            if e["pooled"]["weighted_f1"] is not None
+            if e["summary"]["cohen_kappa"]["mean"] is not None
         )
-        print(f"  {grouping} weighted F1: {row}")
+        print(f"  {grouping} kappa over {len(results['seeds'])} seed(s): {row}")
+    for line in results["distillation"]["claim_text"]:
+        print(f"  {line}")
     return 0

@@ -7,6 +7,7 @@ import json
 import math
 import platform
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,26 @@ from matplotlib.figure import Figure
 
 from kdsleep._io import git_commit, kdsleep_version, write_bytes_atomic, write_text_atomic
 from kdsleep.data.stages import SleepStage, get_grouping
-from kdsleep.evaluation.compare import paired_comparison
-from kdsleep.evaluation.metrics import compute_metrics, metric_by_subject, per_subject_metrics
+from kdsleep.evaluation.compare import format_p_value, mean_over_seeds, paired_comparison, with_holm
+from kdsleep.evaluation.metrics import (
+    StagingMetrics,
+    compute_metrics,
+    metric_by_subject,
+    per_subject_metrics,
+)
+from kdsleep.evaluation.report import VariantResult, build_seeds_report
 from kdsleep.models import UTime
-from kdsleep.study.settings import DESCRIPTIONS, MODELS
+from kdsleep.study.rows import (
+    CONTROL_ROWS,
+    KD_ROWS,
+    REFERENCE_ROW,
+    ROW_DESCRIPTIONS,
+    ROWS,
+    STUDENT_PAIRS,
+    recipe_settings,
+)
 
-__all__ = ["LITERATURE", "aggregate", "render_markdown", "write_study_report"]
+__all__ = ["LITERATURE", "aggregate", "render_markdown", "rewrite_report", "write_study_report"]
 
 #: Published figures of ECG / heart-rate sleep staging (context only: other data, other protocols).
 LITERATURE: tuple[dict[str, Any], ...] = (
@@ -106,58 +121,136 @@ def _spread(values: Sequence[float]) -> dict[str, float | None]:
     }
 
 
+def _seed_metrics(
+    records: Mapping[str, Any], grouping: str, units: Sequence[Mapping[str, Any]], row: str
+) -> tuple[StagingMetrics, dict[str, StagingMetrics]]:
+    """Pooled and per-subject metrics of one row over the test folds of one seed."""
+    group = get_grouping(grouping)
+    labels, preds, subjects = [], [], []
+    for unit in units:
+        for name in unit["test_records"]:
+            record = records[name]
+            labels.append(record.labels(grouping))
+            preds.append(np.asarray(unit["predictions"][row][name], dtype=np.int64))
+            subjects += [record.subject] * record.n_epochs
+    target, prediction = np.concatenate(labels), np.concatenate(preds)
+    pooled = compute_metrics(target, prediction, group.n_classes, group.class_names)
+    per_subject = per_subject_metrics(target, prediction, subjects, group.n_classes, group.class_names)
+    return pooled, per_subject
+
+
+def _family(
+    per_subject: Mapping[tuple[str, str], Mapping[int, Mapping[str, StagingMetrics]]],
+    pairs: Sequence[tuple[str, str, str]],
+    metric: str,
+    multiple: bool,
+) -> list[dict[str, Any]]:
+    """Paired per-subject comparisons (subject figures averaged over seeds), Holm-corrected together."""
+    comparisons, errors = [], []
+    for grouping, a, b in pairs:
+        prefix = f"{grouping}: " if multiple else ""
+        seeds = sorted(set(per_subject[(grouping, a)]) & set(per_subject[(grouping, b)]))
+        try:
+            values = [
+                mean_over_seeds([metric_by_subject(per_subject[(grouping, v)][s], metric) for s in seeds])
+                for v in (a, b)
+            ]
+            comparisons.append(
+                paired_comparison(
+                    values[0],
+                    values[1],
+                    metric=f"{metric} (mean over {len(seeds)} seeds)",
+                    variant_a=f"{prefix}{a}",
+                    variant_b=f"{prefix}{b}",
+                )
+            )
+        except ValueError as err:
+            errors.append({"variant_a": f"{prefix}{a}", "variant_b": f"{prefix}{b}", "error": str(err)})
+    return [c.to_dict() for c in with_holm(comparisons)] + errors
+
+
 def aggregate(
     records: Mapping[str, Any],
     groupings: Sequence[str],
-    results: Mapping[tuple[int, str], Mapping[str, Any]],
+    results: Mapping[tuple[int, int, str], Mapping[str, Any]],
+    seeds: Sequence[int],
+    rows: Sequence[str],
+    *,
+    test_metric: str = "cohen_kappa",
+    alpha: float = 0.05,
 ) -> dict[str, Any]:
-    """Pooled metrics, per-subject metrics, spread and paired comparisons of every model and class set."""
-    out: dict[str, Any] = {}
+    """Figures of every row over the training seeds, and the two families of paired comparisons.
+
+    For every class set, row and seed the test predictions of the folds are pooled (weighted F1, accuracy,
+    κ, macro F1, per-class F1) and scored per subject. Rows are summarised as mean ± SD over seeds
+    (:func:`kdsleep.evaluation.report.build_seeds_report`). The paired tests use each subject's
+    ``test_metric`` averaged over seeds:
+
+    * ``distillation``: every KD row and control against ``hr_student`` and every KD row against every
+      control, Holm-corrected over the whole family, with the claim rule of
+      :func:`~kdsleep.evaluation.report.build_seeds_report` (a KD row is credited only where it beats
+      ``hr_student`` and both controls);
+    * ``students``: the heart-rate models without distillation (:data:`kdsleep.study.rows.STUDENT_PAIRS`),
+      Holm-corrected as a family of their own.
+    """
+    seeds = sorted(seeds)
+    per_subject: dict[tuple[str, str], dict[int, dict[str, StagingMetrics]]] = {}
+    pooled: dict[tuple[str, str], dict[int, StagingMetrics]] = {}
+    results_by_seed: dict[int, list[VariantResult]] = {s: [] for s in seeds}
+    for grouping in groupings:
+        for seed in seeds:
+            units = [r for (s, _fold, g), r in sorted(results.items()) if g == grouping and s == seed]
+            if not units:
+                raise ValueError(f"no finished unit of seed {seed} for {grouping}")
+            for row in rows:
+                metrics, subjects = _seed_metrics(records, grouping, units, row)
+                pooled.setdefault((grouping, row), {})[seed] = metrics
+                per_subject.setdefault((grouping, row), {})[seed] = subjects
+                results_by_seed[seed].append(VariantResult(row, grouping, metrics, subjects))
+    seeds_report = build_seeds_report(
+        results_by_seed,
+        reference=REFERENCE_ROW,
+        kd_variants=KD_ROWS,
+        controls=CONTROL_ROWS,
+        test_metric=test_metric,
+        alpha=alpha,
+    )
+    summary = {(r["grouping"], r["variant"]): r for r in seeds_report["summary"]}
+    student_pairs = [(g, a, b) for g in groupings for a, b in STUDENT_PAIRS if a in rows and b in rows]
+    students = _family(per_subject, student_pairs, test_metric, len(groupings) > 1)
+    out: dict[str, Any] = {
+        "seeds": seeds,
+        "rows": list(rows),
+        "test_metric": test_metric,
+        "alpha": alpha,
+        "groupings": {},
+        "distillation": {
+            "comparisons": seeds_report["comparisons"],
+            "skipped": seeds_report["skipped_comparisons"],
+            "claims": seeds_report["claims"],
+            "claim_text": seeds_report["claim_text"],
+        },
+        "students": {"comparisons": students},
+    }
     for grouping in groupings:
         group = get_grouping(grouping)
-        units = [r for (fold, g), r in sorted(results.items()) if g == grouping]
-        models: dict[str, Any] = {}
-        per_subject_all: dict[str, Any] = {}
-        for model in MODELS:
-            labels, preds, subjects = [], [], []
-            for unit in units:
-                for name in unit["test_records"]:
-                    record = records[name]
-                    labels.append(record.labels(grouping))
-                    preds.append(np.asarray(unit["predictions"][model][name], dtype=np.int64))
-                    subjects += [record.subject] * record.n_epochs
-            target, prediction = np.concatenate(labels), np.concatenate(preds)
-            pooled = compute_metrics(target, prediction, group.n_classes, group.class_names)
-            per_subject = per_subject_metrics(
-                target, prediction, subjects, group.n_classes, group.class_names
+        models = {}
+        for row in rows:
+            subject_means = mean_over_seeds(
+                [metric_by_subject(per_subject[(grouping, row)][s], test_metric) for s in seeds]
             )
-            per_subject_all[model] = per_subject
-            models[model] = {
-                "data": MODELS[model],
-                "pooled": pooled.to_dict(),
-                "per_subject": {s: m.to_dict() for s, m in sorted(per_subject.items())},
-                "spread": {
-                    "weighted_f1": _spread(list(metric_by_subject(per_subject, "weighted_f1").values())),
-                    "cohen_kappa": _spread(list(metric_by_subject(per_subject, "cohen_kappa").values())),
+            models[row] = {
+                "data": ROWS[row],
+                "summary": summary[(grouping, row)],
+                "per_seed": {str(s): pooled[(grouping, row)][s].to_dict() for s in seeds},
+                "per_subject_seed_mean": {test_metric: subject_means},
+                "subject_spread": {test_metric: _spread(list(subject_means.values()))},
+                "per_subject": {
+                    str(s): {k: m.to_dict() for k, m in sorted(per_subject[(grouping, row)][s].items())}
+                    for s in seeds
                 },
             }
-        comparisons = []
-        pairs = [("hrv_gbm", "hr_student")] + [("hr_student", kd) for kd in ("at_cl", "sd_cl", "at_sd_cl")]
-        for a, b in pairs:
-            for metric in ("weighted_f1", "cohen_kappa"):
-                try:
-                    comparison = paired_comparison(
-                        metric_by_subject(per_subject_all[a], metric),
-                        metric_by_subject(per_subject_all[b], metric),
-                        metric=metric,
-                        variant_a=a,
-                        variant_b=b,
-                    )
-                except ValueError as err:
-                    comparisons.append({"variant_a": a, "variant_b": b, "metric": metric, "error": str(err)})
-                    continue
-                comparisons.append(comparison.to_dict())
-        out[grouping] = {"class_names": list(group.class_names), "models": models, "comparisons": comparisons}
+        out["groupings"][grouping] = {"class_names": list(group.class_names), "models": models}
     return out
 
 
@@ -173,13 +266,62 @@ def _class_counts(records: Mapping[str, Any]) -> dict[str, int]:
     return counts
 
 
+_METRIC_NAMES = {"cohen_kappa": "Cohen's κ", "macro_f1": "macro F1", "weighted_f1": "weighted F1"}
+
+
+def _ms(cell: Mapping[str, Any] | None) -> str:
+    """``mean ± SD`` of a summary cell."""
+    if not cell or cell.get("mean") is None:
+        return "–"
+    return f"{cell['mean']:.3f} ± {cell.get('sd') or 0.0:.3f}"
+
+
+def _comparison_lines(comparisons: Sequence[Mapping[str, Any]]) -> list[str]:
+    lines = [
+        "| A | B | subjects | mean A | mean B | mean B − A [95 % CI] | Wilcoxon p | Holm p | B better / worse |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in comparisons:
+        if "error" in c:
+            lines.append(
+                f"| `{c['variant_a']}` | `{c['variant_b']}` | – | – | – | {c['error']} | – | – | – |"
+            )
+            continue
+        lines.append(
+            f"| `{c['variant_a']}` | `{c['variant_b']}` | {c['n_subjects']} | {_f(c['mean_a'])} | "
+            f"{_f(c['mean_b'])} | {c['mean_difference']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}] | "
+            f"{format_p_value(c['p_value'])} | {format_p_value(c.get('p_adjusted'))} | "
+            f"{c['n_better']} / {c['n_worse']} |"
+        )
+    return lines
+
+
+def _label_smoothing_choices(report: Mapping[str, Any]) -> list[str]:
+    """The epsilon the validation subjects chose for ``ecg_ls`` in every unit."""
+    chosen: dict[str, list[str]] = {}
+    if "ecg_ls" not in report["results"]["rows"]:
+        return []
+    for key, unit in report["units"].items():
+        info = unit["stages"].get("ecg_ls", {}).get("label_smoothing")
+        if info:
+            grouping = key.rsplit("/", 1)[-1]
+            chosen.setdefault(grouping, []).append(f"{info['chosen']:g}")
+    return [
+        f"- `ecg_ls` ({g}): ε chosen on validation weighted F1 per seed × fold: {', '.join(v)}"
+        for g, v in chosen.items()
+    ]
+
+
 def render_markdown(report: Mapping[str, Any]) -> str:
     """The Markdown text of a report built by :func:`write_study_report`."""
     meta, settings, prov = report["meta"], report["settings"], report["provenance"]
+    results = report["results"]
+    seeds, rows = results["seeds"], results["rows"]
+    metric = results["test_metric"]
     command = " ".join(meta["command"])
     quick = settings["quick"]
     lines = [
-        "# Sleep staging from heart rate on slpdb: subject-wise cross-validation",
+        "# Sleep staging from heart rate on slpdb: subject-wise cross-validation over training seeds",
         "",
     ]
     if quick:
@@ -189,15 +331,21 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             "study.",
             "",
         ]
+    semi = [r for r in rows if ROWS[r] != "real"]
+    real = [r for r in rows if ROWS[r] == "real"]
     lines += [
         "**What is real and what is not.** The sleep stages (expert R&K scoring, S3+S4 → N3) and the heart "
         "rate (from the expert-corrected `.ecg` beat annotations; slpdb's `.dat` signals are not used) are "
-        "REAL. The rows `hrv_gbm` and `hr_student` are trained and tested on real data only. The EEG of the "
-        "teacher is SYNTHETIC, generated from each record's real hypnogram "
-        "(`kdsleep.data.synthetic.synthesize_from_slpdb`), so the teacher row and the three distillation rows "
-        "(`at_cl`, `sd_cl`, `at_sd_cl`) are **SEMI-SYNTHETIC**: the students read real heart rate but what "
-        "they are taught comes from an EEG that carries the stage far more cleanly than real EEG does. They "
-        "test the machinery, not the benefit of real EEG-to-ECG distillation.",
+        f"REAL. The rows {', '.join(f'`{r}`' for r in real)} are trained and tested on real data only."
+        + (
+            " The EEG of the teacher is SYNTHETIC, generated from each record's real hypnogram "
+            "(`kdsleep.data.synthetic.synthesize_from_slpdb`), so the rows "
+            f"{', '.join(f'`{r}`' for r in semi)} are **SEMI-SYNTHETIC**: the students read real heart rate "
+            "but what they are taught comes from an EEG that carries the stage far more cleanly than real EEG "
+            "does. They test the machinery, not the benefit of real EEG-to-ECG distillation."
+            if semi
+            else ""
+        ),
         "",
         "## How these numbers were made",
         "",
@@ -205,11 +353,12 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"- Commit: `{prov['git_commit']}`; written {prov['written']}",
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in prov["versions"].items()),
         f"- Machine: {meta['cpu_count']} CPU cores ({meta['processor']}; {meta['platform']}); "
-        f"{meta['jobs']} worker process(es), one thread each",
+        f"{meta['jobs']} worker process{'es' if meta['jobs'] > 1 else ''}, one thread each",
         f"- Runtime: {meta['wall_seconds'] / 60:.1f} min wall for this invocation ({meta['units_run']} "
-        f"fold × class-set units run, {meta['units_reused']} reused from the work folder); data preparation "
-        f"{meta['prepare_seconds']:.0f} s; the units' own compute time sums to "
-        f"{report['compute_seconds'] / 60:.1f} min"
+        f"seed × fold × class-set units run, {meta['units_reused']} reused from the work folder); data "
+        f"preparation {meta['prepare_seconds']:.0f} s; the units read here took {report['cpu_seconds'] / 60:.1f} "
+        f"CPU-min ({report['compute_seconds'] / 60:.1f} min wall) in the invocations that trained them, "
+        "counting every row a unit holds, also rows not in this report"
         + (
             "; invocations on this work folder: "
             + ", ".join(
@@ -222,102 +371,113 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"- Data: {report['data']['n_records']} records, {report['data']['n_subjects']} subjects "
         f"({meta['data_dir']}); stage epochs: "
         + ", ".join(f"{k} {v}" for k, v in report["data"]["stages"].items() if v),
+        f"- Training seeds: {', '.join(map(str, seeds))} ({len(seeds)}). A seed sets the weights, the batch "
+        "order, the stager's crops and augmentation and the trees' `random_state`; the folds, the data and the "
+        f"synthetic EEG are made once with seed {settings['seed']}, so every row and seed sees the same folds.",
         f"- Folds: {settings['n_folds']} by subject (records of one subject never split), balanced by scored "
-        f"epochs, seed {settings['seed']}; in each fold {settings['n_val']} training subject(s) held out for "
-        "validation (checkpoint = best validation weighted F1; attention-transfer stages: lowest validation AT "
-        "loss). Every subject is tested exactly once; figures are pooled over the test folds.",
-        f"- Deep models: U-Time (`kdsleep.models.UTime`), 1 input channel, model rate {settings['sfreq']:g} Hz "
+        f"epochs; in each fold {settings['n_val']} training subject(s) held out for validation (U-Time "
+        "checkpoint = best validation weighted F1, attention-transfer stages: lowest validation AT loss; "
+        "`hr_stager`: best validation κ, early stopping). Every subject is tested exactly once per seed; "
+        "figures are pooled over the test folds.",
+        f"- U-Time rows: `kdsleep.models.UTime`, 1 input channel, model rate {settings['sfreq']:g} Hz "
         f"(heart rate held to it by `heart_rate_channel`; EEG band {settings['eeg_band'][0]:g}–"
-        f"{settings['eeg_band'][1]:g} Hz), windows of {settings['window_epochs']} epochs "
-        f"({settings['window_epochs'] * 0.5:g} min; training stride {settings['train_stride']}), pools "
-        f"{settings['pools']}, filters {settings['filters']} ({report['model_parameters']['3']:,} parameters "
-        f"for 3 classes); Adam lr {settings['lr']:g}, batch {settings['batch_size']}, "
-        f"{settings['max_train_windows']} random training windows per epoch, {settings['epochs']} epochs per "
-        f"classification stage, {settings['at_epochs']} per attention-transfer stage; weighted cross-entropy "
-        "with N/(K n_k) weights; distillation α = 0.5, T = 1 (`kdsleep.distill.variants`); all through "
-        "`kdsleep.distill.runner.Runner`, as `kdsleep train` / `kdsleep experiment`. Validation and test windows "
-        "cover every epoch (one extra window aligned to the end of each night); an epoch in two windows takes "
-        "the prediction of the window where it lies farther from the edges (`kdsleep.data.windows`).",
-        f"- Classical baseline (`hrv_gbm`): {report['n_features']} HRV features per epoch "
-        "(`kdsleep.data.hrv_features`: mean HR, SDNN, RMSSD, pNN50 in 1-, 5- and 10-min windows centred on "
-        "the epoch; LF, HF, LF/HF and normalised HF of the heart rate in 5 min; HR change against epochs "
-        "±1, ±2, ±4; all normalised per recording; plus the 5-min HR in bpm and the time of night), "
+        f"{settings['eeg_band'][1]:g} Hz), windows of {settings['window_epochs']} epochs (training stride "
+        f"{settings['train_stride']}), pools {settings['pools']}, filters {settings['filters']} "
+        f"({report['model_parameters']['3']:,} parameters for 3 classes); Adam lr {settings['lr']:g}, batch "
+        f"{settings['batch_size']}, {settings['max_train_windows']} random training windows per epoch, "
+        f"{settings['epochs']} epochs per classification stage, {settings['at_epochs']} per "
+        "attention-transfer stage; weighted cross-entropy; distillation α = 0.5, T = 1; all through "
+        "`kdsleep.distill.runner.Runner` (`ecg_ls` through `kdsleep.distill.experiment.train_label_smoothing`).",
+        "- `hr_stager`: `kdsleep.study.hr_recipe.train_stager` with "
+        + ", ".join(f"{k} {v}" for k, v in report["recipe_settings"].items())
+        + " (the recipe's defaults).",
+        f"- `hrv_gbm`: {report['n_features']} HRV features per epoch (`kdsleep.data.hrv_features`), "
         "scikit-learn `HistGradientBoostingClassifier` (balanced class weights, learning rate 0.05, "
-        f"{settings['gbm_max_iter']} iterations, 15 leaves), trained on the same training subjects (the "
-        "validation subjects are not used).",
+        f"{settings['gbm_max_iter']} iterations, 15 leaves) on the same training subjects.",
+        *_label_smoothing_choices(report),
         "",
     ]
-    for grouping, block in report["results"].items():
+    for grouping, block in results["groupings"].items():
         names = block["class_names"]
-        lines += [f"## {len(names)} classes ({grouping}: {', '.join(names)})", ""]
-        header = (
-            "| model | data | weighted F1 | accuracy | κ | macro F1 | "
-            + " | ".join(f"F1 {n}" for n in names)
-            + " | per-subject wF1 mean ± SD (min–max) | per-subject κ mean ± SD (min–max) |"
-        )
-        lines += [header, "|" + "---|" * (8 + len(names))]
-        for model, entry in block["models"].items():
-            pooled = entry["pooled"]
-            w, k = entry["spread"]["weighted_f1"], entry["spread"]["cohen_kappa"]
-            data = "real" if entry["data"] == "real" else "**semi-synthetic**"
-            lines.append(
-                f"| `{model}` | {data} | {_f(pooled['weighted_f1'])} | {_f(pooled['accuracy'])} | "
-                f"{_f(pooled['cohen_kappa'])} | {_f(pooled['macro_f1'])} | "
-                + " | ".join(_f(v, 2) for v in pooled["f1"])
-                + f" | {_f(w['mean'])} ± {_f(w['sd'])} ({_f(w['min'], 2)}–{_f(w['max'], 2)}) | "
-                f"{_f(k['mean'])} ± {_f(k['sd'])} ({_f(k['min'], 2)}–{_f(k['max'], 2)}) |"
-            )
-        n_epochs = block["models"]["hr_student"]["pooled"]["n_epochs"]
-        lines += ["", f"{n_epochs} scored test epochs pooled over all folds.", ""]
         lines += [
-            "Paired per-subject comparisons (B − A; 95 % bootstrap CI of the mean difference; two-sided "
-            "Wilcoxon signed-rank test; `kdsleep.evaluation.compare.paired_comparison`):",
+            f"## {len(names)} classes ({grouping}: {', '.join(names)}), {len(seeds)} seed{'s' if len(seeds) > 1 else ''}",
             "",
-            "| A | B | metric | mean A | mean B | mean B − A [95 % CI] | p | B better / worse |",
-            "|---|---|---|---|---|---|---|---|",
+            "Pooled over every scored test epoch of the folds, then mean ± SD over seeds. The last column is "
+            f"each subject's {_METRIC_NAMES.get(metric, metric)} averaged over seeds, then mean ± SD over "
+            "subjects."
+            + (
+                " `hrv_gbm` draws nothing at random here (no subsampling, no early stopping), so its SD over "
+                "seeds is 0."
+                if "hrv_gbm" in block["models"] and len(seeds) > 1
+                else ""
+            ),
+            "",
+            "| row | data | κ | macro F1 | weighted F1 | accuracy | per-subject κ |",
+            "|---|---|---|---|---|---|---|",
         ]
-        for c in block["comparisons"]:
-            if "error" in c:
-                lines.append(
-                    f"| `{c['variant_a']}` | `{c['variant_b']}` | {c['metric']} | – | – | {c['error']} | – | – |"
-                )
-                continue
+        for row, entry in block["models"].items():
+            summary = entry["summary"]
+            data = "real" if entry["data"] == "real" else "**semi-synthetic**"
+            spread = entry["subject_spread"][metric]
             lines.append(
-                f"| `{c['variant_a']}` | `{c['variant_b']}` | {c['metric']} | {_f(c['mean_a'])} | "
-                f"{_f(c['mean_b'])} | {c['mean_difference']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}] | "
-                f"{_f(c['p_value'], 3)} | {c['n_better']} / {c['n_worse']} |"
+                f"| `{row}` | {data} | {_ms(summary['cohen_kappa'])} | {_ms(summary['macro_f1'])} | "
+                f"{_ms(summary['weighted_f1'])} | {_ms(summary['accuracy'])} | "
+                f"{_f(spread['mean'])} ± {_f(spread['sd'])} |"
             )
+        lines += [
+            "",
+            "Per-class F1 (mean ± SD over seeds; the last column counts the seeds where a class got F1 = 0):",
+            "",
+            "| row | " + " | ".join(f"F1 {n}" for n in names) + " | F1 = 0 (seeds) |",
+            "|---|" + "---|" * (len(names) + 1),
+        ]
+        for row, entry in block["models"].items():
+            summary = entry["summary"]
+            collapsed = ", ".join(f"{n} ({k})" for n, k in summary["collapsed_classes"].items()) or "none"
+            lines.append(f"| `{row}` | " + " | ".join(_ms(c) for c in summary["f1"]) + f" | {collapsed} |")
         lines.append("")
+    distillation = results["distillation"]
     lines += [
-        "## Reading the distillation rows",
+        "## Paired per-subject comparisons",
         "",
-        "The teacher's EEG is synthesised from the same hypnograms that label the epochs, so the teacher is far "
-        "better than a real EEG teacher on slpdb would be, and its soft outputs on the training subjects are "
-        "close to a smoothed copy of their labels. A gain of `at_cl`, `sd_cl` or `at_sd_cl` over `hr_student` "
-        "therefore shows that the distillation machinery works and that soft targets help a heart-rate student "
-        "trained this briefly; it does not show that real EEG would teach the heart-rate student anything.",
+        f"Each test subject's {_METRIC_NAMES.get(metric, metric)} averaged over the seeds; differences B − A "
+        "over the same subjects, a "
+        "95 % percentile-bootstrap interval of the mean difference, the two-sided Wilcoxon signed-rank test, "
+        "and Holm's correction over the family the table is (`kdsleep.evaluation.compare`).",
+        "",
+        "### Distillation family: KD rows and controls against `hr_student`, KD rows against each control",
         "",
     ]
-    lines += ["## Models", ""] + [f"- `{m}`: {d}" for m, d in DESCRIPTIONS.items()] + [""]
+    if distillation["comparisons"]:
+        lines += _comparison_lines(distillation["comparisons"])
+    else:
+        lines.append("No KD row or control was run: no comparison in this family.")
     lines += [
-        "## The literature, as context",
         "",
-        "Other data sets (MESA, SHHS, MASS; hundreds to thousands of nights, mostly healthy or mixed cohorts), "
-        "other protocols and, for Joshi et al., raw ECG rather than heart rate. This copy of slpdb holds 13 "
-        "subjects recorded for the evaluation of obstructive sleep apnea and scored with R&K (Ichimaru & Moody "
-        "1999); each fold trains on 7-8 of them. The numbers are not comparable one to one.",
+        "### Heart-rate models without distillation (a family of its own)",
         "",
-        "| work | classes | accuracy | κ | weighted F1 |",
-        "|---|---|---|---|---|",
     ]
-    for row in LITERATURE:
-        kappa = _f(row["kappa"], 2) + (f" ({row['note']})" if row.get("note") else "")
-        lines.append(
-            f"| {row['work']} | {row['classes']} | {_f(row['accuracy'], 2)} | {kappa} | "
-            f"{_f(row['weighted_f1'], 2)} |"
-        )
+    if results["students"]["comparisons"]:
+        lines += _comparison_lines(results["students"]["comparisons"])
+    else:
+        lines.append("Fewer than two of `hrv_gbm`, `hr_student`, `hr_stager` were run.")
     lines += [
         "",
+        "## Distillation claim",
+        "",
+        f"A KD row is credited only where it beats `hr_student` and both controls (`ecg_ls`, `ecg_self`), each "
+        f"at Holm-corrected p < {results['alpha']:g} with a positive mean difference.",
+        "",
+    ]
+    lines += [f"- {line}" for line in distillation["claim_text"]]
+    if semi:
+        lines += [
+            "",
+            "Even a claim here would be about a semi-synthetic teacher: its EEG is synthesised from the "
+            "hypnograms that label the epochs, so its soft outputs are close to a smoothed copy of the labels.",
+        ]
+    lines += ["", "## Rows", ""] + [f"- `{m}`: {ROW_DESCRIPTIONS[m]}" for m in rows] + [""]
+    lines += [
         "## Folds",
         "",
         "| fold | test subjects | validation subjects | training subjects |",
@@ -329,24 +489,30 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         )
     lines += [
         "",
-        "Per-subject figures, the training stages of every unit and all settings are in "
+        "Per-seed and per-subject figures, the training stages of every unit and all settings are in "
         f"`{Path(report['json']).name}` beside this file.",
     ]
     if report.get("figure"):
-        lines += ["", f"![per-subject weighted F1]({Path(report['figure']).name})"]
+        lines += ["", f"![per-subject kappa]({Path(report['figure']).name})"]
     lines.append("")
     return "\n".join(lines)
 
 
 def _figure(report: Mapping[str, Any], path: Path) -> Path | None:
-    """Per-subject weighted F1 of every model and class set (points) with the mean (bar)."""
-    blocks = report["results"]
-    fig = Figure(figsize=(4.2 * len(blocks), 3.6))
+    """Each subject's κ averaged over seeds, per row and class set (points), with the mean (bar)."""
+    results = report["results"]
+    metric = results["test_metric"]
+    blocks = results["groupings"]
+    fig = Figure(figsize=(max(6.4, 4.6 * len(blocks)), 3.8))
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(blocks), squeeze=False, sharey=True)
     for ax, (grouping, block) in zip(axes[0], blocks.items(), strict=True):
         for i, entry in enumerate(block["models"].values()):
-            values = [m["weighted_f1"] for m in entry["per_subject"].values() if m["weighted_f1"] is not None]
+            values = [
+                v
+                for v in entry["per_subject_seed_mean"][metric].values()
+                if v is not None and not math.isnan(v)
+            ]
             colour = "tab:blue" if entry["data"] == "real" else "tab:orange"
             ax.bar(i, np.mean(values) if values else 0.0, color=colour, alpha=0.35, width=0.7)
             jitter = np.linspace(-0.2, 0.2, len(values)) if len(values) > 1 else np.zeros(len(values))
@@ -354,10 +520,14 @@ def _figure(report: Mapping[str, Any], path: Path) -> Path | None:
         ax.set_xticks(range(len(block["models"])))
         ax.set_xticklabels(list(block["models"]), rotation=40, ha="right", fontsize=8)
         ax.set_title(f"{len(block['class_names'])} classes ({grouping})", fontsize=9)
-        ax.set_ylim(0, 1)
+        ax.axhline(0.0, color="grey", lw=0.6)
         ax.grid(axis="y", alpha=0.3)
-    axes[0][0].set_ylabel("per-subject weighted F1")
-    fig.suptitle("slpdb, subject-wise CV (blue: real data; orange: semi-synthetic teacher / KD)", fontsize=9)
+    n_seeds = len(results["seeds"])
+    axes[0][0].set_ylabel(
+        f"per-subject {_METRIC_NAMES.get(metric, metric)}, mean over {n_seeds} seed{'s' if n_seeds > 1 else ''}",
+        fontsize=8,
+    )
+    fig.suptitle("slpdb, subject-wise CV (blue: real data; orange: semi-synthetic)", fontsize=9)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
@@ -370,11 +540,18 @@ def write_study_report(
     records: Mapping[str, Any],
     folds: Sequence[Any],
     groupings: Sequence[str],
-    results: Mapping[tuple[int, str], Mapping[str, Any]],
+    results: Mapping[tuple[int, int, str], Mapping[str, Any]],
     settings: Any,
     meta: Mapping[str, Any],
+    seeds: Sequence[int],
+    rows: Sequence[str],
 ) -> dict[str, Any]:
-    """Aggregate the units and write ``out`` (Markdown), its JSON and its PNG atomically; return the content."""
+    """Aggregate the units and write ``out`` (Markdown), its JSON and its PNG atomically; return the content.
+
+    ``results`` maps (training seed, fold, grouping) to a unit's result
+    (:func:`kdsleep.study.slpdb.run_unit`).
+    """
+
     out = Path(out)
     json_path = out.with_suffix(".json")
     png_path = out.with_suffix(".png")
@@ -400,7 +577,7 @@ def write_study_report(
         with np.load(features_file) as data:
             n_features = int(data["features"].shape[1])
     report: dict[str, Any] = {
-        "format": "kdsleep-slpdb-study-report-1",
+        "format": "kdsleep-slpdb-study-report-2",
         "meta": dict(meta),
         "settings": settings.to_dict(),
         "provenance": {
@@ -417,21 +594,42 @@ def write_study_report(
         "model_parameters": parameters,
         "n_features": n_features,
         "compute_seconds": float(sum(r.get("total_seconds", 0.0) for r in results.values())),
+        "cpu_seconds": float(sum(r.get("cpu_seconds", 0.0) for r in results.values())),
+        "recipe_settings": {
+            k: v for k, v in asdict(recipe_settings(settings.quick, settings.seed)).items() if k != "seed"
+        },
         "units": {
-            f"fold{fold}/{grouping}": {
+            f"seed-{seed}/fold{fold}/{grouping}": {
                 "seconds": r["seconds"],
                 "total_seconds": r["total_seconds"],
                 "stages": r["stages"],
                 "train_windows": r["train_windows"],
                 "val_windows": r["val_windows"],
             }
-            for (fold, grouping), r in sorted(results.items())
+            for (seed, fold, grouping), r in sorted(results.items())
         },
-        "results": aggregate(records, groupings, results),
+        "results": aggregate(records, groupings, results, seeds, rows),
         "json": str(json_path),
     }
     figure = _figure(report, png_path)
     report["figure"] = str(figure) if figure else None
     write_text_atomic(json_path, json.dumps(report, indent=1, default=str) + "\n")
+    write_text_atomic(out, render_markdown(report))
+    return report
+
+
+def rewrite_report(source: str | Path, out: str | Path) -> dict[str, Any]:
+    """Write the Markdown, JSON and PNG of a finished report again under ``out`` (e.g. another name in
+    ``docs/results``), from its JSON alone: nothing is recomputed, and the figures stay those of the run."""
+    report = json.loads(Path(source).read_text(encoding="utf-8"))
+    if report.get("format") != "kdsleep-slpdb-study-report-2":
+        raise ValueError(
+            f"{source}: not a report of the slpdb study over seeds (format {report.get('format')!r})"
+        )
+    out = Path(out)
+    report["json"] = str(out.with_suffix(".json"))
+    figure = _figure(report, out.with_suffix(".png"))
+    report["figure"] = str(figure) if figure else None
+    write_text_atomic(out.with_suffix(".json"), json.dumps(report, indent=1, default=str) + "\n")
     write_text_atomic(out, render_markdown(report))
     return report

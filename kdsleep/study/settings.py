@@ -15,7 +15,6 @@ __all__ = [
     "MODELS",
     "MODEL_VARIANTS",
     "QUICK_SETTINGS",
-    "STUDY_FORMAT",
     "StudySettings",
 ]
 
@@ -52,10 +51,6 @@ MODEL_VARIANTS: dict[str, str] = {
     "sd_cl": "sd_cl",
     "at_sd_cl": "at_sd_cl",
 }
-#: Format of the work folder and its unit files; version 2: test predictions merged by the most central
-#: window (:mod:`kdsleep.data.windows`), validation counting every epoch once, stages read through
-#: :mod:`kdsleep.data.readers.wfdb_io`.
-STUDY_FORMAT = "kdsleep-slpdb-study-2"
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ def test_bad_options(tmp_path, capsys, shared_data):
     assert "--jobs" in capsys.readouterr().err
     assert main(["study", "slpdb", "--data-dir", data, "--out", str(tmp_path / "r.txt")]) == 2
     assert ".md" in capsys.readouterr().err
+    assert main(["study", "slpdb", "--data-dir", data, "--seeds", "0"]) == 2
+    assert "--seeds must be >= 1" in capsys.readouterr().err
 
 
 def test_no_study_named(capsys):

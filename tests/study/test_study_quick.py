@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from kdsleep.study.slpdb import MODELS, QUICK_SETTINGS, run_study
+from kdsleep.study.slpdb import QUICK_SETTINGS, ROWS, run_study
 
 
 @pytest.mark.slow
@@ -25,19 +25,19 @@ def test_quick_study_writes_report_and_resumes(shared_data, tmp_path):
     )
     assert report["settings"]["quick"] is True
     assert report["meta"]["units_run"] == QUICK_SETTINGS.n_folds
-    block = report["results"]["w-n-r"]
-    assert list(block["models"]) == list(MODELS)
+    block = report["results"]["groupings"]["w-n-r"]
+    assert list(block["models"]) == list(ROWS)
     # every scored epoch of the 15 records is tested exactly once, by every model
     n_scored = sum(v for k, v in report["data"]["stages"].items() if k in ("W", "N1", "N2", "N3", "R"))
     for model, entry in block["models"].items():
-        assert entry["pooled"]["n_epochs"] == n_scored, model
-        assert len(entry["per_subject"]) == 13
+        assert entry["per_seed"]["0"]["n_epochs"] == n_scored, model
+        assert len(entry["per_subject"]["0"]) == 13
     # the classical baseline learns something even in the quick mode (chance weighted F1 is about 0.4)
-    assert block["models"]["hrv_gbm"]["pooled"]["cohen_kappa"] > 0.05
+    assert block["models"]["hrv_gbm"]["summary"]["cohen_kappa"]["mean"] > 0.05
     text = out.read_text()
     assert "SEMI-SYNTHETIC" in text and "QUICK MODE" in text and "kdsleep study slpdb --quick" in text
     saved = json.loads(out.with_suffix(".json").read_text())
-    assert saved["results"]["w-n-r"]["comparisons"][0]["variant_b"] == "hr_student"
+    assert saved["results"]["students"]["comparisons"][0]["variant_b"] == "hr_student"
     assert out.with_suffix(".png").stat().st_size > 1000
 
     again = run_study(
