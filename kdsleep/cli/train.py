@@ -51,8 +51,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ecg-input",
         choices=tuple(ECG_INPUTS),
-        help="what the ECG student reads: raw ECG (the paper; default with a config file or real data), "
-        "instantaneous heart rate from detected R peaks, or both (default of the synthetic quick preset)",
+        help="what the ECG student reads: raw ECG (the paper; default with a config file or real data; on "
+        "the synthetic default without a config file it selects the 100-Hz raw-ECG preset), instantaneous "
+        "heart rate from detected R peaks, or both (default of the synthetic quick preset)",
     )
     parser.add_argument("--at-mode", choices=AT_MODES, help="attention-transfer formula")
     parser.add_argument("--run-dir", type=Path, help="run folder (default: runs/<dataset>-<classes>)")
@@ -90,7 +91,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def resolve_config(args: argparse.Namespace, grouping: str | None = None):
     """The TrainConfig of the command: preset, then --config, then the command-line options."""
     from kdsleep.cli import CLIError
-    from kdsleep.distill.config import SYNTHETIC_QUICKSTART, ConfigError, load_config
+    from kdsleep.distill.config import (
+        SYNTHETIC_QUICKSTART,
+        SYNTHETIC_RAW_QUICKSTART,
+        ConfigError,
+        load_config,
+    )
 
     overrides: dict[str, Any] = {
         "dataset": args.dataset,
@@ -107,9 +113,12 @@ def resolve_config(args: argparse.Namespace, grouping: str | None = None):
         "split_file": str(args.split) if args.split else None,
         "grouping": grouping,
     }
-    # without a configuration file the synthetic default gets the quick preset (minutes on a CPU); real data
-    # gets the paper's protocol
-    base = SYNTHETIC_QUICKSTART if args.config is None and args.dataset in (None, "synthetic") else None
+    # without a configuration file the synthetic default gets a quick preset (minutes on a CPU): the raw-ECG
+    # one when the paper's waveform-only student is asked for, otherwise the waveform + heart-rate one; real
+    # data gets the paper's protocol
+    base = None
+    if args.config is None and args.dataset in (None, "synthetic"):
+        base = SYNTHETIC_RAW_QUICKSTART if args.ecg_input == "raw" else SYNTHETIC_QUICKSTART
     try:
         return load_config(args.config, overrides, base=base)
     except ConfigError as err:
