@@ -53,7 +53,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         choices=tuple(ECG_INPUTS),
         help="what the ECG student reads: raw ECG (the paper; default with a config file or real data; on "
         "the synthetic default without a config file it selects the 100-Hz raw-ECG preset), instantaneous "
-        "heart rate from detected R peaks, or both (default of the synthetic quick preset)",
+        "heart rate from detected R peaks (default of the synthetic quick preset), or both",
     )
     parser.add_argument("--at-mode", choices=AT_MODES, help="attention-transfer formula")
     parser.add_argument("--run-dir", type=Path, help="run folder (default: runs/<dataset>-<classes>)")
