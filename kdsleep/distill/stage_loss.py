@@ -149,7 +149,7 @@ class StageLoss:
                     [m.float() for m in taps.features],
                     teacher_maps,
                     p=settings.at_p,
-                    distance={"squared_mean": "squared"}.get(settings.at_distance, settings.at_distance),
+                    distance=settings.at_distance,
                     weights=self.feature_loss.weights,
                     mode=settings.at_mode,
                     backend="fused" if self.loss_backend == "fused" else "torch",

@@ -94,6 +94,7 @@ from tqdm.auto import tqdm
 
 from kdsleep import ops
 from kdsleep._io import write_json_atomic
+from kdsleep.ops.attention import AT_DISTANCES
 from kdsleep.ops.reference import attention_map
 
 __all__ = [
@@ -667,8 +668,9 @@ def attention_transfer_from_maps(
         sums :math:`C_j a_j` (``lookup(..., mode="joshi")``).
     p : float
         Exponent of the student's attention maps; the teacher maps must have been computed with the same.
-    distance : {"squared", "l2", "squared_l2"}
-        As for :func:`kdsleep.ops.attention_transfer_loss`; ``"squared_l2"`` is the per-sample sum of squared
+    distance : {"squared_l2", "squared_mean", "squared", "l2"}
+        As for :func:`kdsleep.ops.attention_transfer_loss` (``"squared"`` is an alias of ``"squared_mean"``,
+        :data:`kdsleep.ops.attention.AT_DISTANCES`); ``"squared_l2"`` is the per-sample sum of squared
         differences over positions, averaged over the batch (``L_j`` times ``"squared"``). Ignored by
         ``mode="joshi"``.
     weights : list of float, optional
@@ -700,10 +702,11 @@ def attention_transfer_from_maps(
             )
     if mode not in ("canonical", "joshi"):
         raise ValueError(f"attention_transfer_from_maps: mode must be 'canonical' or 'joshi', got {mode!r}")
-    if distance not in ("squared", "l2", "squared_l2"):
+    if distance not in AT_DISTANCES:
         raise ValueError(
-            f"attention_transfer_from_maps: distance must be 'squared', 'l2' or 'squared_l2', got {distance!r}"
+            f"attention_transfer_from_maps: distance must be one of {list(AT_DISTANCES)}, got {distance!r}"
         )
+    distance = {"squared_mean": "squared"}.get(distance, distance)
     n = len(student)
     w = [1.0] * n if mode == "canonical" else [1.0 / n] * n
     if weights is not None:

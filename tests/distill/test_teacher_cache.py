@@ -131,6 +131,9 @@ def test_paper_size_tolerance(tmp_path):
     cached = attention_transfer_from_maps(feats, maps, distance="squared")
     assert float(cached.detach()) == pytest.approx(float(live.detach()), rel=1e-4)
     assert _rel(_grads(live, feats), _grads(cached, feats)) < 2e-3
+    # the ops' own name of the same distance is accepted too
+    alias = attention_transfer_from_maps(feats, maps, distance="squared_mean")
+    assert float(alias.detach()) == float(cached.detach())
 
 
 def test_second_build_opens_without_teacher_forward(setup, monkeypatch):
