@@ -78,18 +78,14 @@ def fig2(pipeline: Pipeline, run_dir: Path, grouping: str, models: dict) -> dict
 
 def run(args: argparse.Namespace) -> int:
     from kdsleep.cli import CLIError
-    from kdsleep.distill.seeds import write_seeds_run_report
+    from kdsleep.distill.seeds import seed_dirs, write_seeds_run_report
 
     run_dir = args.run_dir
     if (run_dir / "config.json").is_file():
         _evaluate_folder(run_dir, args)
         return 0
     # a run with several training seeds (kdsleep experiment --seeds N): one folder per seed
-    seeds = sorted(
-        (int(p.name.split("-", 1)[1]), p)
-        for p in run_dir.glob("seed-*")
-        if p.name.split("-", 1)[1].isdigit() and (p / "config.json").is_file()
-    )
+    seeds = seed_dirs(run_dir)
     if not seeds:
         raise CLIError(
             f"{run_dir}: not a kdsleep run folder (no config.json, and no seed-<N>/config.json of a run with "

@@ -26,7 +26,7 @@ from kdsleep.distill.variants import CONTROL_VARIANTS, KD_VARIANTS, get_variant
 from kdsleep.evaluation.metrics import StagingMetrics
 from kdsleep.evaluation.report import VariantResult, write_seeds_report
 
-__all__ = ["SEED_OUTCOMES", "run_seeds", "seed_dir", "write_seeds_run_report"]
+__all__ = ["SEED_OUTCOMES", "run_seeds", "seed_dir", "seed_dirs", "write_seeds_run_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,20 @@ SEED_OUTCOMES = "outcomes.json"
 def seed_dir(run_dir: str | os.PathLike[str], seed: int) -> Path:
     """The folder of one training seed in a run with several seeds: ``RUN_DIR/seed-<seed>``."""
     return Path(run_dir) / f"seed-{seed}"
+
+
+def seed_dirs(run_dir: str | os.PathLike[str]) -> list[tuple[int, Path]]:
+    """``(seed, folder)`` of every seed folder of ``run_dir`` (:func:`seed_dir`) that holds a run, by seed."""
+    found = []
+    for folder in Path(run_dir).glob("seed-*"):
+        suffix = folder.name.removeprefix("seed-")
+        if (
+            suffix.isdigit()
+            and seed_dir(run_dir, int(suffix)) == folder
+            and (folder / "config.json").is_file()
+        ):
+            found.append((int(suffix), folder))
+    return sorted(found)
 
 
 def _outcome_record(outcome: VariantOutcome) -> dict[str, Any]:
