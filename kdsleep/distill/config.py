@@ -33,6 +33,7 @@ __all__ = [
     "AT_DISTANCES",
     "AT_MODES",
     "KL_REDUCTIONS",
+    "LR_SCHEDULES",
     "DATASETS",
     "ECG_INPUTS",
     "SECTIONS",
@@ -48,6 +49,9 @@ __all__ = [
     "load_config",
     "load_config_file",
 ]
+
+#: Learning-rate schedules of a stage (``lr_schedule``).
+LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 
 #: What the ECG student reads (``ecg_input``) -> the stored channels it is given, in order.
 ECG_INPUTS: dict[str, tuple[str, ...]] = {"raw": ("ecg",), "ihr": ("ihr",), "both": ("ecg", "ihr")}
@@ -231,10 +235,17 @@ class TrainingConfig(_Section):
         Training epochs per stage (150 in the paper).
     at_epochs : int or None
         Epochs of step 1 (attention transfer); ``None``: ``epochs``.
+    teacher_epochs : int or None
+        Epochs of the EEG baseline (the teacher) where the run trains it; ``None``: ``epochs``.
     batch_size : int
         Windows per batch (per process under ``torchrun``).
     lr : float
         Adam learning rate (1e-3 in the paper).
+    lr_schedule : {"constant", "cosine"}
+        ``constant`` keeps ``lr`` (the paper); ``cosine`` lowers it every epoch of a stage along half a cosine,
+        from ``lr`` in its first epoch towards zero after its last (``lr * (1 + cos(pi * (e - 1) / E)) / 2``
+        in epoch ``e`` of ``E``), so the last epochs take small steps and the chosen checkpoint depends less on
+        where a noisy epoch happened to end.
     patience : int or None
         Stop a stage after this many epochs without a better validation score; ``None`` runs all epochs
         (the paper's protocol).
@@ -265,8 +276,10 @@ class TrainingConfig(_Section):
 
     epochs: int = 150
     at_epochs: int | None = None
+    teacher_epochs: int | None = None
     batch_size: int = 16
     lr: float = 1e-3
+    lr_schedule: str = "constant"
     patience: int | None = None
     seed: int = 0
     device: str = "auto"
@@ -279,7 +292,16 @@ class TrainingConfig(_Section):
     def validate(self, source: str = "configuration") -> None:
         """Check types and ranges; raise :class:`ConfigError` naming the key and ``source``."""
         self._positive_int(source, "epochs", "batch_size")
-        self._positive_int(source, "at_epochs", "patience", "max_train_windows", "num_threads", optional=True)
+        self._positive_int(
+            source,
+            "at_epochs",
+            "teacher_epochs",
+            "patience",
+            "max_train_windows",
+            "num_threads",
+            optional=True,
+        )
+        self._choice(source, "lr_schedule", LR_SCHEDULES)
         if (
             isinstance(self.num_workers, bool)
             or not isinstance(self.num_workers, int)

@@ -325,6 +325,7 @@ class Pipeline:
                 settings=TrainSettings.from_config(config),
                 epochs=config.training.epochs,
                 at_epochs=config.training.at_epochs or config.training.epochs,
+                teacher_epochs=config.training.teacher_epochs,
                 window_epochs=config.model.window_epochs,
                 out_dir=self.run_dir / grouping,
                 device=self.device,

@@ -132,6 +132,8 @@ class Runner:
         Epochs of every classification stage.
     at_epochs : int
         Epochs of the attention-transfer stage.
+    teacher_epochs : int, optional
+        Epochs of the EEG baseline (the teacher) where it is trained here (default ``epochs``).
     window_epochs : int
         Epochs per window.
     train_stride : int, optional
@@ -168,6 +170,7 @@ class Runner:
         epochs: int,
         at_epochs: int,
         window_epochs: int,
+        teacher_epochs: int | None = None,
         train_stride: int | None = None,
         out_dir: str | Path,
         device: torch.device,
@@ -190,6 +193,7 @@ class Runner:
         self.settings = settings
         self.epochs = epochs
         self.at_epochs = at_epochs
+        self.teacher_epochs = teacher_epochs if teacher_epochs is not None else epochs
         self.window_epochs = window_epochs
         self.train_stride = train_stride
         self.out_dir = Path(out_dir)
@@ -280,7 +284,11 @@ class Runner:
                 kind=stage,
                 modality=variant.modality,
                 out_dir=folder,
-                epochs=self.at_epochs if shared_at else self.epochs,
+                epochs=self.at_epochs
+                if shared_at
+                else self.teacher_epochs
+                if variant.name == "eeg_baseline"
+                else self.epochs,
                 weight_kd=variant.weight_kd if stage == "final" else 0.0,
                 label_smoothing=variant.label_smoothing if stage == "final" else 0.0,
                 teacher_modality=variant.teacher_modality,

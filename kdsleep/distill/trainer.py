@@ -122,6 +122,8 @@ class TrainSettings:
     ----------
     lr : float
         Adam learning rate.
+    lr_schedule : {"constant", "cosine"}
+        How the learning rate moves over a stage's epochs (:func:`epoch_lr`).
     batch_size : int
         Windows per batch.
     patience : int or None
@@ -144,6 +146,7 @@ class TrainSettings:
     """
 
     lr: float = 1e-3
+    lr_schedule: str = "constant"
     batch_size: int = 16
     patience: int | None = None
     seed: int = 0
@@ -163,6 +166,7 @@ class TrainSettings:
         training, distillation = config.training, config.distillation
         return cls(
             lr=training.lr,
+            lr_schedule=training.lr_schedule,
             batch_size=training.batch_size,
             patience=training.patience,
             seed=training.seed,
@@ -298,6 +302,20 @@ def _save_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, 
             **progress,
         },
     )
+
+
+def epoch_lr(lr: float, schedule: str, epoch: int, epochs: int) -> float:
+    """The learning rate of ``epoch`` (1-based) of a stage of ``epochs`` epochs under ``schedule``.
+
+    ``constant`` is ``lr`` throughout; ``cosine`` is ``lr * (1 + cos(pi * (epoch - 1) / epochs)) / 2``: ``lr`` in
+    the first epoch, falling towards zero after the last. It depends on the epoch alone, so a resumed stage
+    continues the same curve without any scheduler state.
+    """
+    if schedule == "constant":
+        return lr
+    if schedule == "cosine":
+        return lr * 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / epochs))
+    raise ValueError(f"unknown learning-rate schedule {schedule!r}; expected 'constant' or 'cosine'")
 
 
 def _train_epoch(
@@ -470,6 +488,8 @@ def train_stage(
     try:
         for epoch in range(start_epoch, spec.epochs + 1):
             started = time.perf_counter()
+            for group in optimizer.param_groups:
+                group["lr"] = epoch_lr(settings.lr, settings.lr_schedule, epoch, spec.epochs)
             loader = _train_loader(
                 train_set,
                 settings.batch_size,

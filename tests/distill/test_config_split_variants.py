@@ -47,6 +47,14 @@ def test_yaml_config(tmp_path):
         ("epohcs = 3\n", r"run.toml: unknown key 'epohcs'"),
         ("[training]\nepochs = 0\n", r"run.toml: \[training\] epochs = 0, expected a positive integer"),
         ('[distillation]\nat_mode = "fancy"\n', r"at_mode = 'fancy'"),
+        (
+            '[training]\nlr_schedule = "step"\n',
+            r"run.toml: \[training\] lr_schedule = 'step', expected one of 'constant', 'cosine'",
+        ),
+        (
+            "[training]\nteacher_epochs = 0\n",
+            r"\[training\] teacher_epochs = 0, expected a positive integer or none",
+        ),
     ],
 )
 def test_bad_config_names_key_and_file(tmp_path, text, message):

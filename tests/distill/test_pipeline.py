@@ -77,8 +77,9 @@ def test_distilled_variant_end_to_end(tiny_config, tmp_path, monkeypatch):
     assert "AT+SD+CL" in markdown.read_text() and "EEG baseline" in markdown.read_text()
 
 
-def test_resume_reproduces_an_uninterrupted_run_bit_for_bit(tiny_config, tmp_path):
-    config = tiny_config(epochs=3)
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_resume_reproduces_an_uninterrupted_run_bit_for_bit(tiny_config, tmp_path, schedule):
+    config = tiny_config(epochs=3, lr_schedule=schedule)
     whole = Pipeline(config, tmp_path / "whole", progress=False).run_variant("ecg_baseline")
 
     class Interrupt(Exception):
@@ -110,6 +111,34 @@ def test_resume_reproduces_an_uninterrupted_run_bit_for_bit(tiny_config, tmp_pat
     opt = [s["optimizer"]["state"] for s in states]
     assert all(torch.equal(opt[0][i]["exp_avg_sq"], opt[1][i]["exp_avg_sq"]) for i in opt[0])
     assert whole.metrics.weighted_f1 == resumed.metrics.weighted_f1
+
+
+def test_cosine_schedule_and_teacher_epochs(tiny_config, tmp_path):
+    """The teacher trains its own number of epochs; a cosine stage lowers the rate every epoch as documented."""
+    import csv
+    import math
+
+    from kdsleep.distill.trainer import epoch_lr
+
+    config = tiny_config(epochs=3, teacher_epochs=2, lr_schedule="cosine", lr=0.004)
+    pipeline = Pipeline(config, tmp_path / "run", progress=False)
+    pipeline.run_variant("eeg_baseline")
+    pipeline.run_variant("ecg_baseline")
+
+    def logged(variant):
+        with open(tmp_path / "run" / "w-l-d-r" / variant / "final" / "log.csv") as fh:
+            return [float(row["lr"]) for row in csv.DictReader(fh)]
+
+    teacher_lr, student_lr = logged("eeg_baseline"), logged("ecg_baseline")
+    assert len(teacher_lr) == 2 and len(student_lr) == 3
+    expected = [0.004 * (1 + math.cos(math.pi * e / 3)) / 2 for e in range(3)]
+    assert (
+        student_lr == pytest.approx(expected) and student_lr[0] == 0.004 > student_lr[1] > student_lr[2] > 0
+    )
+    assert teacher_lr == pytest.approx([0.004, 0.002])
+    assert [epoch_lr(0.004, "constant", e, 3) for e in (1, 2, 3)] == [0.004] * 3
+    with pytest.raises(ValueError, match="unknown learning-rate schedule 'step'"):
+        epoch_lr(0.004, "step", 1, 3)
 
 
 def test_bad_input_errors(tiny_config, tmp_path):
