@@ -273,6 +273,9 @@ class Pipeline:
             saved = flatten_config_dict(saved_values, source=str(path))
         except ConfigError as err:
             raise RunFolderError(f"{err}; choose another run folder") from None
+        # keys added to the configuration after the folder was made take their defaults, which keep the
+        # behaviour the folder was trained with
+        saved = {**TrainConfig().flat(), **saved}
         current = self.config.flat()
         changed = [
             f"{key} ({saved.get(key)!r} there, {current[key]!r} now)"

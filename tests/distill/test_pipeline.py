@@ -171,6 +171,13 @@ def test_bad_input_errors(tiny_config, tmp_path):
     # a run folder reused with another configuration
     with pytest.raises(ValueError, match="another configuration: epochs"):
         Pipeline(tiny_config(epochs=5), tmp_path / "run", progress=False)
+    # a folder made before a key existed is reused with that key at its default, refused with another value
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    del saved["config"]["training"]["lr_schedule"]
+    (tmp_path / "run" / "config.json").write_text(json.dumps(saved))
+    Pipeline(tiny_config(), tmp_path / "run", progress=False)
+    with pytest.raises(ValueError, match="another configuration: lr_schedule"):
+        Pipeline(tiny_config(lr_schedule="cosine"), tmp_path / "run", progress=False)
 
 
 def test_empty_split_from_too_few_subjects(tiny_config, tiny_data, tmp_path):
