@@ -264,6 +264,12 @@ class TrainingConfig(_Section):
     max_train_windows : int or None
         Use at most this many training windows per epoch (a random subset, re-drawn every epoch); ``None``
         uses all.
+    ecg_rate_stretch : float
+        Training augmentation of a waveform-only ECG student (``ecg_input = "raw"``): each training window's
+        ECG is played faster or slower by a factor drawn log-uniformly in ``[1 / (1 + a), 1 + a]``, every epoch
+        about its own centre so each epoch keeps its content (:func:`kdsleep.distill.augment.rate_stretch`);
+        the heart rate moves by the same factor, so the student cannot stage from a subject's resting rate.
+        ``0`` (default) leaves the ECG as recorded. The teacher's input is never changed.
     teacher_cache : bool
         Compute the frozen teacher's attention maps and logits on the training windows once per run and read
         them back in every step (:mod:`kdsleep.distill.teacher_cache`, folder ``teacher-cache`` of the run),
@@ -287,6 +293,7 @@ class TrainingConfig(_Section):
     num_workers: int = 0
     num_threads: int | None = None
     max_train_windows: int | None = None
+    ecg_rate_stretch: float = 0.0
     teacher_cache: bool = True
 
     def validate(self, source: str = "configuration") -> None:
@@ -302,6 +309,9 @@ class TrainingConfig(_Section):
             optional=True,
         )
         self._choice(source, "lr_schedule", LR_SCHEDULES)
+        stretch = self.ecg_rate_stretch
+        if isinstance(stretch, bool) or not isinstance(stretch, (int, float)) or not 0 <= stretch < 1:
+            self._fail(source, "ecg_rate_stretch", "a number in [0, 1)")
         if (
             isinstance(self.num_workers, bool)
             or not isinstance(self.num_workers, int)
@@ -433,6 +443,12 @@ class TrainConfig:
                     f"{source}: [{name}] must be a {cls.__name__}, got {type(section).__name__}"
                 )
             section.validate(source)
+        if self.training.ecg_rate_stretch and self.data.ecg_input != "raw":
+            raise ConfigError(
+                f"{source}: [training] ecg_rate_stretch = {self.training.ecg_rate_stretch!r} needs "
+                f"[data] ecg_input = 'raw' (it stretches the waveform; got {self.data.ecg_input!r}, whose heart-rate "
+                f"channel would not follow)"
+            )
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """``{table: {key: value}}``, the layout of a configuration file."""

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from kdsleep._torch import dist_info
+from kdsleep.distill.augment import rate_stretch
 from kdsleep.distill.batches import autocast, batch_inputs
 from kdsleep.distill.losses import FeatureLoss, FinalLoss
 from kdsleep.distill.teacher_cache import (
@@ -113,30 +114,38 @@ class StageLoss:
         # only used by the stages that need it (train_stage checks that they have one)
         return cast(UTime, self.teacher)
 
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """The student's training input: rate-stretched where an ECG stage asks for it, else ``x``."""
+        if self.spec.modality != "ecg" or not self.settings.ecg_rate_stretch:
+            return x
+        return rate_stretch(x, self.settings.ecg_rate_stretch, self.model.samples_per_epoch)
+
     def train(self, batch: tuple, net: nn.Module) -> torch.Tensor:
         """The loss of one training batch through ``net`` (the model, or its DDP wrapper)."""
         spec, settings, device = self.spec, self.settings, self.device
         if self.cache is not None:
             return self._cached(batch, net)
         x, eeg, labels = batch_inputs(batch, spec.modality, device)
+        student_x = self.augment(x)
         with autocast(device, settings.amp):
             if spec.kind == "at":
                 with torch.no_grad():
                     _, teacher_maps = self._teacher.features(eeg, detach=True)
                 with FeatureTaps(self.model, self.model.tap_names) as taps:
-                    net(x)
+                    net(student_x)
                 return self.feature_loss(taps.features, teacher_maps)
             teacher_logits = None
             if self.uses_teacher_logits:
                 with torch.no_grad():
+                    # the teacher reads its input as recorded (an ECG teacher: the ECG before augmentation)
                     teacher_logits = self._teacher(x if spec.teacher_modality == "ecg" else eeg)
-            return self.final_loss(net(x), labels, teacher_logits)
+            return self.final_loss(net(student_x), labels, teacher_logits)
 
     def _cached(self, batch: tuple, net: nn.Module) -> torch.Tensor:
         assert self.cache is not None
         spec, settings, device = self.spec, self.settings, self.device
         eeg, ecg, labels, index = batch
-        x = (eeg if spec.modality == "eeg" else ecg).to(device, non_blocking=True)
+        x = self.augment((eeg if spec.modality == "eeg" else ecg).to(device, non_blocking=True))
         labels = labels.to(device, non_blocking=True)
         teacher_maps, teacher_logits = self.cache.lookup(
             index, device=device, mode=settings.at_mode, maps=spec.kind == "at"

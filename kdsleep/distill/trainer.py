@@ -136,6 +136,9 @@ class TrainSettings:
         Data-loader worker processes.
     max_train_windows : int or None
         Training windows drawn per epoch (a fresh random subset each epoch); ``None`` uses all.
+    ecg_rate_stretch : float
+        Rate-stretch augmentation of an ECG student's training windows (:func:`kdsleep.distill.augment.rate_stretch`);
+        0 leaves them as they are.
     at_mode, at_p, at_distance : str, float, str
         Attention-transfer loss (:class:`~kdsleep.distill.losses.FeatureLoss`).
     temperature, kl_reduction : float, str
@@ -153,6 +156,7 @@ class TrainSettings:
     amp: bool = False
     num_workers: int = 0
     max_train_windows: int | None = None
+    ecg_rate_stretch: float = 0.0
     at_mode: str = "canonical"
     at_p: float = 2.0
     at_distance: str = "squared_l2"
@@ -173,6 +177,7 @@ class TrainSettings:
             amp=training.amp,
             num_workers=training.num_workers,
             max_train_windows=training.max_train_windows,
+            ecg_rate_stretch=training.ecg_rate_stretch,
             teacher_cache=training.teacher_cache,
             at_mode=distillation.at_mode,
             at_p=distillation.at_p,

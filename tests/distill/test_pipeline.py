@@ -283,3 +283,24 @@ def test_test_metrics_cover_the_tail_of_every_night(tiny_config, tmp_path):
         assert (outcome.predictions[key] >= 0).all()  # every epoch predicted, the last ones too
     scored = sum(int((pipeline.cache.labels(k, "w-l-d-r") >= 0).sum()) for k in test_keys)
     assert outcome.metrics.n_epochs == scored
+
+
+def test_rate_stretch_reaches_the_student_and_not_the_teacher(tiny_config, tmp_path, monkeypatch):
+    import kdsleep.distill.stage_loss as stage_loss
+
+    calls = []
+    original = stage_loss.rate_stretch
+
+    def spy(x, max_stretch, samples_per_epoch, **kwargs):
+        calls.append((tuple(x.shape), max_stretch, samples_per_epoch))
+        return original(x, max_stretch, samples_per_epoch, **kwargs)
+
+    monkeypatch.setattr(stage_loss, "rate_stretch", spy)
+    pipeline = Pipeline(tiny_config(ecg_rate_stretch=0.1), tmp_path / "run", progress=False)
+    pipeline.run_variant("eeg_baseline")
+    assert not calls  # the EEG teacher trains on its input as recorded
+    pipeline.run_variant("at_cl")
+    spe = pipeline.teacher("w-l-d-r").samples_per_epoch
+    assert calls and all(c[1] == 0.1 and c[2] == spe and c[0][1] == 1 for c in calls)
+    # the teacher's inputs are unchanged, so its outputs are still read from the cache
+    assert any((tmp_path / "run" / "w-l-d-r" / "teacher-cache").iterdir())
