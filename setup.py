@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import os
+import subprocess
 
 import torch
 from setuptools import setup
@@ -30,6 +31,30 @@ def want_cuda() -> tuple[bool, str]:
     return True, f"CUDA {torch.version.cuda}, toolkit at {CUDA_HOME}"
 
 
+def source_commit() -> str | None:
+    """The commit of the source tree being built (``-dirty`` with changes), or None outside a git checkout.
+
+    An installed copy is not a checkout; it reports this commit so that its run records still name the code.
+    """
+    try:
+        top = subprocess.run(
+            ["git", "-C", HERE, "rev-parse", "--show-toplevel"], capture_output=True, text=True
+        )
+        if top.returncode != 0 or os.path.realpath(top.stdout.strip()) != os.path.realpath(HERE):
+            return None
+        head = subprocess.run(["git", "-C", HERE, "rev-parse", "HEAD"], capture_output=True, text=True)
+        if head.returncode != 0 or not head.stdout.strip():
+            return None
+        status = subprocess.run(
+            ["git", "-C", HERE, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+        )
+    except OSError:
+        return None
+    return head.stdout.strip() + ("-dirty" if status.returncode == 0 and status.stdout.strip() else "")
+
+
 def write_build_config(with_cuda: bool, reason: str, arch_list: str) -> None:
     """Record what was compiled, for ``kdsleep info`` (the file is generated, not tracked)."""
     path = os.path.join(HERE, "kdsleep", "_build_config.py")
@@ -40,6 +65,7 @@ def write_build_config(with_cuda: bool, reason: str, arch_list: str) -> None:
         f"WITH_CUDA = {with_cuda!r}\n"
         f"CUDA_REASON = {reason!r}\n"
         f"CUDA_ARCH_LIST = {arch_list!r}\n"
+        f"GIT_COMMIT = {source_commit()!r}\n"
     )
     tmp = path + ".tmp"
     with open(tmp, "w") as fh:

@@ -38,7 +38,25 @@ def kdsleep_version() -> str:
 
 
 def git_commit() -> str | None:
-    """The commit of the kdsleep source tree (with ``-dirty`` when it has changes), or ``None`` outside git."""
+    """The commit of the kdsleep source tree (with ``-dirty`` when it has changes).
+
+    From a git checkout: its ``HEAD``. From an installed copy: the commit it was built from, as ``setup.py``
+    recorded it (``kdsleep._build_config.GIT_COMMIT``); ``None`` when neither is known.
+    """
+    live = _checkout_commit()
+    return live if live is not None else _built_commit()
+
+
+def _built_commit() -> str | None:
+    try:
+        from kdsleep import _build_config
+    except ImportError:
+        return None
+    commit = getattr(_build_config, "GIT_COMMIT", None)
+    return commit if isinstance(commit, str) and commit else None
+
+
+def _checkout_commit() -> str | None:
     root = Path(__file__).resolve().parents[1]
     try:
         top = subprocess.run(

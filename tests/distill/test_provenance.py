@@ -30,7 +30,7 @@ def test_git_commit_names_head_and_says_when_the_tree_has_changes() -> None:
     assert commit.endswith("-dirty") == changed
 
 
-def test_an_installed_copy_names_no_commit(tmp_path, monkeypatch) -> None:
+def test_an_installed_copy_names_its_build_commit_not_an_enclosing_repository(tmp_path, monkeypatch) -> None:
     """A copy of the package inside some other repository does not report that repository's commit."""
     import kdsleep._io as provenance
 
@@ -56,5 +56,11 @@ def test_an_installed_copy_names_no_commit(tmp_path, monkeypatch) -> None:
         ],
         check=True,
     )
+    import kdsleep._build_config as build
+
     monkeypatch.setattr(provenance, "__file__", str(installed / "_io.py"))
+    monkeypatch.setattr(build, "GIT_COMMIT", None, raising=False)
     assert provenance.git_commit() is None
+    # it names the commit it was built from instead (setup.py records it in _build_config)
+    monkeypatch.setattr(build, "GIT_COMMIT", "0123abc", raising=False)
+    assert provenance.git_commit() == "0123abc"
