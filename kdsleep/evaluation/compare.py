@@ -34,6 +34,7 @@ __all__ = [
     "mean_over_seeds",
     "mean_sd",
     "paired_comparison",
+    "seeds_paired_comparison",
     "with_holm",
 ]
 
@@ -346,6 +347,32 @@ def format_p_value(p: float | None, *, floor: float = 1e-3) -> str:
     if p < floor:
         return f"< {floor:g}"
     return f"{p:.3f}"
+
+
+def seeds_paired_comparison(
+    a: Mapping[int, Mapping[str, StagingMetrics]],
+    b: Mapping[int, Mapping[str, StagingMetrics]],
+    metric: str,
+    *,
+    variant_a: str = "A",
+    variant_b: str = "B",
+) -> PairedComparison:
+    """Compare two variants trained with several seeds, subject by subject.
+
+    ``a`` and ``b`` map each seed to the per-subject metrics of that seed's run. Over the seeds both hold,
+    each subject's ``metric`` is averaged (:func:`mean_over_seeds`), then the two sets of subject means are
+    paired (:func:`paired_comparison`). Raises ``ValueError`` where they cannot be (no common seed, other
+    subjects).
+    """
+    seeds = sorted(set(a) & set(b))
+    values = [mean_over_seeds([metric_by_subject(side[s], metric) for s in seeds]) for side in (a, b)]
+    return paired_comparison(
+        values[0],
+        values[1],
+        metric=f"{metric} (mean over {len(seeds)} seeds)",
+        variant_a=variant_a,
+        variant_b=variant_b,
+    )
 
 
 def mean_over_seeds(per_seed: Sequence[Mapping[str, float]]) -> dict[str, float]:

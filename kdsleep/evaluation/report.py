@@ -21,12 +21,11 @@ from kdsleep._io import write_text_atomic
 from kdsleep.evaluation.compare import (
     PairedComparison,
     format_p_value,
-    mean_over_seeds,
     mean_sd,
-    paired_comparison,
+    seeds_paired_comparison,
     with_holm,
 )
-from kdsleep.evaluation.metrics import StagingMetrics, metric_by_subject
+from kdsleep.evaluation.metrics import StagingMetrics
 
 __all__ = [
     "PAPER_TABLE_I",
@@ -438,19 +437,12 @@ def build_seeds_report(
     skipped = []
     for grouping, a, b in pairs:
         prefix = f"{grouping}: " if len(groupings) > 1 else ""
-        seeds_ab = sorted(set(table[(grouping, a)]) & set(table[(grouping, b)]))
         try:
-            values = [
-                mean_over_seeds(
-                    [metric_by_subject(table[(grouping, v)][s].per_subject, test_metric) for s in seeds_ab]
-                )
-                for v in (a, b)
-            ]
             comparisons.append(
-                paired_comparison(
-                    values[0],
-                    values[1],
-                    metric=f"{test_metric} (mean over {len(seeds_ab)} seeds)",
+                seeds_paired_comparison(
+                    {s: r.per_subject for s, r in table[(grouping, a)].items()},
+                    {s: r.per_subject for s, r in table[(grouping, b)].items()},
+                    test_metric,
                     variant_a=f"{prefix}{a}",
                     variant_b=f"{prefix}{b}",
                 )

@@ -21,7 +21,12 @@ from matplotlib.figure import Figure
 
 from kdsleep._io import git_commit, kdsleep_version, write_bytes_atomic, write_text_atomic
 from kdsleep.data.stages import SleepStage, get_grouping
-from kdsleep.evaluation.compare import format_p_value, mean_over_seeds, paired_comparison, with_holm
+from kdsleep.evaluation.compare import (
+    format_p_value,
+    mean_over_seeds,
+    seeds_paired_comparison,
+    with_holm,
+)
 from kdsleep.evaluation.metrics import (
     StagingMetrics,
     compute_metrics,
@@ -149,17 +154,12 @@ def _family(
     comparisons, errors = [], []
     for grouping, a, b in pairs:
         prefix = f"{grouping}: " if multiple else ""
-        seeds = sorted(set(per_subject[(grouping, a)]) & set(per_subject[(grouping, b)]))
         try:
-            values = [
-                mean_over_seeds([metric_by_subject(per_subject[(grouping, v)][s], metric) for s in seeds])
-                for v in (a, b)
-            ]
             comparisons.append(
-                paired_comparison(
-                    values[0],
-                    values[1],
-                    metric=f"{metric} (mean over {len(seeds)} seeds)",
+                seeds_paired_comparison(
+                    per_subject[(grouping, a)],
+                    per_subject[(grouping, b)],
+                    metric,
                     variant_a=f"{prefix}{a}",
                     variant_b=f"{prefix}{b}",
                 )

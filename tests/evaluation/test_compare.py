@@ -152,3 +152,30 @@ def test_mean_over_seeds_pairs_subjects() -> None:
     mean, sd = mean_sd([0.1, 0.3])
     assert mean == pytest.approx(0.2) and sd == pytest.approx(np.std([0.1, 0.3], ddof=1))
     assert mean_sd([0.5]) == (0.5, 0.0)
+
+
+def test_seeds_paired_comparison_averages_each_subject_over_the_common_seeds() -> None:
+    from kdsleep.evaluation.compare import seeds_paired_comparison
+
+    rng = np.random.default_rng(0)
+    subjects = [f"s{i}" for i in range(6)]
+
+    def run(shift: float) -> dict:
+        labels = rng.integers(0, 4, 200 * len(subjects))
+        noise = rng.integers(0, 4, labels.size)
+        preds = np.where(rng.random(labels.size) < 0.5 + shift, labels, noise)
+        return per_subject_metrics(labels, preds, np.repeat(subjects, 200).tolist(), n_classes=4)
+
+    a = {0: run(0.0), 1: run(0.0), 2: run(0.0)}
+    b = {0: run(0.2), 1: run(0.2)}  # seed 2 is missing: only seeds 0 and 1 are paired
+    result = seeds_paired_comparison(a, b, "cohen_kappa", variant_a="x", variant_b="y")
+    expected = paired_comparison(
+        {s: np.mean([a[k][s].cohen_kappa for k in (0, 1)]) for s in subjects},
+        {s: np.mean([b[k][s].cohen_kappa for k in (0, 1)]) for s in subjects},
+        metric="cohen_kappa (mean over 2 seeds)",
+        variant_a="x",
+        variant_b="y",
+    )
+    assert result == expected and result.mean_difference > 0
+    with pytest.raises(ValueError, match="at least one seed"):
+        seeds_paired_comparison(a, {5: b[0]}, "cohen_kappa")
