@@ -9,8 +9,8 @@ installed (build isolation would fetch a different one).
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
-import subprocess
 
 import torch
 from setuptools import setup
@@ -32,27 +32,13 @@ def want_cuda() -> tuple[bool, str]:
 
 
 def source_commit() -> str | None:
-    """The commit of the source tree being built (``-dirty`` with changes), or None outside a git checkout.
-
-    An installed copy is not a checkout; it reports this commit so that its run records still name the code.
-    """
-    try:
-        top = subprocess.run(
-            ["git", "-C", HERE, "rev-parse", "--show-toplevel"], capture_output=True, text=True
-        )
-        if top.returncode != 0 or os.path.realpath(top.stdout.strip()) != os.path.realpath(HERE):
-            return None
-        head = subprocess.run(["git", "-C", HERE, "rev-parse", "HEAD"], capture_output=True, text=True)
-        if head.returncode != 0 or not head.stdout.strip():
-            return None
-        status = subprocess.run(
-            ["git", "-C", HERE, "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-        )
-    except OSError:
-        return None
-    return head.stdout.strip() + ("-dirty" if status.returncode == 0 and status.stdout.strip() else "")
+    """The commit of the tree being built, for ``kdsleep._build_config.GIT_COMMIT``: an installed copy is not a
+    checkout, and reports this commit so that its run records still name the code."""
+    spec = importlib.util.spec_from_file_location("_kdsleep_git", os.path.join(HERE, "kdsleep", "_git.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.checkout_commit(HERE)
 
 
 def write_build_config(with_cuda: bool, reason: str, arch_list: str) -> None:

@@ -11,13 +11,13 @@ import hashlib
 import io
 import json
 import os
-import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 from kdsleep import __version__
+from kdsleep._git import checkout_commit
 
 __all__ = [
     "atomic_write",
@@ -57,35 +57,7 @@ def _built_commit() -> str | None:
 
 
 def _checkout_commit() -> str | None:
-    root = Path(__file__).resolve().parents[1]
-    try:
-        top = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--show-toplevel"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        # an installed copy (site-packages) is not a checkout, even when some other repository encloses it
-        if top.returncode != 0 or Path(top.stdout.strip()).resolve() != root:
-            return None
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if commit.returncode != 0 or not commit.stdout.strip():
-        return None
-    try:
-        status = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    dirty = status.returncode == 0 and bool(status.stdout.strip())
-    return commit.stdout.strip() + ("-dirty" if dirty else "")
+    return checkout_commit(Path(__file__).resolve().parents[1])
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]) -> Path:
