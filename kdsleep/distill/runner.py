@@ -248,6 +248,12 @@ class Runner:
         return self._teacher
 
     # ------------------------------------------------------------------------------------------------
+    def _stage_epochs(self, variant: Variant, shared_at: bool) -> int:
+        """Epochs of one of ``variant``'s stages: the shared AT step, the EEG teacher, or any other stage."""
+        if shared_at:
+            return self.at_epochs
+        return self.teacher_epochs if variant.name == "eeg_baseline" else self.epochs
+
     def train(
         self,
         variant: str | Variant,
@@ -284,11 +290,7 @@ class Runner:
                 kind=stage,
                 modality=variant.modality,
                 out_dir=folder,
-                epochs=self.at_epochs
-                if shared_at
-                else self.teacher_epochs
-                if variant.name == "eeg_baseline"
-                else self.epochs,
+                epochs=self._stage_epochs(variant, shared_at),
                 weight_kd=variant.weight_kd if stage == "final" else 0.0,
                 label_smoothing=variant.label_smoothing if stage == "final" else 0.0,
                 teacher_modality=variant.teacher_modality,

@@ -54,7 +54,7 @@ from tqdm.auto import tqdm
 from kdsleep._io import save_torch_atomic, write_json_atomic, write_text_atomic
 from kdsleep._torch import dist_info, flush_denormals
 from kdsleep.checkpoint import read_checkpoint_payload, save_checkpoint
-from kdsleep.distill.config import TrainConfig
+from kdsleep.distill.config import LR_SCHEDULES, TrainConfig
 from kdsleep.distill.stage_loss import StageLoss, barrier
 from kdsleep.distill.teacher_cache import WithIndex
 from kdsleep.evaluation.metrics import ConfusionMatrix, StagingMetrics
@@ -320,7 +320,9 @@ def epoch_lr(lr: float, schedule: str, epoch: int, epochs: int) -> float:
         return lr
     if schedule == "cosine":
         return lr * 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / epochs))
-    raise ValueError(f"unknown learning-rate schedule {schedule!r}; expected 'constant' or 'cosine'")
+    raise ValueError(
+        f"unknown learning-rate schedule {schedule!r}; expected {' or '.join(repr(v) for v in LR_SCHEDULES)}"
+    )
 
 
 def _train_epoch(
