@@ -23,6 +23,12 @@ class CLIError(Exception):
     """A user-facing error: printed as one line, exit code 2, no traceback."""
 
 
+def show_progress(args: argparse.Namespace) -> bool:
+    """Progress bars for a command: unless ``--no-progress`` was given, and only when stderr is a terminal
+    (a log file or a pipe gets the log lines, not bar redraws)."""
+    return not getattr(args, "no_progress", False) and sys.stderr.isatty()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kdsleep",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from kdsleep.cli import CLIError
+from kdsleep.cli import CLIError, show_progress
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
             base_url=args.base_url,
             include=args.include,
             timeout=args.timeout,
-            progress=not args.no_progress,
+            progress=show_progress(args),
         )
     except DownloadError as err:
         raise CLIError(str(err)) from None

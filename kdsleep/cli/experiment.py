@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 def _run_seeds(args: argparse.Namespace, config, variants: list[str], groupings: list[str]) -> int:
     from kdsleep._io import git_commit, kdsleep_version
     from kdsleep.checkpoint import CheckpointError
-    from kdsleep.cli import CLIError
+    from kdsleep.cli import CLIError, show_progress
     from kdsleep.cli.train import cli_error
     from kdsleep.distill.seeds import run_seeds, write_seeds_run_report
 
@@ -113,7 +113,7 @@ def _run_seeds(args: argparse.Namespace, config, variants: list[str], groupings:
             args.seeds,
             resume=args.resume,
             teacher_checkpoint=args.teacher,
-            progress=not args.no_progress,
+            progress=show_progress(args),
         )
     except (ValueError, FileNotFoundError, FileExistsError, CheckpointError) as err:
         raise cli_error(err) from None

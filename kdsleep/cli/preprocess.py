@@ -7,7 +7,7 @@ import logging
 import os
 from pathlib import Path
 
-from kdsleep.cli import CLIError
+from kdsleep.cli import CLIError, show_progress
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
             n_workers=args.workers,
             compress=args.compress,
             verify=args.verify,
-            progress=not args.no_progress,
+            progress=show_progress(args),
         )
     except (ValueError, KeyError, FileNotFoundError, OSError, RecordingFailedError) as err:
         raise CLIError(f"{err} (finished recordings are kept; re-run to resume)") from None

@@ -93,7 +93,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kdsleep.cli import CLIError
+    from kdsleep.cli import CLIError, show_progress
 
     if getattr(args, "study", None) != "slpdb":
         raise CLIError("name a study: kdsleep study slpdb --data-dir DIR")
@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
             classes=args.classes,
             jobs=args.jobs,
             quick=args.quick,
-            progress=not args.no_progress,
+            progress=show_progress(args),
             seeds=args.seeds,
             rows=args.rows,
             command=["kdsleep", *sys.argv[1:]] if sys.argv and "kdsleep" in sys.argv[0] else None,

@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from kdsleep.cli import CLIError
+from kdsleep.cli import CLIError, show_progress
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
         # scikit-learn and matplotlib load only for the check
         from kdsleep.evaluation.synthetic_checks import proxy_separability
 
-        result = proxy_separability(args.subjects, args.hours, args.seed, args.sfreq, progress=True)
+        result = proxy_separability(
+            args.subjects, args.hours, args.seed, args.sfreq, progress=show_progress(args)
+        )
         lines = ["per-epoch features + logistic regression, held-out subjects (weighted F1; per class):"]
         for label, suffix, classes in (("5-class", "", "W N1 N2 N3 R"), ("W-L-D-R", "_wldr", "W L D R")):
             for name in ("eeg", "ecg"):

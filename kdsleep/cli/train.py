@@ -131,7 +131,7 @@ def default_run_dir(config) -> Path:
 
 def make_pipeline(args: argparse.Namespace, config):
     from kdsleep.checkpoint import CheckpointError
-    from kdsleep.cli import CLIError
+    from kdsleep.cli import CLIError, show_progress
     from kdsleep.distill.experiment import Pipeline
 
     run_dir = args.run_dir or default_run_dir(config)
@@ -147,7 +147,7 @@ def make_pipeline(args: argparse.Namespace, config):
             run_dir,
             resume=args.resume,
             teacher_checkpoint=args.teacher,
-            progress=not args.no_progress,
+            progress=show_progress(args),
         )
     except (ValueError, FileNotFoundError, FileExistsError, CheckpointError) as err:
         raise cli_error(err) from None
