@@ -270,6 +270,13 @@ class TrainingConfig(_Section):
         about its own centre so each epoch keeps its content (:func:`kdsleep.distill.augment.rate_stretch`);
         the heart rate moves by the same factor, so the student cannot stage from a subject's resting rate.
         ``0`` (default) leaves the ECG as recorded. The teacher's input is never changed.
+    average_epochs : int or None
+        A classification stage (the baselines, the students' step 2, the controls) returns the mean of its
+        weights after each of its last ``average_epochs`` epochs, BatchNorm statistics included, instead of
+        the weights of its best validation epoch (:class:`kdsleep.distill.trainer.WeightAverage`): the result
+        no longer hangs on which single epoch scored best on a few validation nights. Its validation figures
+        are recorded beside the best epoch's (``done.json``). ``None`` (default) keeps the best epoch; needs
+        ``patience = none`` (every epoch is run). Attention-transfer stages are never averaged.
     teacher_cache : bool
         Compute the frozen teacher's attention maps and logits on the training windows once per run and read
         them back in every step (:mod:`kdsleep.distill.teacher_cache`, folder ``teacher-cache`` of the run),
@@ -294,6 +301,7 @@ class TrainingConfig(_Section):
     num_threads: int | None = None
     max_train_windows: int | None = None
     ecg_rate_stretch: float = 0.0
+    average_epochs: int | None = None
     teacher_cache: bool = True
 
     def validate(self, source: str = "configuration") -> None:
@@ -306,8 +314,15 @@ class TrainingConfig(_Section):
             "patience",
             "max_train_windows",
             "num_threads",
+            "average_epochs",
             optional=True,
         )
+        if self.average_epochs is not None and self.patience is not None:
+            self._fail(
+                source,
+                "average_epochs",
+                "none while patience is set (weights are averaged over the last epochs of a full stage)",
+            )
         self._choice(source, "lr_schedule", LR_SCHEDULES)
         stretch = self.ecg_rate_stretch
         if isinstance(stretch, bool) or not isinstance(stretch, (int, float)) or not 0 <= stretch < 1:

@@ -324,9 +324,13 @@ class Runner:
             )
             stages[stage] = {
                 "best_epoch": result.best_epoch,
-                result.score_name: result.best_score,
+                result.score_name: result.score,
                 "epochs_run": result.epochs_run,
             }
+            if result.averaged is not None:
+                # the stage returns averaged weights: its score is theirs; the best single epoch's beside it
+                stages[stage]["averaged_epochs"] = result.averaged["epochs"]
+                stages[stage][f"best_epoch_{result.score_name}"] = result.best_score
             if shared_at:
                 self._at_step = copy.deepcopy(model.state_dict())
                 self._at_summary = stages[stage]

@@ -139,6 +139,9 @@ class TrainSettings:
     ecg_rate_stretch : float
         Rate-stretch augmentation of an ECG student's training windows (:func:`kdsleep.distill.augment.rate_stretch`);
         0 leaves them as they are.
+    average_epochs : int or None
+        A classification stage returns the mean of its weights after each of its last ``average_epochs``
+        epochs (:class:`WeightAverage`) instead of its best validation epoch; ``None`` returns the best epoch.
     at_mode, at_p, at_distance : str, float, str
         Attention-transfer loss (:class:`~kdsleep.distill.losses.FeatureLoss`).
     temperature, kl_reduction : float, str
@@ -157,6 +160,7 @@ class TrainSettings:
     num_workers: int = 0
     max_train_windows: int | None = None
     ecg_rate_stretch: float = 0.0
+    average_epochs: int | None = None
     at_mode: str = "canonical"
     at_p: float = 2.0
     at_distance: str = "squared_l2"
@@ -178,6 +182,7 @@ class TrainSettings:
             num_workers=training.num_workers,
             max_train_windows=training.max_train_windows,
             ecg_rate_stretch=training.ecg_rate_stretch,
+            average_epochs=training.average_epochs,
             teacher_cache=training.teacher_cache,
             at_mode=distillation.at_mode,
             at_p=distillation.at_p,
@@ -189,7 +194,12 @@ class TrainSettings:
 
 @dataclass
 class StageResult:
-    """Outcome of :func:`train_stage`: the best epoch and its validation figures."""
+    """Outcome of :func:`train_stage`: the best epoch and its validation figures.
+
+    ``checkpoint`` holds the weights the stage returns: the best epoch's, or with weight averaging
+    (``averaged`` set: the averaged epochs and the average's validation figures) the average's; ``score`` is
+    the validation score of those weights.
+    """
 
     best_epoch: int
     best_score: float
@@ -197,6 +207,64 @@ class StageResult:
     epochs_run: int
     checkpoint: Path
     history: list[dict[str, float]]
+    averaged: dict[str, Any] | None = None
+
+    @property
+    def score(self) -> float:
+        """Validation score of the returned weights (the average's where the stage averaged)."""
+        if self.averaged is not None:
+            return float(self.averaged[self.score_name])
+        return self.best_score
+
+
+class WeightAverage:
+    """Running mean of a model's weights over the last ``count`` epochs of a stage of ``epochs`` epochs.
+
+    Floating-point parameters and buffers (BatchNorm's running mean and variance included) are averaged;
+    integer buffers (BatchNorm's batch counter) keep their latest value. The state is a plain dict
+    (:meth:`state_dict`), saved with the stage's training state so an interrupted stage resumes its average.
+    """
+
+    def __init__(self, epochs: int, count: int) -> None:
+        if count < 1:
+            raise ValueError(f"weight averaging needs a positive number of epochs, got {count!r}")
+        self.first_epoch = max(1, epochs - count + 1)
+        self.epochs: list[int] = []
+        self.total: dict[str, torch.Tensor] = {}
+
+    def covers(self, epoch: int) -> bool:
+        """Whether ``epoch`` (1-based) is one of the averaged epochs."""
+        return epoch >= self.first_epoch
+
+    def add(self, epoch: int, model: nn.Module) -> None:
+        """Add the model's weights after ``epoch``."""
+        for name, value in model.state_dict().items():
+            value = value.detach().to("cpu", copy=True)
+            if value.is_floating_point():
+                value = value.double()
+                if name in self.total:
+                    value += self.total[name]
+            self.total[name] = value
+        self.epochs.append(epoch)
+
+    def mean(self) -> dict[str, torch.Tensor]:
+        """The averaged state dict (float64; ``load_state_dict`` casts it to the model's dtypes)."""
+        if not self.epochs:
+            raise ValueError("no epoch has been averaged yet")
+        return {
+            name: value / len(self.epochs) if value.is_floating_point() else value
+            for name, value in self.total.items()
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"first_epoch": self.first_epoch, "epochs": list(self.epochs), "total": self.total}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.first_epoch, self.epochs, self.total = (
+            state["first_epoch"],
+            list(state["epochs"]),
+            state["total"],
+        )
 
 
 def _rng_state() -> dict[str, Any]:
@@ -221,9 +289,10 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 def _write_log(path: Path, history: list[dict[str, float]]) -> None:
     if not history:
         return
-    columns = list(history[0])
+    # a stage resumed from an older version may lack the newer columns in its first rows
+    columns = list(dict.fromkeys(key for row in history for key in row))
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=columns, restval="", lineterminator="\n")
     writer.writeheader()
     for row in history:
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
@@ -375,7 +444,8 @@ def train_stage(
     on_epoch_end: Callable[[int], None] | None = None,
     teacher_cache_dir: str | Path | None = None,
 ) -> StageResult:
-    """Train ``model`` for one stage and leave it holding the best epoch's weights.
+    """Train ``model`` for one stage and leave it holding the best epoch's weights (or, with
+    ``settings.average_epochs`` on a classification stage, the mean of its last epochs' weights).
 
     Parameters
     ----------
@@ -411,8 +481,8 @@ def train_stage(
     """
     rank, world = dist_info()
     out = Path(spec.out_dir)
-    state_path, best_path, done_path, log_path = (
-        out / n for n in ("state.pt", "best.pt", "done.json", "log.csv")
+    state_path, best_path, done_path, log_path, averaged_path = (
+        out / n for n in ("state.pt", "best.pt", "done.json", "log.csv", "averaged.pt")
     )
     if spec.kind not in ("final", "at"):
         raise ValueError(f"stage kind must be 'final' or 'at', got {spec.kind!r}")
@@ -433,22 +503,30 @@ def train_stage(
 
     if done_path.exists():
         done = json.loads(done_path.read_text(encoding="utf-8"))
-        model.load_state_dict(read_checkpoint_payload(best_path)["state_dict"])
+        averaged = done.get("averaged")
+        returned = averaged_path if averaged is not None else best_path
+        model.load_state_dict(read_checkpoint_payload(returned)["state_dict"])
         logger.info(
-            "%s: already finished (best epoch %d), reusing %s", spec.name, done["best_epoch"], best_path
+            "%s: already finished (best epoch %d), reusing %s", spec.name, done["best_epoch"], returned
         )
         return StageResult(
             done["best_epoch"],
             done["best_score"],
             score_name,
             done["epochs_run"],
-            best_path,
+            returned,
             done.get("history", []),
+            averaged,
         )
 
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     start_epoch, best_score, best_epoch, bad_epochs = 1, -math.inf if maximise else math.inf, 0, 0
     history: list[dict[str, float]] = []
+    average = (
+        WeightAverage(spec.epochs, settings.average_epochs)
+        if spec.kind == "final" and settings.average_epochs
+        else None
+    )
     if state_path.exists():
         if not resume:
             raise InterruptedStageError(
@@ -462,6 +540,13 @@ def train_stage(
             state["bad_epochs"],
             state["history"],
         )
+        if average is not None:
+            if state.get("average") is None:
+                raise InterruptedStageError(
+                    f"{out}: the interrupted run (state.pt) did not average weights; resume it with the "
+                    f"configuration it was started with, or choose another run folder"
+                )
+            average.load_state_dict(state["average"])
         logger.info("%s: resuming after epoch %d", spec.name, state["epoch"])
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -522,6 +607,8 @@ def train_stage(
                 "val_loss": val_loss,
                 "val_weighted_f1": float(metrics.weighted_f1),
                 "val_accuracy": float(metrics.accuracy),
+                "val_kappa": float(metrics.cohen_kappa),
+                "val_macro_f1": float(metrics.macro_f1),
                 "lr": float(optimizer.param_groups[0]["lr"]),
                 "seconds": time.perf_counter() - started,
             }
@@ -551,6 +638,9 @@ def train_stage(
                     )
                 _write_log(log_path, history)
                 board.log(row)
+            if average is not None and average.covers(epoch):
+                average.add(epoch, inner)
+            if rank == 0:
                 _save_state(
                     state_path,
                     inner,
@@ -560,6 +650,7 @@ def train_stage(
                     best_epoch=best_epoch,
                     bad_epochs=bad_epochs,
                     history=history,
+                    average=average.state_dict() if average is not None else None,
                 )
             barrier()
             logger.info(
@@ -583,7 +674,45 @@ def train_stage(
         board.close()
         denormals.__exit__(None, None, None)
 
-    inner.load_state_dict(read_checkpoint_payload(best_path, map_location=device)["state_dict"])
+    averaged = None
+    returned = best_path
+    if average is not None and average.epochs:
+        inner.load_state_dict(average.mean())
+        metrics, val_loss = _validate(inner, stage_loss, val_set, settings.batch_size)
+        averaged = {
+            "epochs": [average.epochs[0], average.epochs[-1]],
+            "val_loss": val_loss,
+            "val_weighted_f1": float(metrics.weighted_f1),
+            "val_accuracy": float(metrics.accuracy),
+            "val_kappa": float(metrics.cohen_kappa),
+            "val_macro_f1": float(metrics.macro_f1),
+        }
+        returned = averaged_path
+        if rank == 0:
+            save_checkpoint(
+                averaged_path,
+                inner,
+                modality=spec.modality,
+                variant=spec.variant,
+                metrics={"averaged_epochs": averaged["epochs"], score_name: averaged[score_name]},
+                **checkpoint_meta,
+            )
+        logger.info(
+            "%s: weights averaged over epochs %d-%d: val weighted F1 %.3f (best single epoch %d: %.3f)",
+            spec.name,
+            *averaged["epochs"],
+            averaged["val_weighted_f1"],
+            best_epoch,
+            best_score,
+        )
+    else:
+        if average is not None:
+            logger.warning(
+                "%s: stopped before epoch %d, the first to average; returning the best epoch",
+                spec.name,
+                average.first_epoch,
+            )
+        inner.load_state_dict(read_checkpoint_payload(best_path, map_location=device)["state_dict"])
     if rank == 0:
         write_json_atomic(
             done_path,
@@ -593,7 +722,8 @@ def train_stage(
                 "score": score_name,
                 "epochs_run": len(history),
                 "history": history,
+                **({"averaged": averaged} if averaged is not None else {}),
             },
         )
     barrier()
-    return StageResult(best_epoch, best_score, score_name, len(history), best_path, history)
+    return StageResult(best_epoch, best_score, score_name, len(history), returned, history, averaged)

@@ -13,6 +13,7 @@ from kdsleep.checkpoint import (
     save_checkpoint,
 )
 from kdsleep.distill.experiment import Pipeline
+from kdsleep.distill.variants import get_variant
 
 
 def state_dicts_equal(a: dict, b: dict) -> bool:
@@ -304,3 +305,97 @@ def test_rate_stretch_reaches_the_student_and_not_the_teacher(tiny_config, tmp_p
     assert calls and all(c[1] == 0.1 and c[2] == spe and c[0][1] == 1 for c in calls)
     # the teacher's inputs are unchanged, so its outputs are still read from the cache
     assert any((tmp_path / "run" / "w-l-d-r" / "teacher-cache").iterdir())
+
+
+def test_weight_averaging_returns_the_mean_of_the_last_epochs_and_resumes(tiny_config, tmp_path):
+    """average_epochs = 2 of 3: the stage returns the mean of epochs 2 and 3 (BatchNorm statistics too), its
+    validation figures beside the best epoch's; an interrupted stage resumes its running sum exactly."""
+    config = tiny_config(epochs=3, average_epochs=2)
+    stage = tmp_path / "whole" / "w-l-d-r" / "ecg_baseline" / "final"
+    after_epoch = {}
+
+    def keep_weights(epoch):
+        after_epoch[epoch] = torch.load(stage / "state.pt", weights_only=False)["model"]
+
+    whole = Pipeline(config, tmp_path / "whole", progress=False).run_variant(
+        "ecg_baseline", on_epoch_end=keep_weights
+    )
+    returned = read_checkpoint_payload(whole.checkpoint)["state_dict"]
+    averaged = read_checkpoint_payload(stage / "averaged.pt")["state_dict"]
+    assert state_dicts_equal(returned, averaged)
+    for name, value in returned.items():
+        if value.is_floating_point():
+            expected = (after_epoch[2][name].double() + after_epoch[3][name].double()) / 2
+            torch.testing.assert_close(value, expected.to(value.dtype))
+        else:  # BatchNorm's batch counter: the last epoch's
+            assert torch.equal(value, after_epoch[3][name])
+    moved = [
+        n
+        for n, v in after_epoch[2].items()
+        if v.is_floating_point() and not torch.equal(v, after_epoch[3][n])
+    ]
+    assert any("running_mean" in n for n in moved) and any("weight" in n for n in moved)
+    done = json.loads((stage / "done.json").read_text())
+    assert done["averaged"]["epochs"] == [2, 3] and -1 <= done["averaged"]["val_kappa"] <= 1
+    assert set(done["averaged"]) >= {"val_weighted_f1", "val_kappa", "val_macro_f1", "val_loss"}
+    assert whole.stages["final"]["averaged_epochs"] == [2, 3]
+    assert whole.stages["final"]["val_weighted_f1"] == done["averaged"]["val_weighted_f1"]
+    assert whole.stages["final"]["best_epoch_val_weighted_f1"] == done["best_score"]
+    with open(stage / "log.csv") as fh:
+        assert {"val_kappa", "val_macro_f1"} <= set(fh.readline().strip().split(","))
+
+    class Interrupt(Exception):
+        pass
+
+    def interrupt_after_two(epoch):
+        if epoch == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        Pipeline(config, tmp_path / "cut", progress=False).run_variant(
+            "ecg_baseline", on_epoch_end=interrupt_after_two
+        )
+    resumed = Pipeline(config, tmp_path / "cut", resume=True, progress=False).run_variant("ecg_baseline")
+    assert state_dicts_equal(returned, read_checkpoint_payload(resumed.checkpoint)["state_dict"])
+    assert resumed.metrics.cohen_kappa == whole.metrics.cohen_kappa
+    # a finished stage is reused with its averaged weights
+    model, _ = (
+        Pipeline(config, tmp_path / "whole", progress=False)
+        .runner("w-l-d-r")
+        .train(get_variant("ecg_baseline"))
+    )
+    assert state_dicts_equal(returned, {k: v.cpu() for k, v in model.state_dict().items()})
+
+
+def test_weight_averaging_errors(tiny_config, tmp_path):
+    from kdsleep.distill.config import ConfigError
+    from kdsleep.distill.trainer import WeightAverage
+
+    with pytest.raises(
+        ConfigError, match=r"\[training\] average_epochs = 2, expected none while patience is set"
+    ):
+        tiny_config(average_epochs=2, patience=3)
+    with pytest.raises(ConfigError, match=r"average_epochs = 0, expected a positive integer or none"):
+        tiny_config(average_epochs=0)
+    with pytest.raises(ValueError, match="positive number of epochs"):
+        WeightAverage(5, 0)
+    average = WeightAverage(5, 9)  # more than the stage has: every epoch
+    assert average.covers(1) and average.first_epoch == 1
+    with pytest.raises(ValueError, match="no epoch has been averaged"):
+        average.mean()
+    # an interrupted stage that did not average cannot be resumed with averaging
+    config = tiny_config(epochs=3)
+
+    def stop(epoch):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Pipeline(config, tmp_path / "run", progress=False).run_variant("ecg_baseline", on_epoch_end=stop)
+    config_json = tmp_path / "run" / "config.json"
+    saved = json.loads(config_json.read_text())
+    saved["config"]["training"]["average_epochs"] = 2
+    config_json.write_text(json.dumps(saved))
+    with pytest.raises(FileExistsError, match="did not average weights"):
+        Pipeline(
+            tiny_config(epochs=3, average_epochs=2), tmp_path / "run", resume=True, progress=False
+        ).run_variant("ecg_baseline")
