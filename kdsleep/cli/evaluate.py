@@ -37,6 +37,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-hypnograms", type=int, default=3, help="hypnogram plots per variant (default 3)"
     )
+    parser.add_argument(
+        "--part",
+        choices=("test", "val"),
+        default="test",
+        help=(
+            "test (default): the test subjects, report and plots; val: score every model on the validation "
+            "subjects instead and write <classes>/<variant>/validation.json, leaving the test figures, the "
+            "report and the plots alone (for choices that must not look at the test split)"
+        ),
+    )
     return parser
 
 
@@ -84,6 +94,11 @@ def run(args: argparse.Namespace) -> int:
     if (run_dir / "config.json").is_file():
         _evaluate_folder(run_dir, args)
         return 0
+    if args.part != "test":
+        raise CLIError(
+            f"{run_dir}: --part {args.part} scores one run folder; give one seed's folder "
+            f"({run_dir}/seed-<N>)"
+        )
     # a run with several training seeds (kdsleep experiment --seeds N): one folder per seed
     seeds = seed_dirs(run_dir)
     if not seeds:
@@ -98,6 +113,26 @@ def run(args: argparse.Namespace) -> int:
     written = write_seeds_run_report(run_dir, by_seed)
     print(f"report over {len(by_seed)} seeds: {written[0]}")
     return 0
+
+
+def _validation(pipeline: Pipeline, path: Path, variant, grouping: str, model) -> None:
+    """Score a model on the validation subjects of its run; print and write ``validation.json`` beside it."""
+    from kdsleep._io import write_json_atomic
+    from kdsleep.cli.train import format_metrics
+
+    outcome = pipeline.runner(grouping).evaluate(variant, model, part="val")
+    write_json_atomic(
+        path.parent / "validation.json",
+        {
+            "variant": variant.name,
+            "grouping": grouping,
+            "part": "val",
+            "model": path.name,
+            "metrics": outcome.metrics.to_dict(),
+            "per_subject": {s: m.to_dict() for s, m in outcome.per_subject.items()},
+        },
+    )
+    print(f"{grouping:8} validation " + format_metrics(variant.name, outcome.metrics))
 
 
 def _evaluate_folder(run_dir: Path, args: argparse.Namespace) -> list:
@@ -140,6 +175,9 @@ def _evaluate_folder(run_dir: Path, args: argparse.Namespace) -> list:
         stages = (
             json.loads(test_json.read_text(encoding="utf-8")).get("stages", {}) if test_json.exists() else {}
         )
+        if args.part != "test":
+            _validation(pipeline, path, variant, grouping, checkpoint.model)
+            continue
         loaded.setdefault(grouping, {})[variant_name] = checkpoint
         outcome = pipeline.evaluate_variant(variant, grouping, checkpoint.model, stages)
         outcomes.append(outcome)
@@ -169,6 +207,8 @@ def _evaluate_folder(run_dir: Path, args: argparse.Namespace) -> list:
         print(
             f"{grouping:8} {variant_name:14} weighted F1 {metrics.weighted_f1:.3f}  accuracy {metrics.accuracy:.3f}"
         )
+    if args.part != "test":
+        return outcomes
     for grouping, checkpoints in loaded.items():
         fig2(pipeline, run_dir, grouping, checkpoints)
     written = pipeline.write_report(outcomes)

@@ -355,11 +355,17 @@ class Runner:
 
     # ------------------------------------------------------------------------------------------------
     def evaluate(
-        self, variant: str | Variant, model: UTime, stages: dict[str, Any] | None = None
+        self,
+        variant: str | Variant,
+        model: UTime,
+        stages: dict[str, Any] | None = None,
+        *,
+        part: str = "test",
     ) -> VariantOutcome:
-        """Predict every epoch of the test recordings and score the scored ones, pooled and per subject."""
+        """Predict every epoch of the test recordings (or of another ``part`` of the split: ``"val"`` for
+        choices made on validation) and score the scored ones, pooled and per subject."""
         variant = variant if isinstance(variant, Variant) else get_variant(variant)
-        test_set = self.dataset("test")
+        test_set = self.dataset(part)
         was_training = model.training
         _, window_preds = predict(
             model,
@@ -375,7 +381,7 @@ class Runner:
         predictions: dict[str, np.ndarray] = {}
         names = self.grouping.class_names
         accumulator = SubjectConfusion(len(names), list(names))
-        for key in self.parts["test"]:
+        for key in self.parts[part]:
             labels[key] = np.asarray(test_set.epoch_labels(key), dtype=np.int64)
             predictions[key] = merged.get(key, np.full(labels[key].shape, -1, dtype=np.int64))
             scored = (labels[key] >= 0) & (predictions[key] >= 0)

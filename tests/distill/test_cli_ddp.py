@@ -50,6 +50,20 @@ def test_experiment_then_evaluate(tiny_data, tiny_toml, tmp_path, capsys):
     assert (plots / "confusion_matrix.png").exists() and (plots / "learning_curves_final.png").exists()
     assert list(plots.glob("hypnogram_*.png"))
 
+    # --part val scores the validation subjects and leaves the test figures and the report alone
+    capsys.readouterr()
+    report_before = (run_dir / "report.json").read_text()
+    test_before = (run_dir / "w-l-d-r" / "sd_cl" / "test.json").read_text()
+    assert main(["evaluate", str(run_dir), "--device", "cpu", "--part", "val"]) == 0
+    out = capsys.readouterr().out
+    assert "validation sd_cl" in out and "kappa" in out and "report:" not in out
+    validation = json.loads((run_dir / "w-l-d-r" / "sd_cl" / "validation.json").read_text())
+    split = json.loads((run_dir / "split.json").read_text())
+    assert validation["part"] == "val" and set(validation["per_subject"]) == set(split["subjects"]["val"])
+    assert not set(validation["per_subject"]) & set(split["subjects"]["test"])
+    assert (run_dir / "report.json").read_text() == report_before
+    assert (run_dir / "w-l-d-r" / "sd_cl" / "test.json").read_text() == test_before
+
 
 def test_cli_errors_are_one_line(tiny_data, tmp_path, capsys):
     bad = tmp_path / "bad.toml"
