@@ -74,3 +74,16 @@ def test_raw_preset_flags_and_config_file_still_override():
 def test_raw_config_file_matches_the_built_in_preset():
     preset = {k: v for k, v in SYNTHETIC_RAW_QUICKSTART.items() if v is not None}
     assert load_config_file(ROOT / "configs" / "synthetic_raw.toml") == preset
+
+
+def test_grid_config_is_the_quick_preset_with_twelve_test_subjects():
+    """configs/synthetic_grid.toml changes only the number of nights and the split of the quick preset."""
+    from kdsleep.distill.config import SYNTHETIC_QUICKSTART
+    from kdsleep.distill.split import _part_sizes
+
+    grid = load_config_file(ROOT / "configs" / "synthetic_grid.toml")
+    quick = {k: v for k, v in SYNTHETIC_QUICKSTART.items() if v is not None}
+    changed = {k for k in grid.keys() | quick.keys() if grid.get(k) != quick.get(k)}
+    assert changed == {"synthetic_subjects", "split_fractions"}
+    sizes = _part_sizes(grid["synthetic_subjects"], grid["split_fractions"])
+    assert sizes == (16, 4, 12) and sizes[0] == round(quick["synthetic_subjects"] * 0.8)
