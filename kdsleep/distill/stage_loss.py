@@ -94,7 +94,9 @@ class StageLoss:
         if (spec.kind == "at" or loss.uses_teacher_logits) and settings.teacher_cache:
             frozen = cast(UTime, teacher)
             if teacher_inputs_are_fixed(train_set, teacher=frozen):
-                loss.cache = _open_teacher_cache(frozen, train_set, cache_dir, settings, device, progress)
+                loss.cache = _open_teacher_cache(
+                    frozen, train_set, cache_dir, settings, device, progress, spec.teacher_modality
+                )
                 logger.info("%s: teacher outputs read from %s", spec.name, loss.cache.root)
             else:
                 logger.info(
@@ -177,9 +179,10 @@ class StageLoss:
                 loss = self.feature_loss(student_maps, teacher_maps)
             else:
                 logits = self.model(x)
-                loss = self.final_loss(
-                    logits, labels, self._teacher(eeg) if self.uses_teacher_logits else None
-                )
+                teacher_logits = None
+                if self.uses_teacher_logits:
+                    teacher_logits = self._teacher(x if spec.teacher_modality == "ecg" else eeg)
+                loss = self.final_loss(logits, labels, teacher_logits)
         return logits, loss, labels
 
 
@@ -190,10 +193,20 @@ def _open_teacher_cache(
     settings: TrainSettings,
     device: torch.device,
     progress: bool,
+    teacher_modality: str = "eeg",
 ) -> TeacherCache:
-    """Build (process 0) or open (the others, after a barrier) the teacher cache of the training windows."""
+    """Build (process 0) or open (the others, after a barrier) the teacher cache of the training windows.
+
+    The teacher reads the window's EEG, or its ECG input (as recorded, before any augmentation) where
+    ``teacher_modality`` is ``"ecg"`` (the self-distillation control); the input is part of the cache key,
+    so caches of one model fed different inputs never stand in for each other.
+    """
+    if teacher_modality not in ("eeg", "ecg"):
+        raise ValueError(f"teacher_modality must be 'eeg' or 'ecg', got {teacher_modality!r}")
     rank, _ = dist_info()
-    key = TeacherCacheKey.for_run(teacher, train_set, p=settings.at_p)
+    key = TeacherCacheKey.for_run(
+        teacher, train_set, settings={"teacher_input": teacher_modality}, p=settings.at_p
+    )
     cache: TeacherCache | None = None
     if rank == 0:
         cache = TeacherCache.build(
@@ -204,8 +217,19 @@ def _open_teacher_cache(
             batch_size=settings.batch_size,
             device=device,
             progress=progress,
+            input_fn=_ecg_input if teacher_modality == "ecg" else _eeg_input,
         )
     barrier()
     if cache is None:
         cache = TeacherCache.open(folder, key, verify=False)
     return cache
+
+
+def _eeg_input(item: Any) -> torch.Tensor:
+    """The EEG of a :class:`~kdsleep.data.windows.WindowDataset` item ``(eeg, ecg, labels)``."""
+    return torch.as_tensor(item[0])
+
+
+def _ecg_input(item: Any) -> torch.Tensor:
+    """The ECG input (every channel the ECG student reads) of a window item ``(eeg, ecg, labels)``."""
+    return torch.as_tensor(item[1])

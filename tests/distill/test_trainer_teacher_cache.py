@@ -52,6 +52,7 @@ def _train(
     epochs: int = 2,
     resume: bool = False,
     on_epoch_end=None,
+    teacher_modality: str = "eeg",
     **settings,
 ):
     store = _store()
@@ -63,6 +64,7 @@ def _train(
         out_dir=out,
         epochs=epochs,
         weight_kd=0.5 if kind == "final" else 0,
+        teacher_modality=teacher_modality,
     )
     result = train_stage(
         spec,
@@ -100,6 +102,8 @@ def _one_thread():
         ("at", {}),
         ("at", {"at_mode": "joshi", "max_train_windows": 6}),
         ("final", {"temperature": 2.0}),
+        # the self-distillation control: the teacher is an ECG model and reads the window's ECG
+        ("final", {"teacher_modality": "ecg"}),
     ],
 )
 def test_cached_teacher_gives_the_live_losses(tmp_path, kind, settings):
@@ -195,3 +199,56 @@ def test_teacher_cache_in_toml(tmp_path):
     path.write_text('[training]\nteacher_cache = "no"\n')
     with pytest.raises(ConfigError, match="teacher_cache"):
         load_config(path)
+
+
+def test_ecg_teacher_reads_the_ecg_in_every_path(tmp_path):
+    """An ECG teacher (the self-distillation control) gets each window's ECG, never its EEG: when its
+    outputs are stored in the cache, in a live training step and in validation."""
+    from kdsleep.distill.stage_loss import StageLoss
+
+    train, val = _datasets(_store())
+    spec = StageSpec(
+        name="self",
+        kind="final",
+        modality="ecg",
+        out_dir=tmp_path,
+        epochs=1,
+        weight_kd=0.5,
+        teacher_modality="ecg",
+    )
+    eeg_windows = {train[i][0].tobytes() for i in range(len(train))} | {
+        val[i][0].tobytes() for i in range(len(val))
+    }
+    ecg_windows = {train[i][1].tobytes() for i in range(len(train))} | {
+        val[i][1].tobytes() for i in range(len(val))
+    }
+    assert not eeg_windows & ecg_windows
+    for cache in (True, False):
+        teacher = _model(0).eval()
+        seen: list[np.ndarray] = []
+        teacher.register_forward_pre_hook(
+            lambda module, args, seen=seen: seen.extend(args[0].numpy().astype(np.float32))
+        )
+        loss = StageLoss.build(
+            spec,
+            _model(1),
+            teacher=teacher,
+            class_weights=torch.ones(4),
+            settings=TrainSettings(batch_size=4, teacher_cache=cache, amp=False),
+            device=torch.device("cpu"),
+            train_set=train,
+            cache_dir=tmp_path / "cache",
+            progress=False,
+        )
+        assert (loss.cache is not None) == cache
+        items = [train[i] for i in range(4)]
+        batch = [torch.stack([torch.as_tensor(v) for v in column]) for column in zip(*items, strict=True)]
+        if cache:
+            batch.append(torch.arange(4))
+        loss.train(tuple(batch), loss.model)
+        val_items = [val[i] for i in range(2)]
+        loss.validate(
+            tuple(torch.stack([torch.as_tensor(v) for v in c]) for c in zip(*val_items, strict=True))
+        )
+        inputs = {window.tobytes() for window in seen}
+        assert inputs and inputs <= ecg_windows, f"cache={cache}: the ECG teacher read something else"
