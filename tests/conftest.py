@@ -11,6 +11,22 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("KDSLEEP_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
+@pytest.fixture
+def one_thread():
+    """Run the test with PyTorch on one thread, then restore the thread count.
+
+    Small models run faster on one thread of a shared machine, and exact comparisons between computations
+    with different batch sizes need it: with several threads a convolution may split its sums by batch
+    size and round differently.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The folder of real public data files beside the repository (``../shared/data``).

@@ -66,14 +66,7 @@ def _rel(a, b):
     return max(float((x - y).norm() / x.norm().clamp_min(1e-30)) for x, y in zip(a, b, strict=True))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the cache and the live teacher run different batch sizes; with several threads the convolutions may
-    # split their sums by batch size and round differently, so the exact comparisons below hold per thread
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

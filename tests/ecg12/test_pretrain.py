@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -11,14 +10,7 @@ import torch
 
 from kdsleep.ecg12.pretrain import PretrainConfig, load_pretrained_encoder, pretrain, read_signals
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    # Small models run faster on one thread, and the machine is shared.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _signals(n: int = 6) -> list[np.ndarray]:

@@ -7,7 +7,6 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 
 import kdsleep.models.pretrained as pretrained
 from kdsleep._io import sha256_file
@@ -25,12 +24,7 @@ from kdsleep.models.pretrained import (
 SHIPPED = {"hr-slpdb-3class": ("W", "N", "R"), "hr-slpdb-4class": ("W", "L", "D", "R")}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _error_line(capsys) -> str:

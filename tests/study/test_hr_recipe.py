@@ -17,12 +17,7 @@ from kdsleep.study.hr_recipe import RecipeRecord, load_slpdb_records, train_stag
 REFERENCE = Path(__file__).with_name("data") / "hr_recipe_slp01a_reference.json"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_model_shapes_and_parameter_count() -> None:
