@@ -16,6 +16,15 @@ from kdsleep.distill.experiment import Pipeline
 from kdsleep.distill.variants import get_variant
 
 
+class Interrupt(Exception):
+    """Stands for a run stopped from outside (Ctrl-C, a killed job) after an epoch."""
+
+
+def interrupt_after_two(epoch):
+    if epoch == 2:
+        raise Interrupt
+
+
 def state_dicts_equal(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
@@ -82,13 +91,6 @@ def test_distilled_variant_end_to_end(tiny_config, tmp_path, monkeypatch):
 def test_resume_reproduces_an_uninterrupted_run_bit_for_bit(tiny_config, tmp_path, schedule):
     config = tiny_config(epochs=3, lr_schedule=schedule)
     whole = Pipeline(config, tmp_path / "whole", progress=False).run_variant("ecg_baseline")
-
-    class Interrupt(Exception):
-        pass
-
-    def interrupt_after_two(epoch):
-        if epoch == 2:
-            raise Interrupt
 
     with pytest.raises(Interrupt):
         Pipeline(config, tmp_path / "cut", progress=False).run_variant(
@@ -343,13 +345,6 @@ def test_weight_averaging_returns_the_mean_of_the_last_epochs_and_resumes(tiny_c
     assert whole.stages["final"]["best_epoch_val_weighted_f1"] == done["best_score"]
     with open(stage / "log.csv") as fh:
         assert {"val_kappa", "val_macro_f1"} <= set(fh.readline().strip().split(","))
-
-    class Interrupt(Exception):
-        pass
-
-    def interrupt_after_two(epoch):
-        if epoch == 2:
-            raise Interrupt
 
     with pytest.raises(Interrupt):
         Pipeline(config, tmp_path / "cut", progress=False).run_variant(
