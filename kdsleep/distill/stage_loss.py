@@ -26,6 +26,7 @@ from kdsleep.distill.teacher_cache import (
     TeacherCacheKey,
     attention_transfer_from_maps,
     teacher_inputs_are_fixed,
+    window_input,
 )
 from kdsleep.models import FeatureTaps, UTime
 
@@ -116,6 +117,11 @@ class StageLoss:
         # only used by the stages that need it (train_stage checks that they have one)
         return cast(UTime, self.teacher)
 
+    def _teacher_input(self, x: torch.Tensor, eeg: torch.Tensor) -> torch.Tensor:
+        """What the teacher reads: the EEG, or for an ECG teacher the student's input as recorded (before
+        any augmentation)."""
+        return x if self.spec.teacher_modality == "ecg" else eeg
+
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         """The student's training input: rate-stretched where an ECG stage asks for it, else ``x``."""
         if self.spec.modality != "ecg" or not self.settings.ecg_rate_stretch:
@@ -139,8 +145,7 @@ class StageLoss:
             teacher_logits = None
             if self.uses_teacher_logits:
                 with torch.no_grad():
-                    # the teacher reads its input as recorded (an ECG teacher: the ECG before augmentation)
-                    teacher_logits = self._teacher(x if spec.teacher_modality == "ecg" else eeg)
+                    teacher_logits = self._teacher(self._teacher_input(x, eeg))
             return self.final_loss(net(student_x), labels, teacher_logits)
 
     def _cached(self, batch: tuple, net: nn.Module) -> torch.Tensor:
@@ -181,7 +186,7 @@ class StageLoss:
                 logits = self.model(x)
                 teacher_logits = None
                 if self.uses_teacher_logits:
-                    teacher_logits = self._teacher(x if spec.teacher_modality == "ecg" else eeg)
+                    teacher_logits = self._teacher(self._teacher_input(x, eeg))
                 loss = self.final_loss(logits, labels, teacher_logits)
         return logits, loss, labels
 
@@ -217,19 +222,9 @@ def _open_teacher_cache(
             batch_size=settings.batch_size,
             device=device,
             progress=progress,
-            input_fn=_ecg_input if teacher_modality == "ecg" else _eeg_input,
+            input_fn=window_input(1 if teacher_modality == "ecg" else 0),
         )
     barrier()
     if cache is None:
         cache = TeacherCache.open(folder, key, verify=False)
     return cache
-
-
-def _eeg_input(item: Any) -> torch.Tensor:
-    """The EEG of a :class:`~kdsleep.data.windows.WindowDataset` item ``(eeg, ecg, labels)``."""
-    return torch.as_tensor(item[0])
-
-
-def _ecg_input(item: Any) -> torch.Tensor:
-    """The ECG input (every channel the ECG student reads) of a window item ``(eeg, ecg, labels)``."""
-    return torch.as_tensor(item[1])

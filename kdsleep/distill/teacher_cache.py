@@ -301,9 +301,18 @@ def _array_files(n_layers: int) -> list[str]:
     return [f"map_{j:02d}.npy" for j in range(n_layers)] + ["norms.npy", "logits.npy"]
 
 
-def _default_input(item: Any) -> Tensor:
-    x = item[0]
-    return x if isinstance(x, Tensor) else torch.as_tensor(np.asarray(x))
+def window_input(position: int) -> Callable[[Any], Tensor]:
+    """The teacher's input as element ``position`` of a window item (of a
+    :class:`~kdsleep.data.windows.WindowDataset` item ``(eeg, ecg, labels)``: 0 the EEG, 1 the ECG input)."""
+
+    def take(item: Any) -> Tensor:
+        x = item[position]
+        return x if isinstance(x, Tensor) else torch.as_tensor(np.asarray(x))
+
+    return take
+
+
+_default_input = window_input(0)
 
 
 class TeacherCache:

@@ -412,6 +412,17 @@ def _train_epoch(
     return total / max(count, 1)
 
 
+def _validation_figures(metrics: StagingMetrics, loss: float) -> dict[str, float]:
+    """The validation figures an epoch's log row and the averaged weights' record carry."""
+    return {
+        "val_loss": loss,
+        "val_weighted_f1": float(metrics.weighted_f1),
+        "val_accuracy": float(metrics.accuracy),
+        "val_kappa": float(metrics.cohen_kappa),
+        "val_macro_f1": float(metrics.macro_f1),
+    }
+
+
 def _validate(
     model: UTime, stage_loss: StageLoss, val_set: Any, batch_size: int
 ) -> tuple[StagingMetrics, float]:
@@ -604,11 +615,7 @@ def train_stage(
             row = {
                 "epoch": epoch,
                 "train_loss": train_loss,
-                "val_loss": val_loss,
-                "val_weighted_f1": float(metrics.weighted_f1),
-                "val_accuracy": float(metrics.accuracy),
-                "val_kappa": float(metrics.cohen_kappa),
-                "val_macro_f1": float(metrics.macro_f1),
+                **_validation_figures(metrics, val_loss),
                 "lr": float(optimizer.param_groups[0]["lr"]),
                 "seconds": time.perf_counter() - started,
             }
@@ -681,11 +688,7 @@ def train_stage(
         metrics, val_loss = _validate(inner, stage_loss, val_set, settings.batch_size)
         averaged = {
             "epochs": [average.epochs[0], average.epochs[-1]],
-            "val_loss": val_loss,
-            "val_weighted_f1": float(metrics.weighted_f1),
-            "val_accuracy": float(metrics.accuracy),
-            "val_kappa": float(metrics.cohen_kappa),
-            "val_macro_f1": float(metrics.macro_f1),
+            **_validation_figures(metrics, val_loss),
         }
         returned = averaged_path
         if rank == 0:
