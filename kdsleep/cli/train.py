@@ -153,6 +153,18 @@ def make_pipeline(args: argparse.Namespace, config):
         raise cli_error(err) from None
 
 
+#: Below this many test subjects, ``kdsleep train`` says that its figures are one draw.
+FEW_TEST_SUBJECTS = 10
+
+
+def few_subjects_note(n_test: int) -> str:
+    """The line printed under the test metrics of a run with few test subjects."""
+    return (
+        f"note: one training seed scored on {n_test} test subject{'s' if n_test != 1 else ''}: these figures move "
+        "with the seed and with the CPU's rounding; `kdsleep experiment --seeds 5` gives mean +- SD over seeds"
+    )
+
+
 def format_metrics(name: str, metrics) -> str:
     f1 = "  ".join(f"{c} {v:.3f}" for c, v in zip(metrics.class_names, metrics.f1, strict=True))
     return (
@@ -181,5 +193,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"test metrics ({config.data.grouping}, {n_test} test subjects, run folder {pipeline.run_dir}):")
     for outcome in outcomes:
         print(format_metrics(outcome.variant, outcome.metrics))
+    if n_test < FEW_TEST_SUBJECTS:
+        print(few_subjects_note(n_test))
     print(f"model: {outcomes[-1].checkpoint}")
     return 0
