@@ -34,6 +34,7 @@ __all__ = [
     "AT_MODES",
     "KL_REDUCTIONS",
     "LR_SCHEDULES",
+    "CHECKPOINT_METRICS",
     "DATASETS",
     "ECG_INPUTS",
     "SECTIONS",
@@ -52,6 +53,9 @@ __all__ = [
 
 #: Learning-rate schedules of a stage (``lr_schedule``).
 LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
+
+#: Validation figures that can choose a classification stage's best epoch (``checkpoint_metric``).
+CHECKPOINT_METRICS: tuple[str, ...] = ("weighted_f1", "macro_f1", "kappa")
 
 #: What the ECG student reads (``ecg_input``) -> the stored channels it is given, in order.
 ECG_INPUTS: dict[str, tuple[str, ...]] = {"raw": ("ecg",), "ihr": ("ihr",), "both": ("ecg", "ihr")}
@@ -249,6 +253,11 @@ class TrainingConfig(_Section):
     patience : int or None
         Stop a stage after this many epochs without a better validation score; ``None`` runs all epochs
         (the paper's protocol).
+    checkpoint_metric : {"weighted_f1", "macro_f1", "kappa"}
+        The validation figure that picks a classification stage's best epoch (and the label-smoothing
+        control's ε). ``weighted_f1`` (default) can be maximised by a model that never predicts a rare stage;
+        ``macro_f1`` weighs every stage alike, so an epoch that loses deep sleep or REM scores lower.
+        Attention-transfer stages always keep the epoch with the lowest validation AT loss.
     seed : int
         Seed of the split, the initial weights and the batch order.
     device : str
@@ -294,6 +303,7 @@ class TrainingConfig(_Section):
     lr: float = 1e-3
     lr_schedule: str = "constant"
     patience: int | None = None
+    checkpoint_metric: str = "weighted_f1"
     seed: int = 0
     device: str = "auto"
     amp: bool = True
@@ -324,6 +334,7 @@ class TrainingConfig(_Section):
                 "none while patience is set (weights are averaged over the last epochs of a full stage)",
             )
         self._choice(source, "lr_schedule", LR_SCHEDULES)
+        self._choice(source, "checkpoint_metric", CHECKPOINT_METRICS)
         stretch = self.ecg_rate_stretch
         if isinstance(stretch, bool) or not isinstance(stretch, (int, float)) or not 0 <= stretch < 1:
             self._fail(source, "ecg_rate_stretch", "a number in [0, 1)")

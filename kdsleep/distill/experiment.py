@@ -517,6 +517,7 @@ def train_label_smoothing(runner: Runner, variant: Variant, *, on_epoch_end=None
     outcome's ``stages["label_smoothing"]``.
     """
     started = time.perf_counter()
+    chosen_on = f"val_{runner.settings.checkpoint_metric}"
     scores: dict[str, float] = {}
     best: tuple[float, float, Any, dict[str, Any]] | None = None
     for epsilon in variant.label_smoothing_grid:
@@ -527,7 +528,7 @@ def train_label_smoothing(runner: Runner, variant: Variant, *, on_epoch_end=None
             label_smoothing_grid=(),
         )
         model, stages = runner.train(candidate, on_epoch_end=on_epoch_end)
-        score = float(stages["final"]["val_weighted_f1"])
+        score = float(stages["final"][chosen_on])
         scores[f"{epsilon:g}"] = score
         if best is None or score > best[0]:
             best = (score, epsilon, model, stages)
@@ -535,7 +536,7 @@ def train_label_smoothing(runner: Runner, variant: Variant, *, on_epoch_end=None
     _, epsilon, model, stages = best
     stages = {
         **stages,
-        "label_smoothing": {"chosen": epsilon, "chosen_on": "val_weighted_f1", "val_weighted_f1": scores},
+        "label_smoothing": {"chosen": epsilon, "chosen_on": chosen_on, chosen_on: scores},
     }
     outcome = runner.evaluate(variant, model, stages)
     outcome.seconds = time.perf_counter() - started

@@ -128,6 +128,8 @@ class TrainSettings:
         Windows per batch.
     patience : int or None
         Stop after this many epochs without a better validation score; ``None`` runs every epoch.
+    checkpoint_metric : {"weighted_f1", "macro_f1", "kappa"}
+        Validation figure that picks a classification stage's best epoch (``val_<metric>``).
     seed : int
         Seed of the batch order and of the random subset of training windows.
     amp : bool
@@ -155,6 +157,7 @@ class TrainSettings:
     lr_schedule: str = "constant"
     batch_size: int = 16
     patience: int | None = None
+    checkpoint_metric: str = "weighted_f1"
     seed: int = 0
     amp: bool = False
     num_workers: int = 0
@@ -177,6 +180,7 @@ class TrainSettings:
             lr_schedule=training.lr_schedule,
             batch_size=training.batch_size,
             patience=training.patience,
+            checkpoint_metric=training.checkpoint_metric,
             seed=training.seed,
             amp=training.amp,
             num_workers=training.num_workers,
@@ -510,10 +514,15 @@ def train_stage(
         for parameter in teacher.parameters():
             parameter.requires_grad_(False)
     maximise = spec.kind == "final"
-    score_name = "val_weighted_f1" if maximise else "val_at_loss"
+    score_name = f"val_{settings.checkpoint_metric}" if maximise else "val_at_loss"
 
     if done_path.exists():
         done = json.loads(done_path.read_text(encoding="utf-8"))
+        if done.get("score", score_name) != score_name:
+            raise ValueError(
+                f"{done_path}: this stage chose its best epoch by {done['score']}, the configuration asks for "
+                f"{score_name}; use a new run folder (or the stage's original checkpoint_metric)"
+            )
         averaged = done.get("averaged")
         returned = averaged_path if averaged is not None else best_path
         model.load_state_dict(read_checkpoint_payload(returned)["state_dict"])
@@ -620,7 +629,7 @@ def train_stage(
                 "seconds": time.perf_counter() - started,
             }
             history.append(row)
-            score = row["val_weighted_f1"] if maximise else row["val_loss"]
+            score = row[score_name] if maximise else row["val_loss"]
             improved = (score > best_score) if maximise else (score < best_score)
             if not math.isfinite(score):
                 improved = False
@@ -661,13 +670,14 @@ def train_stage(
                 )
             barrier()
             logger.info(
-                "%s epoch %d/%d: train loss %.4f, val loss %.4f, val weighted F1 %.3f%s",
+                "%s epoch %d/%d: train loss %.4f, val loss %.4f, val weighted F1 %.3f%s%s",
                 spec.name,
                 epoch,
                 spec.epochs,
                 row["train_loss"],
                 row["val_loss"],
                 row["val_weighted_f1"],
+                "" if score_name in ("val_weighted_f1", "val_at_loss") else f", {score_name} {score:.3f}",
                 " (best)" if improved else "",
             )
             if on_epoch_end is not None:

@@ -12,7 +12,7 @@ from kdsleep.checkpoint import (
     read_checkpoint_payload,
     save_checkpoint,
 )
-from kdsleep.distill.experiment import Pipeline
+from kdsleep.distill.experiment import Pipeline, RunFolderError
 from kdsleep.distill.variants import get_variant
 
 
@@ -394,3 +394,28 @@ def test_weight_averaging_errors(tiny_config, tmp_path):
         Pipeline(
             tiny_config(epochs=3, average_epochs=2), tmp_path / "run", resume=True, progress=False
         ).run_variant("ecg_baseline")
+
+
+@pytest.mark.parametrize("metric", ["kappa", "macro_f1"])
+def test_checkpoint_metric_picks_the_best_epoch_by_that_figure(tiny_config, tmp_path, metric):
+    """checkpoint_metric chooses a classification stage's best epoch by that validation figure, and a
+    finished stage is not reused under another metric."""
+    config = tiny_config(epochs=4, checkpoint_metric=metric)
+    outcome = Pipeline(config, tmp_path / "run", progress=False).run_variant("ecg_baseline")
+    stage = tmp_path / "run" / "w-l-d-r" / "ecg_baseline" / "final"
+    done = json.loads((stage / "done.json").read_text())
+    column = [row[f"val_{metric}"] for row in done["history"]]
+    assert done["score"] == f"val_{metric}"
+    assert done["best_epoch"] == 1 + column.index(max(column)) and done["best_score"] == max(column)
+    assert outcome.stages["final"][f"val_{metric}"] == max(column)
+    saved = read_checkpoint_payload(stage / "best.pt")
+    assert saved["metrics"]["epoch"] == done["best_epoch"]
+    with pytest.raises(RunFolderError, match=f"checkpoint_metric \\('{metric}' there, 'weighted_f1' now\\)"):
+        Pipeline(tiny_config(epochs=4), tmp_path / "run", progress=False).run_variant("ecg_baseline")
+
+
+def test_checkpoint_metric_must_be_known(tiny_config):
+    from kdsleep.distill.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"checkpoint_metric"):
+        tiny_config(checkpoint_metric="accuracy")

@@ -14,6 +14,7 @@ from kdsleep.distill.experiment import Pipeline, train_label_smoothing
 from kdsleep.distill.losses import FinalLoss
 from kdsleep.distill.runner import VariantOutcome
 from kdsleep.distill.seeds import run_seeds, seed_dir, write_seeds_run_report
+from kdsleep.distill.trainer import TrainSettings
 from kdsleep.distill.variants import get_variant
 from kdsleep.evaluation.compare import format_p_value, holm_correction
 from kdsleep.evaluation.metrics import StagingMetrics, SubjectConfusion, metrics_from_confusion
@@ -85,13 +86,16 @@ class FakeRunner:
     """Records what the label-smoothing search trains and evaluates."""
 
     val: dict[float, float]
+    settings: TrainSettings = field(default_factory=TrainSettings)
     trained: list = field(default_factory=list)
     evaluated: list = field(default_factory=list)
 
     def train(self, variant, on_epoch_end=None):
         self.trained.append(variant)
+        # the macro F1 ranks the candidates the other way round from the weighted F1
+        score = self.val[variant.label_smoothing]
         return f"model-{variant.label_smoothing:g}", {
-            "final": {"val_weighted_f1": self.val[variant.label_smoothing]}
+            "final": {"val_weighted_f1": score, "val_macro_f1": 1 - score}
         }
 
     def evaluate(self, variant, model, stages):
@@ -110,6 +114,16 @@ def test_label_smoothing_epsilon_is_chosen_on_validation_and_tested_once():
     assert [(name, model) for name, model, _ in runner.evaluated] == [("ecg_ls", "model-0.1")]
     assert outcome.stages["label_smoothing"]["chosen"] == 0.1
     assert outcome.stages["label_smoothing"]["val_weighted_f1"] == {"0.05": 0.4, "0.1": 0.7, "0.2": 0.5}
+
+
+def test_label_smoothing_epsilon_follows_the_checkpoint_metric():
+    runner = FakeRunner({0.05: 0.4, 0.1: 0.7, 0.2: 0.5}, settings=TrainSettings(checkpoint_metric="macro_f1"))
+    outcome = train_label_smoothing(runner, get_variant("ecg_ls"))
+    assert [model for _, model, _ in runner.evaluated] == ["model-0.05"]
+    assert outcome.stages["label_smoothing"]["chosen_on"] == "val_macro_f1"
+    assert outcome.stages["label_smoothing"]["val_macro_f1"] == pytest.approx(
+        {"0.05": 0.6, "0.1": 0.3, "0.2": 0.5}
+    )
 
 
 # --------------------------------------------------------------------------------------------------------
